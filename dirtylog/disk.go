@@ -1,0 +1,459 @@
+package dirtylog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dmlog/dmlog/internal/lebitmap"
+)
+
+// Device is a log device: random-access reads and writes plus Sync, which
+// must make every completed write durable (a cache flush).
+type Device interface {
+	io.ReaderAt
+	io.WriterAt
+	Sync() error
+}
+
+// Disk is the kernel's "disk" log: the clean bitmap persisted on a device
+// in the kernel's v2 format, so a mirror that crashes knows which regions
+// may differ between its legs.
+//
+// Flush follows the kernel's rules: with nothing changed it does no I/O; a
+// mark is written and the device synced before Flush returns; a flush that
+// only clears first calls Options.FlushCallback (so the legs' data is
+// durable before its region is clean), writes, and does not sync. Unlike
+// the kernel, which rewrites the whole bitmap, it writes only the logical
+// blocks that differ from what is on the device; the device bytes are the
+// same the kernel would hold.
+//
+// Disk is safe for concurrent use. MarkRegion and ClearRegion are
+// lock-free; Flush calls are serialised.
+type Disk struct {
+	regions
+	dev  Device
+	opts Options
+	bs   int
+
+	flushMu     sync.Mutex // serialises Flush, Resume and Close
+	buf         []byte     // the kernel's I/O buffer: what the device holds
+	scratch     []byte     // one block being built
+	needSync    bool       // a mark was written but the device not synced
+	fullRewrite bool       // the device may not hold buf: write it all
+
+	devFailed   atomic.Bool // D
+	syncFailed  atomic.Bool // F
+	cbFailed    atomic.Bool
+	failOnce    sync.Once
+	cbOnce      sync.Once
+	closed      atomic.Bool
+	closeDevice bool
+}
+
+// OpenDisk opens the disk log on dev and resumes it as the kernel does at
+// activation: the mode in o decides whether the bitmap on the device is
+// trusted (DefaultSync), replaced by all-dirty (ForceSync) or all-clean
+// (NoSync); a bad magic starts a new log; a version-1 log is read as
+// version 2; another version fails the log (status D, an event) and starts
+// it anew. The state is then written back as version 2 and synced. The
+// caller keeps ownership of dev.
+//
+// OpenDisk fails if the geometry is invalid, if dev (when it reports its
+// size through Size() int64 or Stat) is too small for the bitmap, or if the
+// initial write or sync fails.
+func OpenDisk(dev Device, o Options) (*Disk, error) {
+	n, err := o.regionCount()
+	if err != nil {
+		return nil, err
+	}
+	bs, err := o.blockSize()
+	if err != nil {
+		return nil, err
+	}
+	need := diskBufSize(n, bs)
+	if size, ok := deviceSize(dev); ok && size < need {
+		return nil, fmt.Errorf("%w: log device %s too small: need %d bytes", ErrLogDeviceTooSmall, o.name(), need)
+	}
+	d := &Disk{dev: dev, opts: o, bs: bs, buf: make([]byte, need), scratch: make([]byte, bs)}
+	d.init(n, o.Sync == NoSync)
+	// Hints are kept per group of bs/8 clean words (one block's worth of
+	// bitmap); flush maps a group to the one or two blocks it spans.
+	for s := uint(0); 1<<s < bs/8; s++ {
+		d.changedShift = s + 1
+	}
+	groups := (uint64(len(d.clean)) + 1<<d.changedShift - 1) >> d.changedShift
+	d.changed = make([]atomic.Uint64, (groups+63)/64)
+	if err := d.resume(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// deviceSize learns the size of dev if it can tell.
+func deviceSize(dev any) (int64, bool) {
+	switch v := dev.(type) {
+	case interface{ Size() int64 }:
+		if s := v.Size(); s >= 0 {
+			return s, true
+		}
+	case interface{ Stat() (os.FileInfo, error) }:
+		if fi, err := v.Stat(); err == nil && fi.Mode().IsRegular() {
+			return fi.Size(), true
+		}
+	}
+	return 0, false
+}
+
+func (d *Disk) fail(err error, flushErr bool) {
+	d.devFailed.Store(true)
+	if flushErr {
+		d.syncFailed.Store(true)
+	}
+	d.failOnce.Do(func() {
+		if d.opts.OnEvent != nil {
+			d.opts.OnEvent(Event{Kind: EventLogFailed, Err: err})
+		}
+	})
+}
+
+// resume is the kernel's disk_resume.
+func (d *Disk) resume() error {
+	d.flushMu.Lock()
+	defer d.flushMu.Unlock()
+	var readErr error
+	if _, err := d.dev.ReadAt(d.buf, 0); err != nil && !errors.Is(err, io.EOF) {
+		readErr = fmt.Errorf("%w: reading %s: %v", ErrLogFailed, d.opts.name(), err)
+		clear(d.buf)
+	}
+	h := decodeHeader(d.buf)
+	if d.opts.Sync != DefaultSync || h.Magic != DiskMagic {
+		h = DiskHeader{Magic: DiskMagic, Version: DiskVersion}
+	}
+	if h.Version == 1 {
+		h.Version = DiskVersion
+	}
+	if h.Version != DiskVersion {
+		d.fail(fmt.Errorf("%w: %s has version %d", ErrBadVersion, d.opts.name(), h.Version), false)
+		h = DiskHeader{Magic: DiskMagic, Version: DiskVersion}
+	}
+	if readErr != nil {
+		d.fail(readErr, false)
+		h = DiskHeader{Magic: DiskMagic, Version: DiskVersion}
+	}
+
+	// Load the clean bits: on-disk bits for [0, nr), then the grown tail.
+	words := make([]uint64, len(d.clean))
+	lebitmap.DecodeWords(words, d.buf[diskBitmapOffset:diskBitmapOffset+len(words)*8])
+	nr := min(h.NrRegions, d.count)
+	for r := nr; r < d.count; r++ {
+		if d.opts.Sync == NoSync {
+			words[r/64] |= 1 << (r % 64)
+		} else {
+			words[r/64] &^= 1 << (r % 64)
+		}
+	}
+	if len(words) > 0 {
+		words[len(words)-1] &= d.tailMask()
+	}
+	for i, w := range words {
+		d.clean[i].Store(w)
+	}
+	for i := range d.changed {
+		d.changed[i].Store(0)
+	}
+	d.syncFromClean()
+
+	h.NrRegions = d.count
+	h.encode(d.buf)
+	lebitmap.EncodeWords(d.buf[diskBitmapOffset:], words)
+	if _, err := d.dev.WriteAt(d.buf, 0); err != nil {
+		d.fullRewrite = true
+		err = fmt.Errorf("%w: writing %s: %v", ErrLogFailed, d.opts.name(), err)
+		d.fail(err, false)
+		return err
+	}
+	if err := d.dev.Sync(); err != nil {
+		d.fullRewrite = true
+		err = fmt.Errorf("%w: syncing %s: %v", ErrLogFailed, d.opts.name(), err)
+		d.fail(err, true)
+		return err
+	}
+	d.fullRewrite = false
+	d.needSync = false
+	return nil
+}
+
+// RegionSize returns the region size in bytes.
+func (d *Disk) RegionSize() int64 { return d.opts.RegionSize }
+
+// RegionCount returns the number of regions.
+func (d *Disk) RegionCount() uint64 { return d.count }
+
+// IsClean reports whether r has no write in flight since its last clear.
+func (d *Disk) IsClean(_ context.Context, r Region) (bool, error) {
+	if err := d.check(r); err != nil {
+		return false, err
+	}
+	return d.isClean(r), nil
+}
+
+// InSync reports whether r is in sync. It never blocks.
+func (d *Disk) InSync(_ context.Context, r Region) (bool, error) {
+	if err := d.check(r); err != nil {
+		return false, err
+	}
+	return d.inSync(r), nil
+}
+
+// MarkRegion marks r dirty in memory; Flush makes it durable.
+func (d *Disk) MarkRegion(r Region) { d.mark(r) }
+
+// ClearRegion marks r clean in memory; a later Flush writes it. After a
+// flush callback failure it does nothing.
+func (d *Disk) ClearRegion(r Region) { d.clear(r) }
+
+// Flush writes the blocks of the bitmap that changed since the last
+// successful flush. See the type's doc for the rules. A failed write or
+// sync fails the log (status D or F, one event) and returns an error
+// wrapping ErrLogFailed; the next Flush retries.
+func (d *Disk) Flush(ctx context.Context) error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	d.flushMu.Lock()
+	defer d.flushMu.Unlock()
+	return d.flushLocked()
+}
+
+// blockRun is a run of consecutive changed blocks [lo, hi).
+type blockRun struct{ lo, hi uint64 }
+
+func (d *Disk) flushLocked() error {
+	blocks := uint64(len(d.buf) / d.bs)
+	// Take the hints first, then read the bits: a mark racing with us
+	// either is read below or leaves its hint for the next flush.
+	ghints := make([]uint64, len(d.changed))
+	any := d.fullRewrite
+	for i := range d.changed {
+		ghints[i] = d.changed[i].Swap(0)
+		any = any || ghints[i] != 0
+	}
+	if !any && !d.needSync {
+		return nil
+	}
+	restore := func() {
+		for i, h := range ghints {
+			if h != 0 {
+				d.changed[i].Or(h)
+			}
+		}
+	}
+	hints := make([]uint64, (blocks+63)/64)
+	bs := uint64(d.bs)
+	for i, h := range ghints {
+		for ; h != 0; h &= h - 1 {
+			g := uint64(i)*64 + uint64(bits.TrailingZeros64(h))
+			lo := (diskBitmapOffset + g*bs) / bs
+			hi := min((diskBitmapOffset+(g+1)*bs-1)/bs, blocks-1)
+			for b := lo; b <= hi; b++ {
+				hints[b/64] |= 1 << (b % 64)
+			}
+		}
+	}
+	dirtied, cleaned := d.needSync, false
+	var runs []blockRun
+	var images [][]byte
+	scan := func() {
+		runs, images = runs[:0], images[:0]
+		for b := uint64(0); b < blocks; b++ {
+			if !d.fullRewrite && hints[b/64]&(1<<(b%64)) == 0 {
+				continue
+			}
+			img := d.encodeBlock(b)
+			old := d.buf[b*uint64(d.bs) : (b+1)*uint64(d.bs)]
+			same := true
+			for i := range img {
+				if img[i] == old[i] {
+					continue
+				}
+				same = false
+				if img[i]&^old[i] != 0 {
+					cleaned = true
+				}
+				if old[i]&^img[i] != 0 {
+					dirtied = true
+				}
+			}
+			if same && !d.fullRewrite {
+				continue
+			}
+			if n := len(runs); n > 0 && runs[n-1].hi == b {
+				runs[n-1].hi = b + 1
+			} else {
+				runs = append(runs, blockRun{b, b + 1})
+			}
+			images = append(images, img)
+		}
+	}
+	scan()
+	if cleaned && d.opts.FlushCallback != nil {
+		if err := d.opts.FlushCallback(); err != nil {
+			d.flushFailed.Store(true)
+			d.cbFailed.Store(true)
+			d.cbOnce.Do(func() {
+				if d.opts.OnEvent != nil {
+					d.opts.OnEvent(Event{Kind: EventFlushCallbackFailed, Err: err})
+				}
+			})
+			d.dirtyAll()
+			for i := range ghints {
+				ghints[i] |= d.changed[i].Swap(0)
+			}
+			for b := uint64(0); b < blocks; b++ {
+				hints[b/64] |= 1 << (b % 64)
+			}
+			scan()
+		}
+	}
+	// Write each run with one WriteAt.
+	img := 0
+	for _, run := range runs {
+		n := run.hi - run.lo
+		out := make([]byte, 0, n*uint64(d.bs))
+		for range n {
+			out = append(out, images[img]...)
+			img++
+		}
+		off := int64(run.lo) * int64(d.bs)
+		if _, err := d.dev.WriteAt(out, off); err != nil {
+			restore()
+			err = fmt.Errorf("%w: writing %s at %d: %v", ErrLogFailed, d.opts.name(), off, err)
+			d.fail(err, false)
+			return err
+		}
+		copy(d.buf[off:], out)
+	}
+	d.fullRewrite = false
+	if dirtied {
+		d.needSync = true
+		if err := d.dev.Sync(); err != nil {
+			err = fmt.Errorf("%w: syncing %s: %v", ErrLogFailed, d.opts.name(), err)
+			d.fail(err, true)
+			return err
+		}
+		d.needSync = false
+	}
+	return nil
+}
+
+// encodeBlock returns block b of the buffer as the current clean bits
+// would make it. The slice is freshly allocated.
+func (d *Disk) encodeBlock(b uint64) []byte {
+	bs := uint64(d.bs)
+	out := make([]byte, bs)
+	copy(out, d.buf[b*bs:(b+1)*bs])
+	lo, hi := b*bs, (b+1)*bs // byte range of the block in the buffer
+	bmEnd := uint64(diskBitmapOffset) + uint64(len(d.clean))*8
+	if hi <= diskBitmapOffset || lo >= bmEnd {
+		return out
+	}
+	start := max(lo, diskBitmapOffset)
+	end := min(hi, bmEnd)
+	for p := start; p < end; p += 8 {
+		w := d.clean[(p-diskBitmapOffset)/8].Load()
+		putLE64(out[p-lo:], w)
+	}
+	return out
+}
+
+func putLE64(b []byte, v uint64) {
+	_ = b[7]
+	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+	b[4], b[5], b[6], b[7] = byte(v>>32), byte(v>>40), byte(v>>48), byte(v>>56)
+}
+
+// ResyncWork hands out the next out-of-sync region.
+func (d *Disk) ResyncWork(context.Context) (Region, bool, error) {
+	r, ok := d.resyncWork()
+	return r, ok, nil
+}
+
+// SetRegionSync records r's sync state and ends its recovery.
+func (d *Disk) SetRegionSync(r Region, inSync bool) { d.setRegionSync(r, inSync) }
+
+// SyncCount returns the number of regions in sync.
+func (d *Disk) SyncCount() uint64 { return d.getSyncCount() }
+
+// RemoteRecovering is always false for a local log.
+func (d *Disk) RemoteRecovering(context.Context, Region) (bool, error) { return false, nil }
+
+// Suspend flushes the log (the kernel's postsuspend).
+func (d *Disk) Suspend(ctx context.Context) error { return d.Flush(ctx) }
+
+// Resume re-reads the log from the device, rebuilds the sync state from
+// it, rewrites it and restarts the resync cursor (the kernel's
+// disk_resume). Unflushed marks are lost: suspend first.
+func (d *Disk) Resume(context.Context) error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	return d.resume()
+}
+
+// Status returns "3 disk <dev> <A|D|F>": A alive, D the device failed, F a
+// sync of the device failed.
+func (d *Disk) Status() string {
+	return fmt.Sprintf("3 disk %s %c", d.opts.name(), d.failChar())
+}
+
+func (d *Disk) failChar() byte {
+	switch {
+	case d.syncFailed.Load():
+		return 'F'
+	case d.devFailed.Load():
+		return 'D'
+	}
+	return 'A'
+}
+
+// Table returns "disk <2|3> <dev> <sectors> [sync |nosync ]".
+func (d *Disk) Table() string {
+	argc := 2
+	if d.opts.Sync != DefaultSync {
+		argc = 3
+	}
+	s := fmt.Sprintf("disk %d %s %d ", argc, d.opts.name(), d.opts.RegionSize/SectorSize)
+	if d.opts.Sync != DefaultSync {
+		s += d.opts.Sync.String() + " "
+	}
+	return s
+}
+
+// Failed reports whether the log device has failed (status D or F).
+func (d *Disk) Failed() bool { return d.devFailed.Load() }
+
+// Close flushes the log and, if the log opened its device (New with an
+// opener returning an io.Closer), closes the device. Later calls return
+// ErrClosed.
+func (d *Disk) Close() error {
+	if d.closed.Swap(true) {
+		return ErrClosed
+	}
+	d.flushMu.Lock()
+	defer d.flushMu.Unlock()
+	err := d.flushLocked()
+	if d.closeDevice {
+		if c, ok := d.dev.(io.Closer); ok {
+			err = errors.Join(err, c.Close())
+		}
+	}
+	return err
+}
+
+var _ Log = (*Disk)(nil)

@@ -1,0 +1,35 @@
+// Package logwrites brings Linux's dm-log-writes to Go: a Recorder that
+// wraps a block device and logs every write, discard, flush and mark in the
+// kernel's on-disk log format, a reader for such logs (written by the kernel
+// or by a Recorder), and Replay, which rebuilds the device as it was at any
+// point of the log, with every option of fstests' replay-log.
+//
+// # Model
+//
+// A log is a sequence of entries on a separate log device. Block 0 holds the
+// super block (magic, version 1, nr_entries, sector size); each entry is a
+// 32-byte little-endian header padded to one sector, followed (for writes)
+// by the data written. Sectors are counted in the log's sector size.
+//
+// The Recorder follows the kernel target's ordering rules, which are what
+// makes a log useful for crash-consistency testing: entries appear in
+// completion order; plain writes and discards are held until the next flush
+// and logged, just before the flush entry, when that flush is issued
+// (writes completing after the flush was issued wait for the following
+// one); FUA writes and marks are logged at once. Every prefix of the log
+// that ends at a FLUSH or FUA entry is therefore a state the device could
+// have been in after a power cut, and replaying up to a mark gives the
+// flushed state at the moment the mark was set.
+//
+// The count in the super block is rewritten after each FUA or MARK entry and
+// at Close, always after the entries it covers have been written. With
+// Options.Durable the log device is also synced at every flush, so the log
+// read after a crash of the recording program is a clean prefix.
+//
+// # Concurrency
+//
+// A Recorder is safe for concurrent use by many goroutines. A Log is
+// immutable and safe for concurrent use if its io.ReaderAt is. Replay uses
+// its arguments from one goroutine and may run concurrently with other
+// replays of the same Log onto other targets.
+package logwrites

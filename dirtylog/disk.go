@@ -128,7 +128,7 @@ func (d *Disk) resume() error {
 	defer d.flushMu.Unlock()
 	var readErr error
 	if _, err := d.dev.ReadAt(d.buf, 0); err != nil && !errors.Is(err, io.EOF) {
-		readErr = fmt.Errorf("%w: reading %s: %v", ErrLogFailed, d.opts.name(), err)
+		readErr = fmt.Errorf("%w: reading %s: %w", ErrLogFailed, d.opts.name(), err)
 		clear(d.buf)
 	}
 	h := decodeHeader(d.buf)
@@ -174,13 +174,13 @@ func (d *Disk) resume() error {
 	lebitmap.EncodeWords(d.buf[diskBitmapOffset:], words)
 	if _, err := d.dev.WriteAt(d.buf, 0); err != nil {
 		d.fullRewrite = true
-		err = fmt.Errorf("%w: writing %s: %v", ErrLogFailed, d.opts.name(), err)
+		err = fmt.Errorf("%w: writing %s: %w", ErrLogFailed, d.opts.name(), err)
 		d.fail(err, false)
 		return err
 	}
 	if err := d.dev.Sync(); err != nil {
 		d.fullRewrite = true
-		err = fmt.Errorf("%w: syncing %s: %v", ErrLogFailed, d.opts.name(), err)
+		err = fmt.Errorf("%w: syncing %s: %w", ErrLogFailed, d.opts.name(), err)
 		d.fail(err, true)
 		return err
 	}
@@ -333,7 +333,7 @@ func (d *Disk) flushLocked() error {
 		off := int64(run.lo) * int64(d.bs)
 		if _, err := d.dev.WriteAt(out, off); err != nil {
 			restore()
-			err = fmt.Errorf("%w: writing %s at %d: %v", ErrLogFailed, d.opts.name(), off, err)
+			err = fmt.Errorf("%w: writing %s at %d: %w", ErrLogFailed, d.opts.name(), off, err)
 			d.fail(err, false)
 			return err
 		}
@@ -343,7 +343,7 @@ func (d *Disk) flushLocked() error {
 	if dirtied {
 		d.needSync = true
 		if err := d.dev.Sync(); err != nil {
-			err = fmt.Errorf("%w: syncing %s: %v", ErrLogFailed, d.opts.name(), err)
+			err = fmt.Errorf("%w: syncing %s: %w", ErrLogFailed, d.opts.name(), err)
 			d.fail(err, true)
 			return err
 		}

@@ -1,0 +1,312 @@
+package logwrites
+
+import (
+	"fmt"
+	"io"
+)
+
+// ReplayOptions select which entries Replay applies and when it stops. The
+// zero value replays the whole log. Each field corresponds to an option of
+// fstests' replay-log (named in brackets); --num-entries is Log.NumEntries.
+//
+// Replay differs from replay-log where replay-log is a known pitfall: an
+// end mark that is not in the log is an error (ErrMarkNotFound) and nothing
+// is written; a discard always zeroes its range, whatever its size; the
+// sector range filters discards too; a checker fails by returning an error
+// or panicking, and either stops the replay.
+type ReplayOptions struct {
+	// StartEntry skips entries 0..StartEntry-1 without applying them
+	// [--start-entry]. It must be below NumEntries unless it is 0.
+	StartEntry uint64
+	// StartMark skips entries up to and including the mark of that name,
+	// and replays from the next one [--start-mark]. It overrides StartEntry.
+	StartMark string
+	// EndMark stops after the mark of that name [--end-mark]; the name must
+	// match exactly.
+	EndMark string
+	// Limit stops after that many entries counted from the start point
+	// [--limit]; 0 means no limit.
+	Limit uint64
+	// NextFlush / NextFUA stop after the first entry with the FLUSH / FUA
+	// flag [--next-flush, --next-fua].
+	NextFlush, NextFUA bool
+	// Find writes nothing: Replay walks the entries from the start point,
+	// reports the first one meeting a stop condition (Limit, NextFlush,
+	// NextFUA, EndMark) to Progress as Found, and returns ErrNotFound if
+	// none does [--find]. The Find function returns the entry directly.
+	Find bool
+	// NoDiscard ignores DISCARD entries [--no-discard].
+	NoDiscard bool
+	// StartSector and EndSector (inclusive, in the log's sector units)
+	// replay only writes and discards overlapping the range
+	// [--start-sector, --end-sector]. EndSector 0 means no upper bound.
+	// Entries without a range (marks, empty flushes) always pass.
+	StartSector, EndSector uint64
+	// Checker, if set, is called with the target synced after every
+	// CheckEvery-th entry replayed (counted from the start point) and after
+	// each entry with a flag in CheckOn (FlagFlush, FlagFUA, FlagDiscard)
+	// [--fsck, --check N|flush|fua|discard]. An error or a panic stops the
+	// replay with a *ReplayError wrapping ErrCheck.
+	Checker    func(e Entry) error
+	CheckEvery uint64
+	CheckOn    Flags
+	// Progress, if set, is told about every entry Replay walks over and
+	// what it did with it (replay-log's -v / -vv output).
+	Progress func(e Entry, a Action)
+}
+
+// Action says what Replay did with an entry, for ReplayOptions.Progress.
+type Action int
+
+// Actions.
+const (
+	Seeked   Action = iota // skipped to reach the start point
+	Replayed               // applied to the target (or, for marks and empty flushes, consumed)
+	Skipped                // filtered out (NoDiscard or the sector range)
+	Found                  // the entry Find mode was looking for
+)
+
+// String names the action.
+func (a Action) String() string {
+	switch a {
+	case Seeked:
+		return "seek"
+	case Replayed:
+		return "replay"
+	case Skipped:
+		return "skip"
+	case Found:
+		return "found"
+	}
+	return fmt.Sprintf("Action(%d)", int(a))
+}
+
+// ReplayError is returned when Replay stops on an entry: the log is bad or
+// unreadable there, the target failed, or the checker failed. Entries
+// before it have been applied to the target.
+type ReplayError struct {
+	Entry   Entry  // the entry concerned (Index and Block are always set)
+	Applied uint64 // entries applied (from the start point) before the error
+	Err     error
+}
+
+func (e *ReplayError) Error() string {
+	return fmt.Sprintf("logwrites: replay stopped at entry %d (log block %d) after applying %d entries: %v",
+		e.Entry.Index, e.Entry.Block, e.Applied, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *ReplayError) Unwrap() error { return e.Err }
+
+// replayChunk is the largest buffer Replay uses to copy data or zeros.
+const replayChunk = 1 << 20
+
+// Replay applies the entries of log selected by o to target, writing each
+// write entry's data at its offset and zeroing discarded ranges, then syncs
+// target if it has a Sync method. target may be nil in Find mode.
+//
+// Replay onto a target that held a later state of the same device does not
+// undo writes the replayed prefix does not cover: start from a copy of the
+// device's initial contents for every prefix.
+func Replay(log *Log, target io.WriterAt, o ReplayOptions) error {
+	rp := replayer{log: log, target: target, o: o, s: log.SectorSize()}
+	return rp.run()
+}
+
+// Find walks the entries from the start point selected by o and returns the
+// first one meeting a stop condition (Limit, NextFlush, NextFUA, EndMark),
+// as replay-log --find does. Its position in replay-log's "<index>@<pos>"
+// output is e.NextBlock(). No stop condition found: ErrNotFound.
+func Find(log *Log, o ReplayOptions) (Entry, error) {
+	o.Find = true
+	var found Entry
+	prog := o.Progress
+	o.Progress = func(e Entry, a Action) {
+		if a == Found {
+			found = e
+		}
+		if prog != nil {
+			prog(e, a)
+		}
+	}
+	err := Replay(log, nil, o)
+	return found, err
+}
+
+type replayer struct {
+	log    *Log
+	target io.WriterAt
+	o      ReplayOptions
+	s      int
+	buf    []byte
+}
+
+func (rp *replayer) progress(e Entry, a Action) {
+	if rp.o.Progress != nil {
+		rp.o.Progress(e, a)
+	}
+}
+
+func (rp *replayer) run() error {
+	o := rp.o
+	if !o.Find && rp.target == nil {
+		return fmt.Errorf("%w: Replay needs a target", ErrInvalidEntry)
+	}
+	if o.Checker != nil && o.CheckEvery == 0 && o.CheckOn == 0 {
+		return fmt.Errorf("%w: a Checker needs CheckEvery or CheckOn", ErrInvalidEntry)
+	}
+	if o.Checker == nil && (o.CheckEvery != 0 || o.CheckOn != 0) {
+		return fmt.Errorf("%w: CheckEvery/CheckOn need a Checker", ErrInvalidEntry)
+	}
+	if o.StartMark == "" && o.StartEntry > 0 && o.StartEntry >= rp.log.NumEntries() {
+		return fmt.Errorf("%w: start entry %d, the log has %d entries", ErrInvalidEntry, o.StartEntry, rp.log.NumEntries())
+	}
+	// Find the start point (and, before anything is written, check that the
+	// end mark exists).
+	start := o.StartEntry
+	if o.StartMark != "" {
+		e, err := rp.findMark(0, o.StartMark)
+		if err != nil {
+			return fmt.Errorf("start mark %q: %w", o.StartMark, err)
+		}
+		start = e.Index + 1
+	}
+	if o.EndMark != "" && !o.Find {
+		if _, err := rp.findMark(start, o.EndMark); err != nil {
+			return fmt.Errorf("end mark %q: %w", o.EndMark, err)
+		}
+	}
+	var count, applied uint64
+	for e, err := range rp.log.Entries() {
+		if err != nil {
+			return &ReplayError{Entry: e, Applied: applied, Err: err}
+		}
+		if e.Index < start {
+			rp.progress(e, Seeked)
+			continue
+		}
+		count++
+		if o.Find {
+			if rp.stop(e, count) {
+				rp.progress(e, Found)
+				return nil
+			}
+			continue
+		}
+		act, err := rp.apply(e)
+		if err != nil {
+			return &ReplayError{Entry: e, Applied: applied, Err: err}
+		}
+		applied++
+		rp.progress(e, act)
+		if o.Checker != nil && ((o.CheckEvery != 0 && count%o.CheckEvery == 0) || e.Flags&o.CheckOn != 0) {
+			if err := rp.check(e); err != nil {
+				return &ReplayError{Entry: e, Applied: applied, Err: err}
+			}
+		}
+		if rp.stop(e, count) {
+			break
+		}
+	}
+	if o.Find {
+		return ErrNotFound
+	}
+	if err := syncDev(rp.target); err != nil {
+		return fmt.Errorf("logwrites: syncing the replay target: %w", err)
+	}
+	return nil
+}
+
+// findMark returns the first mark named name at or after entry from.
+func (rp *replayer) findMark(from uint64, name string) (Entry, error) {
+	for e, err := range rp.log.Entries() {
+		if err != nil {
+			// Let the replay itself report a bad log (after applying what
+			// it can), unless we are looking for a start point.
+			return Entry{}, err
+		}
+		if e.Index >= from && e.isMark() && e.Mark == name {
+			return e, nil
+		}
+	}
+	return Entry{}, ErrMarkNotFound
+}
+
+func (rp *replayer) stop(e Entry, count uint64) bool {
+	o := rp.o
+	return (o.Limit != 0 && count >= o.Limit) ||
+		(o.NextFlush && e.Flags&FlagFlush != 0) ||
+		(o.NextFUA && e.Flags&FlagFUA != 0) ||
+		(o.EndMark != "" && e.isMark() && e.Mark == o.EndMark)
+}
+
+func (rp *replayer) inRange(e Entry) bool {
+	if e.NrSectors == 0 {
+		return true
+	}
+	last := e.Sector + e.NrSectors - 1
+	if last < rp.o.StartSector {
+		return false
+	}
+	return rp.o.EndSector == 0 || e.Sector <= rp.o.EndSector
+}
+
+func (rp *replayer) buffer(n int64) []byte {
+	if rp.buf == nil {
+		rp.buf = make([]byte, replayChunk)
+	}
+	return rp.buf[:min(n, replayChunk)]
+}
+
+// apply replays one entry.
+func (rp *replayer) apply(e Entry) (Action, error) {
+	s := rp.s
+	switch {
+	case e.Flags&FlagDiscard != 0:
+		if rp.o.NoDiscard || !rp.inRange(e) {
+			return Skipped, nil
+		}
+		off, n := e.Offset(s), e.Length(s)
+		for done := int64(0); done < n; {
+			b := rp.buffer(n - done)
+			clear(b)
+			if _, err := rp.target.WriteAt(b, off+done); err != nil {
+				return Replayed, fmt.Errorf("zeroing discarded range: %w", err)
+			}
+			done += int64(len(b))
+		}
+		return Replayed, nil
+	case !e.HasData():
+		return Replayed, nil
+	case !rp.inRange(e):
+		return Skipped, nil
+	}
+	off, n := e.Offset(s), e.Length(s)
+	for done := int64(0); done < n; {
+		b := rp.buffer(n - done)
+		if err := rp.log.readDataAt(e, b, done); err != nil {
+			return Replayed, err
+		}
+		if _, err := rp.target.WriteAt(b, off+done); err != nil {
+			return Replayed, fmt.Errorf("writing to the replay target: %w", err)
+		}
+		done += int64(len(b))
+	}
+	return Replayed, nil
+}
+
+// check syncs the target and runs the checker, turning a panic into an error.
+func (rp *replayer) check(e Entry) (err error) {
+	if err := syncDev(rp.target); err != nil {
+		return fmt.Errorf("syncing the replay target: %w", err)
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%w: panic: %v", ErrCheck, v)
+		}
+	}()
+	if err := rp.o.Checker(e); err != nil {
+		return fmt.Errorf("%w: %w", ErrCheck, err)
+	}
+	return nil
+}

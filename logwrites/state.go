@@ -1,0 +1,161 @@
+package logwrites
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// StateKind says how Explore produced a crash state.
+type StateKind int
+
+const (
+	// PrefixState: every entry before the cut, applied in log order, as
+	// replay-log replays a prefix.
+	PrefixState StateKind = iota
+	// SubsetState: the writes made durable before the cut, plus a subset of
+	// the writes that were not yet durable, in some order, the last one
+	// possibly torn.
+	SubsetState
+)
+
+func (k StateKind) String() string {
+	switch k {
+	case PrefixState:
+		return "prefix"
+	case SubsetState:
+		return "subset"
+	}
+	return fmt.Sprintf("StateKind(%d)", int(k))
+}
+
+// SectorRange is a half-open range [Start, End) of 512-byte sectors,
+// counted from the start of an entry's data.
+type SectorRange struct {
+	Start, End uint64
+}
+
+// Tear describes a torn write: only some 512-byte sectors of the entry's
+// data reached the device; the rest kept their previous contents.
+type Tear struct {
+	Entry uint64        // index of the torn entry (always the last of Description.Apply)
+	Kept  []SectorRange // the sectors that were written, in increasing order
+}
+
+// Description says exactly which device image a crash state is: replaying
+// entries [0, Prefix) in log order and then the entries in Apply, in that
+// order (the last one torn if Tear is set), onto a copy of the base image
+// gives the state's image. ReplayState does just that.
+type Description struct {
+	// ID numbers the states in generation order, from 0. For the same log,
+	// base and options, the same ID always names the same state.
+	ID int
+	// Kind is how the state was produced.
+	Kind StateKind
+	// Cut is the power-cut point: no entry with Index >= Cut is in the state.
+	Cut uint64
+	// Prefix: entries [0, Prefix) are applied in log order. For a subset
+	// state, Prefix is the index of the last FLUSH before the cut, which
+	// made every earlier entry durable.
+	Prefix uint64
+	// Apply lists the entries applied after the prefix, in order: first the
+	// durable ones after the flush (FUA writes), then the chosen subset of
+	// the writes that were not durable yet. Empty for a prefix state.
+	Apply []uint64
+	// Dropped lists the non-durable writes and discards before the cut that
+	// the state does not have, in log order.
+	Dropped []uint64
+	// Tear, if not nil, says that the last entry of Apply is torn.
+	Tear *Tear
+	// Mark is the name of the last mark logged before the cut ("" if none).
+	Mark string
+	// Seed is ExploreOptions.Seed, which chose the subset.
+	Seed uint64
+}
+
+// String formats the description on one line, e.g.
+// "state 12 (subset, seed 1): cut before entry 9 (after mark "m1"): entries 0..4 replayed, then 7, 6 (6 torn: kept sectors 0-1); dropped 8".
+func (d Description) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "state %d (%v, seed %d): cut before entry %d", d.ID, d.Kind, d.Seed, d.Cut)
+	if d.Mark != "" {
+		fmt.Fprintf(&b, " (after mark %q)", d.Mark)
+	}
+	if d.Prefix == 0 {
+		b.WriteString(": no entries replayed")
+	} else {
+		fmt.Fprintf(&b, ": entries 0..%d replayed", d.Prefix-1)
+	}
+	if len(d.Apply) > 0 {
+		b.WriteString(", then ")
+		b.WriteString(joinIdx(d.Apply))
+	}
+	if d.Tear != nil {
+		fmt.Fprintf(&b, " (%d torn: kept sectors ", d.Tear.Entry)
+		for i, r := range d.Tear.Kept {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			if r.End-r.Start == 1 {
+				fmt.Fprintf(&b, "%d", r.Start)
+			} else {
+				fmt.Fprintf(&b, "%d-%d", r.Start, r.End-1)
+			}
+		}
+		b.WriteString(")")
+	}
+	if len(d.Dropped) > 0 {
+		b.WriteString("; dropped ")
+		b.WriteString(joinIdx(d.Dropped))
+	}
+	return b.String()
+}
+
+func joinIdx(xs []uint64) string {
+	var b strings.Builder
+	for i, x := range xs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%d", x)
+	}
+	return b.String()
+}
+
+// State is one device image a power cut could have left, with its
+// Description. It reads as an io.ReaderAt over the whole device.
+//
+// A State is immutable: its contents never change, it stays valid after the
+// check that received it returns, and it is safe for concurrent use by
+// multiple goroutines if the base image's ReadAt is.
+type State struct {
+	Description
+	ov overlay
+}
+
+var _ io.ReaderAt = State{}
+
+// ReadAt reads the state's image. Reading past Size returns io.EOF.
+func (s State) ReadAt(p []byte, off int64) (int, error) {
+	if s.ov.sh == nil {
+		return 0, io.EOF
+	}
+	return s.ov.ReadAt(p, off)
+}
+
+// Size returns the device size in bytes.
+func (s State) Size() int64 {
+	if s.ov.sh == nil {
+		return 0
+	}
+	return s.ov.sh.size
+}
+
+// Bytes returns a copy of the whole image.
+func (s State) Bytes() ([]byte, error) {
+	b := make([]byte, s.Size())
+	if _, err := s.ReadAt(b, 0); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return b, nil
+}

@@ -1,0 +1,250 @@
+package remote
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/dmlog/dmlog/dirtylog"
+)
+
+// Defaults for ServerOptions.
+const (
+	DefaultDeadAfter        = 15 * time.Second
+	DefaultFrameTimeout     = 30 * time.Second
+	DefaultWriteTimeout     = 30 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+)
+
+// ServerOptions configures a Server.
+type ServerOptions struct {
+	// Open resolves the log device named in a clustered-disk CTR (a path
+	// or major:minor). If the device is an io.Closer it is closed when the
+	// log is destroyed. Without Open, clustered-disk logs are refused.
+	Open func(name string) (dirtylog.Device, error)
+	// LogicalBlockSize of the disk log devices (default 512).
+	LogicalBlockSize int
+	// TLS is required to serve a TCP listener: the server requires and
+	// verifies a client certificate (tls.RequireAndVerifyClientCert, with
+	// ClientCAs from this config) and speaks TLS 1.3 only, whatever the
+	// config says. Unix-socket listeners are served in the clear.
+	TLS *tls.Config
+	// DeadAfter is how long a node may stay disconnected without having
+	// suspended before it is declared dead: the regions it marks become
+	// out of sync (resync work) and a recovery claim it holds is released.
+	// Zero means DefaultDeadAfter; a negative value never declares a node
+	// dead (cmirrord's behaviour: its regions stay dirty).
+	DeadAfter time.Duration
+	// FrameTimeout bounds the time to receive the rest of a frame once its
+	// first byte arrived; a peer stalling mid-frame is dropped. Idle peers
+	// (between frames) are never dropped. Zero means DefaultFrameTimeout.
+	FrameTimeout time.Duration
+	// WriteTimeout bounds writing a reply; a peer that does not read is
+	// dropped. Zero means DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// HandshakeTimeout bounds the TLS handshake. Zero means
+	// DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// Logger receives connection and cluster events (joins, deaths,
+	// refused peers). Nil discards them.
+	Logger *slog.Logger
+}
+
+// Server hosts clustered dirty-region logs, each named by a UUID, for
+// clients speaking the userspace-log protocol over stream connections.
+// Every log is backed by a dirtylog core log ("clustered-core") or disk log
+// ("clustered-disk", the kernel's on-disk format) and kept coherent for
+// all the nodes using it (see the package documentation).
+//
+// A Server is safe for concurrent use: Serve may run on several listeners
+// at once, and Close may be called from any goroutine.
+type Server struct {
+	opts ServerOptions
+	log  *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	conns     map[*serverConn]struct{}
+	logs      map[string]*hostedLog
+	nextConn  uint64
+	wg        sync.WaitGroup
+}
+
+// NewServer returns a server with options o. It does nothing until Serve.
+func NewServer(o ServerOptions) *Server {
+	if o.DeadAfter == 0 {
+		o.DeadAfter = DefaultDeadAfter
+	}
+	if o.FrameTimeout <= 0 {
+		o.FrameTimeout = DefaultFrameTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	lg := o.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		opts: o, log: lg, ctx: ctx, cancel: cancel,
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*serverConn]struct{}{},
+		logs:      map[string]*hostedLog{},
+	}
+}
+
+// serverTLS returns the config the server really uses: mutual TLS 1.3.
+func serverTLS(c *tls.Config) (*tls.Config, error) {
+	if c == nil {
+		return nil, ErrInsecure
+	}
+	c = c.Clone()
+	c.MinVersion = tls.VersionTLS13
+	c.MaxVersion = 0
+	c.ClientAuth = tls.RequireAndVerifyClientCert
+	if c.ClientCAs == nil {
+		return nil, fmt.Errorf("%w: ServerOptions.TLS has no ClientCAs to verify clients against", ErrInsecure)
+	}
+	if len(c.Certificates) == 0 && c.GetCertificate == nil && c.GetConfigForClient == nil {
+		return nil, fmt.Errorf("%w: ServerOptions.TLS has no server certificate", ErrInsecure)
+	}
+	return c, nil
+}
+
+// Serve accepts connections on l and serves each in its own goroutine
+// until l fails or the server is closed; it then returns (ErrServerClosed
+// after Close). A Unix-socket listener's socket file is made mode 0600
+// (ListenUnix creates it so from the start). Any other listener is
+// treated as network-facing: it requires ServerOptions.TLS and every
+// connection must complete a mutual-TLS 1.3 handshake before a request is
+// read. Serve closes l before returning.
+func (s *Server) Serve(l net.Listener) error {
+	var tcfg *tls.Config
+	if ua, ok := l.Addr().(*net.UnixAddr); ok {
+		if ua.Name != "" && ua.Name[0] != '@' {
+			if err := os.Chmod(ua.Name, 0o600); err != nil {
+				l.Close()
+				return fmt.Errorf("remote: securing socket %s: %w", ua.Name, err)
+			}
+		}
+	} else {
+		c, err := serverTLS(s.opts.TLS)
+		if err != nil {
+			l.Close()
+			return err
+		}
+		tcfg = c
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	s.log.Info("serving", "addr", l.Addr().String(), "tls", tcfg != nil)
+
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			delete(s.listeners, l)
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				s.mu.Lock()
+				s.listeners[l] = struct{}{}
+				s.mu.Unlock()
+				continue
+			}
+			l.Close()
+			return fmt.Errorf("remote: accept on %s: %w", l.Addr(), err)
+		}
+		delay = 0
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		s.nextConn++
+		sc := &serverConn{srv: s, nc: nc, id: s.nextConn, members: map[memberKey]*hostedLog{}}
+		s.conns[sc] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go sc.serve(tcfg)
+	}
+}
+
+// Close stops every listener and connection, waits for their goroutines,
+// stops the death timers and closes every backing log (a disk log flushes
+// on close). It returns the backing logs' close errors.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.closed = true
+	s.cancel()
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+
+	s.mu.Lock()
+	logs := s.logs
+	s.logs = map[string]*hostedLog{}
+	s.mu.Unlock()
+	var errs []error
+	for _, hl := range logs {
+		errs = append(errs, hl.destroy())
+	}
+	return errors.Join(errs...)
+}
+
+// Logs returns the UUIDs of the hosted logs.
+func (s *Server) Logs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.logs))
+	for u := range s.logs {
+		out = append(out, u)
+	}
+	return out
+}
+
+func (s *Server) dropConn(sc *serverConn) {
+	s.mu.Lock()
+	delete(s.conns, sc)
+	s.mu.Unlock()
+}

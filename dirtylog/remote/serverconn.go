@@ -1,0 +1,141 @@
+package remote
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"time"
+)
+
+type memberKey struct {
+	uuid string
+	node NodeID
+}
+
+// serverConn is one client connection. One goroutine reads a frame,
+// serves it and queues the reply, so a connection's requests are applied
+// in the order sent (a client pipelines MARKs and a FLUSH and relies on
+// it); replies are written out whenever no further request is buffered.
+type serverConn struct {
+	srv     *Server
+	nc      net.Conn
+	id      uint64
+	members map[memberKey]*hostedLog // owned by the serving goroutine
+}
+
+const maxErrorMessage = 512
+
+func (sc *serverConn) serve(tcfg *tls.Config) {
+	s := sc.srv
+	defer s.wg.Done()
+	defer s.dropConn(sc)
+	defer sc.nc.Close()
+	lg := s.log.With("conn", sc.id, "remote", sc.nc.RemoteAddr().String())
+	if tcfg != nil {
+		tc := tls.Server(sc.nc, tcfg)
+		ctx, cancel := context.WithTimeout(s.ctx, s.opts.HandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			lg.Warn("TLS handshake refused", "err", err)
+			return
+		}
+		sc.nc = tc
+		if cs := tc.ConnectionState(); len(cs.PeerCertificates) > 0 {
+			lg = lg.With("peer", cs.PeerCertificates[0].Subject.CommonName)
+		}
+	}
+	defer func() {
+		for k, hl := range sc.members {
+			hl.detach(k.node, sc)
+		}
+	}()
+
+	br := bufio.NewReaderSize(sc.nc, 64<<10)
+	bw := bufio.NewWriterSize(sc.nc, 64<<10)
+	fr := NewFrameReader(br)
+	deadline := false
+	fr.OnHeader = func() {
+		if br.Buffered() < HeaderSize {
+			sc.nc.SetReadDeadline(time.Now().Add(s.opts.FrameTimeout))
+			deadline = true
+		}
+	}
+	var out []byte
+	for {
+		h, p, err := fr.ReadFrame()
+		if deadline {
+			sc.nc.SetReadDeadline(time.Time{})
+			deadline = false
+		}
+		fatal := false
+		var reqErr error
+		if err != nil {
+			var he *HeaderError
+			switch {
+			case errors.As(err, &he):
+				reqErr = he.Err
+				fatal = errors.Is(err, ErrVersion)
+			case errors.Is(err, ErrFrameTooLarge):
+				// Answer, then drop: the payload is not going to be read.
+				reqErr, fatal = err, true
+			default:
+				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+					lg.Warn("dropping connection", "err", err)
+				}
+				return
+			}
+			lg.Warn("bad request", "seq", h.Seq, "type", h.Type, "err", reqErr, "drop", fatal)
+		}
+		out = out[:0]
+		if reqErr == nil {
+			out, reqErr = sc.dispatch(&h, p, out)
+		}
+		rh := Header{Version: Version, Seq: h.Seq, Type: h.Type, LUID: h.LUID}
+		if len(h.UUID) <= MaxUUIDLen && checkUUID(h.UUID) == nil {
+			rh.UUID = h.UUID
+		}
+		if reqErr != nil {
+			rh.Error = -errnoOf(reqErr)
+			msg := reqErr.Error()
+			if len(msg) > maxErrorMessage {
+				msg = msg[:maxErrorMessage]
+			}
+			out = append(out[:0], msg...)
+		}
+		rh.DataSize = uint32(len(out))
+		var hb [HeaderSize]byte
+		bw.Write(appendHeader(hb[:0], &rh))
+		bw.Write(out)
+		if br.Buffered() == 0 || fatal || bw.Buffered() > 32<<10 {
+			sc.nc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+			if err := bw.Flush(); err != nil {
+				lg.Warn("dropping connection: writing reply", "err", err)
+				return
+			}
+		}
+		if fatal {
+			return
+		}
+	}
+}
+
+func (sc *serverConn) dispatch(h *Header, p []byte, out []byte) ([]byte, error) {
+	s := sc.srv
+	if h.Type == RequestCtr {
+		b, err := s.ctr(sc, h, p)
+		return append(out, b...), err
+	}
+	key := memberKey{h.UUID, h.LUID}
+	hl := sc.members[key]
+	if hl == nil {
+		return out, ErrNoLog
+	}
+	if h.Type == RequestDtr {
+		return out, s.dtr(sc, key, hl)
+	}
+	return hl.handle(s.ctx, h.LUID, h.Type, p, out)
+}

@@ -1,0 +1,448 @@
+package logwrites
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Defaults for ExploreOptions fields left zero.
+const (
+	DefaultMaxSubsetStates = 32
+	DefaultMaxStates       = 100000
+)
+
+// ExploreOptions configure Explore. The zero value explores prefix states at
+// every FLUSH and FUA entry and up to DefaultMaxSubsetStates subset states
+// per cut, without torn writes, with GOMAXPROCS parallel checks.
+type ExploreOptions struct {
+	// EveryEntry adds a prefix state after every entry, not only after
+	// FLUSH and FUA entries (replay-log's --check 1 rather than --check flush/fua).
+	EveryEntry bool
+	// MaxSubsetStates bounds the subset states generated at each cut (the
+	// end of each epoch). 0 means DefaultMaxSubsetStates; a negative value
+	// disables subset states, leaving prefix states only.
+	MaxSubsetStates int
+	// MaxStates bounds the number of states checked in all. 0 means
+	// DefaultMaxStates; a negative value means no bound. When the bound
+	// stops exploration early, ExploreStats.Truncated is set.
+	MaxStates int
+	// Seed chooses the random subsets, orders and tears. The same log, base
+	// and options (Parallel aside) always produce the same states with the
+	// same IDs.
+	Seed uint64
+	// Tear adds torn writes: subset states in which only some 512-byte
+	// sectors of the last write applied reached the device.
+	Tear bool
+	// Parallel is the number of checks run at once; 0 means
+	// runtime.GOMAXPROCS(0).
+	Parallel int
+	// DeviceSize is the device size in bytes. 0 means: ask base for it
+	// through a Size() int64 method (bytes.Reader, io.SectionReader,
+	// testdev.Memory) or Stat (os.File).
+	DeviceSize int64
+}
+
+// ExploreStats reports what Explore did.
+type ExploreStats struct {
+	Entries    uint64 // log entries read
+	Cuts       int    // cuts at which subset states were generated
+	States     int    // states the checker was called on
+	Prefix     int    // of those, prefix states
+	Subset     int    // of those, subset states (including torn ones)
+	Torn       int    // of those, states with a torn write
+	Duplicates int    // states skipped because the same image was already checked
+	Truncated  bool   // MaxStates ended exploration before every state was generated
+}
+
+// StateError is returned by Explore when the checker fails on a state. It
+// wraps ErrCheck and the checker's error (errors.Is works with both) and
+// carries the state, whose Description says how to rebuild it with
+// ReplayState and which stays readable.
+type StateError struct {
+	State State
+	Err   error
+}
+
+func (e *StateError) Error() string {
+	return fmt.Sprintf("logwrites: crash state check failed: %v: %v", e.State.Description, e.Err)
+}
+
+// Unwrap returns ErrCheck and the checker's error.
+func (e *StateError) Unwrap() []error { return []error{ErrCheck, e.Err} }
+
+// Explore generates the device states a power cut during the recording of
+// log could have left, starting from base (the device image the recording
+// started from; nil means all zeros), and calls check on each.
+//
+// # States
+//
+// The log is cut into epochs by its FLUSH and FUA entries. At a cut, the
+// durable writes are those before the last FLUSH entry, plus FUA writes;
+// the writes and discards after that FLUSH (including the data of the FLUSH
+// itself, unless it is also FUA: a flush orders what came before, its own
+// data belongs to the next epoch) are not durable yet. Explore generates:
+//
+//   - prefix states: every entry up to and including each FLUSH or FUA
+//     entry (or every entry, with EveryEntry), applied in log order, exactly
+//     what Replay to that entry gives;
+//   - subset states, at each cut just before a FLUSH or FUA entry and at
+//     the end of the log: the durable writes, plus a subset of the
+//     non-durable ones applied in some order (systematic choices first, then
+//     random ones drawn from Seed), up to MaxSubsetStates per cut. A FUA
+//     write that had not completed at the cut is one of the candidates. With
+//     Tear, the last write applied may be torn at 512-byte granularity.
+//
+// A durable write is never dropped. States whose images are equal block for
+// block (whatever writes produced them) are checked once, and at most
+// MaxStates states are checked.
+//
+// # Cost
+//
+// States are immutable copy-on-write overlays over base: a tree of 512-byte
+// blocks in which a state shares everything but the blocks it changes with
+// the state it was derived from. Prefix states are built incrementally in
+// entry order and subset states from the durable state of their cut, so the
+// work grows with the size of the log (times MaxSubsetStates), not with the
+// square of the number of entries, and memory holds the log's data once.
+// Reading a state costs a tree walk per block plus base reads.
+//
+// # Concurrency and failure
+//
+// States are generated by one goroutine in a deterministic order (their
+// Description.ID) and checked by Parallel goroutines at once, so check must
+// be safe for concurrent use. States are read-only and stay valid after
+// check returns. When check returns an error (or panics), no new states
+// are generated or checked, the checks already running finish, and Explore
+// returns a *StateError for the failing state with the lowest ID, so the
+// state reported does not depend on Parallel (if check does not give up
+// early when its context is cancelled). The error wraps ErrCheck and the
+// checker's error. When ctx is cancelled Explore stops, waits for the
+// running checks and returns ctx's error. Explore starts no goroutine that
+// outlives it.
+func Explore(ctx context.Context, log *Log, base io.ReaderAt, o ExploreOptions, check func(ctx context.Context, s State) error) (ExploreStats, error) {
+	var stats ExploreStats
+	size, err := deviceSize(base, o.DeviceSize)
+	if err != nil {
+		return stats, err
+	}
+	sh, err := newShape(base, size)
+	if err != nil {
+		return stats, err
+	}
+	par := o.Parallel
+	if par <= 0 {
+		par = runtime.GOMAXPROCS(0)
+	}
+	var (
+		mu      sync.Mutex
+		failed  *StateError
+		errStop = errors.New("stop")
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	ch := make(chan State)
+	gen := &generator{log: log, sh: sh, o: o}
+	g.Go(func() error {
+		defer close(ch)
+		err := gen.run(gctx, func(s State) bool {
+			select {
+			case ch <- s:
+				return true
+			case <-gctx.Done():
+				return false
+			}
+		})
+		if gctx.Err() != nil {
+			return nil // stopped by a failure or by ctx; reported below
+		}
+		return err
+	})
+	for range par {
+		g.Go(func() error {
+			for s := range ch {
+				if ctx.Err() != nil {
+					return nil
+				}
+				mu.Lock()
+				skip := failed != nil && failed.State.ID < s.ID
+				mu.Unlock()
+				if skip {
+					continue
+				}
+				err := runCheck(ctx, check, s)
+				mu.Lock()
+				stats.States++
+				switch {
+				case s.Kind == PrefixState:
+					stats.Prefix++
+				default:
+					stats.Subset++
+				}
+				if s.Tear != nil {
+					stats.Torn++
+				}
+				stop := false
+				if err != nil && !(ctx.Err() != nil && errors.Is(err, ctx.Err())) {
+					if failed == nil || s.ID < failed.State.ID {
+						failed = &StateError{State: s, Err: err}
+					}
+					stop = true
+				}
+				mu.Unlock()
+				if stop {
+					return errStop
+				}
+			}
+			return nil
+		})
+	}
+	werr := g.Wait()
+	stats.Entries = gen.entries
+	stats.Cuts = gen.cuts
+	stats.Duplicates = gen.dups
+	stats.Truncated = gen.truncated
+	switch {
+	case failed != nil:
+		return stats, failed
+	case ctx.Err() != nil:
+		return stats, fmt.Errorf("logwrites: exploration stopped after %d states: %w", stats.States, ctx.Err())
+	case werr != nil && werr != errStop:
+		return stats, werr
+	}
+	return stats, nil
+}
+
+// runCheck calls check, turning a panic into an error.
+func runCheck(ctx context.Context, check func(context.Context, State) error, s State) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("checker panicked: %v", r)
+		}
+	}()
+	return check(ctx, s)
+}
+
+func deviceSize(base io.ReaderAt, size int64) (int64, error) {
+	if size > 0 {
+		return size, nil
+	}
+	if size < 0 {
+		return 0, fmt.Errorf("%w: DeviceSize %d", ErrDeviceSize, size)
+	}
+	switch b := base.(type) {
+	case interface{ Size() int64 }:
+		return b.Size(), nil
+	case interface{ Stat() (os.FileInfo, error) }:
+		fi, err := b.Stat()
+		if err != nil {
+			return 0, fmt.Errorf("logwrites: sizing the base image: %w", err)
+		}
+		return fi.Size(), nil
+	}
+	return 0, fmt.Errorf("%w: base has no Size method; set ExploreOptions.DeviceSize", ErrDeviceSize)
+}
+
+// xentry is a log entry loaded for exploration.
+type xentry struct {
+	e     Entry
+	block uint64 // first 512-byte device block it changes
+	n     uint64 // number of blocks it changes (0: none)
+	data  []blk  // nil for a discard (zeroes)
+}
+
+// applyTo returns ov with x applied, only the sectors in tear if tear is
+// not nil.
+func (x *xentry) applyTo(ov overlay, tear []SectorRange) overlay {
+	if x.n == 0 {
+		return ov
+	}
+	if tear == nil {
+		return ov.write(x.block, x.data, x.n)
+	}
+	for _, r := range tear {
+		if x.data == nil {
+			ov = ov.write(x.block+r.Start, nil, r.End-r.Start)
+		} else {
+			ov = ov.write(x.block+r.Start, x.data[r.Start:r.End], 0)
+		}
+	}
+	return ov
+}
+
+// generator walks the log once, keeping the overlay of the full prefix and
+// the overlay of the durable writes, and emits states in a fixed order.
+type generator struct {
+	log *Log
+	sh  *overlayShape
+	o   ExploreOptions
+
+	entries   uint64
+	cuts      int
+	dups      int
+	truncated bool
+}
+
+func (g *generator) run(ctx context.Context, send func(State) bool) error {
+	o := g.o
+	maxSub := o.MaxSubsetStates
+	if maxSub == 0 {
+		maxSub = DefaultMaxSubsetStates
+	}
+	maxStates := o.MaxStates
+	if maxStates == 0 {
+		maxStates = DefaultMaxStates
+	}
+	ss := g.log.SectorSize()
+	seen := map[sum128]bool{}
+	nextID := 0
+	// emit de-duplicates and sends; false means stop.
+	emit := func(d Description, ov overlay) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		h := ov.hash()
+		if seen[h] {
+			g.dups++
+			return true
+		}
+		if maxStates > 0 && nextID >= maxStates {
+			g.truncated = true
+			return false
+		}
+		seen[h] = true
+		d.ID = nextID
+		d.Seed = o.Seed
+		nextID++
+		return send(State{Description: d, ov: ov})
+	}
+
+	var (
+		xs        []*xentry
+		full      = overlay{sh: g.sh}
+		durable   = overlay{sh: g.sh}
+		lastFlush uint64   // entries before it are durable
+		extra     []uint64 // durable entries applied after lastFlush
+		volatile  []uint64 // non-durable entries since lastFlush, in log order
+		mark      string
+	)
+	// subsets emits the subset states of a cut; inflight is an entry whose
+	// completion the cut precedes but which may have (partly) reached the
+	// device (a FUA write), or nil.
+	subsets := func(cut uint64, inflight *xentry) bool {
+		if maxSub < 0 {
+			return true
+		}
+		var cands []candidate
+		for _, i := range volatile {
+			cands = append(cands, candidate{index: i, sectors: xs[i].n})
+		}
+		if inflight != nil {
+			cands = append(cands, candidate{index: inflight.e.Index, sectors: inflight.n})
+		}
+		if len(cands) == 0 {
+			return true
+		}
+		g.cuts++
+		for _, p := range subsetPlans(cands, maxSub, o.Tear, cutRNG(o.Seed, cut)) {
+			ov := durable
+			apply := slices.Clone(extra)
+			in := make([]bool, len(cands))
+			var tear *Tear
+			for k, ci := range p.order {
+				in[ci] = true
+				x := xs[cands[ci].index]
+				var t []SectorRange
+				if k == len(p.order)-1 && p.tear != nil {
+					t = p.tear
+					tear = &Tear{Entry: x.e.Index, Kept: p.tear}
+				}
+				ov = x.applyTo(ov, t)
+				apply = append(apply, x.e.Index)
+			}
+			var dropped []uint64
+			for ci, c := range cands {
+				if !in[ci] {
+					dropped = append(dropped, c.index)
+				}
+			}
+			slices.Sort(dropped)
+			d := Description{Kind: SubsetState, Cut: cut, Prefix: lastFlush, Apply: apply, Dropped: dropped, Tear: tear, Mark: mark}
+			if !emit(d, ov) {
+				return false
+			}
+		}
+		return true
+	}
+
+	for e, err := range g.log.Entries() {
+		if err != nil {
+			return err
+		}
+		g.entries++
+		x := &xentry{e: e}
+		if e.Flags&FlagMark == 0 && e.NrSectors > 0 {
+			off, n := e.Offset(ss), e.Length(ss)
+			if off > g.sh.size || n > g.sh.size-off {
+				return &EntryError{Index: e.Index, Block: e.Block, Err: fmt.Errorf("%w: %d bytes at %d, device size %d", ErrDeviceSize, n, off, g.sh.size)}
+			}
+			x.block, x.n = uint64(off)>>blockShift, uint64(n)>>blockShift
+			if e.HasData() {
+				buf := make([]byte, n)
+				if err := g.log.ReadData(e, buf); err != nil {
+					return err
+				}
+				x.data = newBlks(buf)
+			}
+		}
+		xs = append(xs, x)
+		flush, fua := e.Flags&FlagFlush != 0, e.Flags&FlagFUA != 0
+		if flush || fua {
+			var inflight *xentry
+			cut := e.Index
+			if fua && !flush && x.n > 0 {
+				inflight, cut = x, e.Index+1
+			}
+			if !subsets(cut, inflight) {
+				return nil
+			}
+		}
+		switch {
+		case flush:
+			durable, lastFlush, extra, volatile = full, e.Index, nil, nil
+			if x.n > 0 {
+				if fua {
+					durable = x.applyTo(durable, nil)
+					extra = []uint64{e.Index}
+				} else {
+					volatile = []uint64{e.Index}
+				}
+			}
+		case fua:
+			if x.n > 0 {
+				durable = x.applyTo(durable, nil)
+				extra = append(extra, e.Index)
+			}
+		case x.n > 0:
+			volatile = append(volatile, e.Index)
+		}
+		full = x.applyTo(full, nil)
+		if e.Flags&FlagMark != 0 {
+			mark = e.Mark
+		}
+		if flush || fua || o.EveryEntry {
+			d := Description{Kind: PrefixState, Cut: e.Index + 1, Prefix: e.Index + 1, Mark: mark}
+			if !emit(d, full) {
+				return nil
+			}
+		}
+	}
+	subsets(g.entries, nil)
+	return nil
+}

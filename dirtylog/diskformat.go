@@ -100,12 +100,15 @@ func ReadDiskImage(r io.ReaderAt, size int64) (*DiskImage, error) {
 }
 
 // EncodeDiskImage returns the bytes the kernel writes for a log of
-// len(clean) regions (clean[r] true = clean), padded to blockSize.
+// nrRegions regions whose clean bits are clean (nil: all dirty), padded to
+// blockSize; bytes 16-1023 are zero.
 func EncodeDiskImage(nrRegions uint64, clean *bitset.BitSet, blockSize int) []byte {
 	buf := make([]byte, diskBufSize(nrRegions, blockSize))
 	DiskHeader{Magic: DiskMagic, Version: DiskVersion, NrRegions: nrRegions}.encode(buf)
 	words := make([]uint64, wordsFor(nrRegions))
-	copy(words, clean.Words())
+	if clean != nil {
+		copy(words, clean.Words())
+	}
 	if r := nrRegions % 64; r != 0 && len(words) > 0 {
 		words[len(words)-1] &= 1<<r - 1
 	}

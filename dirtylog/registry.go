@@ -103,7 +103,7 @@ func parseCommon(args []string, devSize int64) (Options, error) {
 	rs, ok := table.ParseUint(args[0], 32)
 	lenSectors := uint64(devSize / SectorSize)
 	if !ok || rs < 2 || rs > lenSectors || rs&(rs-1) != 0 {
-		return o, fmt.Errorf("%w: invalid region size %s", ErrBadRegionSize, args[0])
+		return o, fmt.Errorf("%w %s", ErrBadRegionSize, args[0])
 	}
 	o.RegionSize = int64(rs) * SectorSize
 	return o, nil

@@ -38,7 +38,7 @@ func TestNewArgs(t *testing.T) {
 		{typ: "core", args: []string{"1024", "nosync"}, status: "1 core", table: "core 2 1024 nosync ", regions: 2048},
 		{typ: "core", args: []string{"1024", "sync"}, status: "1 core", table: "core 2 1024 sync ", regions: 2048},
 		{typ: "core", args: []string{"2"}, table: "core 1 2 ", status: "1 core", regions: 1 << 20},
-		{typ: "core", args: []string{"1024k"}, err: dirtylog.ErrBadRegionSize, msg: "invalid region size 1024k"},
+		{typ: "core", args: []string{"1024k"}, err: dirtylog.ErrBadRegionSize, msg: "dirtylog: invalid region size 1024k"},
 		{typ: "core", args: []string{"1024 "}, err: dirtylog.ErrBadRegionSize, msg: "invalid region size 1024 "},
 		{typ: "core", args: []string{"1000"}, err: dirtylog.ErrBadRegionSize},
 		{typ: "core", args: []string{"1"}, err: dirtylog.ErrBadRegionSize},

@@ -1,6 +1,8 @@
 package remote
 
 import (
+	"slices"
+
 	"github.com/bits-and-blooms/bitset"
 
 	"github.com/dmlog/dmlog/dirtylog"
@@ -22,7 +24,7 @@ const (
 
 // coherence is the cluster state of one log, after cmirrord (reference
 // §5): clean and sync bits, which nodes hold a mark on which region, the
-// single recovery claim, the resync cursor and the priority queue of
+// recovery claims, the resync cursor and the priority queue of
 // regions someone is waiting to write. It does no I/O and takes no lock:
 // the server serialises calls per log and mirrors clean-bit changes
 // (returned as cleanChange) into the backing core or disk log.
@@ -36,7 +38,7 @@ const (
 //     no marks and in sync (cmirrord leaves a resynced region dirty until
 //     its next clear; it does not matter for the data but costs a resync
 //     after a restart);
-//   - at most one region is claimed for recovery, by one node.
+//   - recovery claims are held by at most one node at a time.
 type coherence struct {
 	count     uint64
 	clean     *bitset.BitSet
@@ -46,9 +48,10 @@ type coherence struct {
 	nodes   map[NodeID]*nodeMarks
 	markers map[dirtylog.Region]uint32 // how many nodes mark a region
 
-	recovering bool
-	recRegion  dirtylog.Region
-	recoverer  NodeID
+	// Recovery claims: one recovering node at a time, which may hold
+	// several regions (a mirror copies regions in parallel).
+	claims    map[dirtylog.Region]bool
+	recoverer NodeID
 
 	cursor uint64 // next region ResyncWork looks at
 	prio   []dirtylog.Region
@@ -58,6 +61,9 @@ type coherence struct {
 type nodeMarks struct {
 	marks  map[dirtylog.Region]struct{}
 	halted bool // presuspended: recovery halted for this node
+	// reoffer holds the node's claims to hand out again after it
+	// reconnected: a reply carrying one may have been lost.
+	reoffer []dirtylog.Region
 }
 
 // newCoherence returns the state of a log of count regions whose clean and
@@ -70,6 +76,7 @@ func newCoherence(count uint64, clean, inSync func(dirtylog.Region) bool) *coher
 		nodes:   map[NodeID]*nodeMarks{},
 		markers: map[dirtylog.Region]uint32{},
 		inPrio:  map[dirtylog.Region]bool{},
+		claims:  map[dirtylog.Region]bool{},
 	}
 	for r := uint64(0); r < count; r++ {
 		if clean(dirtylog.Region(r)) {
@@ -94,8 +101,19 @@ func (c *coherence) node(n NodeID) *nodeMarks {
 
 func (c *coherence) inRange(r dirtylog.Region) bool { return uint64(r) < c.count }
 
-// join records node n as a member (idempotent).
-func (c *coherence) join(n NodeID) { c.node(n) }
+// join records node n as a member. A node that joins again (it
+// reconnected) is offered its recovery claims again first, since the
+// reply that handed one out may have been lost with the connection.
+func (c *coherence) join(n NodeID) {
+	nm := c.node(n)
+	nm.reoffer = nm.reoffer[:0]
+	if c.recoverer == n {
+		for r := range c.claims {
+			nm.reoffer = append(nm.reoffer, r)
+		}
+		slices.Sort(nm.reoffer)
+	}
+}
 
 // member reports whether n is a member.
 func (c *coherence) member(n NodeID) bool { return c.nodes[n] != nil }
@@ -169,41 +187,60 @@ func (c *coherence) settle(r dirtylog.Region) cleanChange {
 func (c *coherence) isClean(r dirtylog.Region) bool { return c.clean.Test(uint(r)) }
 func (c *coherence) inSync(r dirtylog.Region) bool  { return c.sync.Test(uint(r)) }
 
-// resyncWork hands node n a region to recover. While a region is claimed,
-// its claimer gets it again and everyone else gets nothing. Regions
-// someone waits to write (the priority queue) go first, then the next
+// resyncWork hands node n a region to recover. One node recovers at a
+// time: while it holds claims, every other node gets nothing. A region is
+// handed out once until setRegionSync (or its claimer leaves), except that
+// a node that reconnected is offered its claims again first. Regions
+// someone waits to write (the priority queue) go before the next
 // out-of-sync region at or after the cursor.
 func (c *coherence) resyncWork(n NodeID) (dirtylog.Region, bool) {
-	if c.recovering {
-		if c.recoverer == n {
-			return c.recRegion, true
-		}
+	if len(c.claims) > 0 && c.recoverer != n {
 		return 0, false
+	}
+	if nm := c.nodes[n]; nm != nil {
+		for len(nm.reoffer) > 0 {
+			r := nm.reoffer[0]
+			nm.reoffer = nm.reoffer[1:]
+			if c.claims[r] {
+				return r, true
+			}
+		}
 	}
 	for len(c.prio) > 0 {
 		r := c.prio[0]
 		c.prio = c.prio[1:]
 		delete(c.inPrio, r)
-		if !c.sync.Test(uint(r)) {
+		if !c.sync.Test(uint(r)) && !c.claims[r] {
 			return c.claim(n, r), true
 		}
 	}
-	if c.cursor >= c.count {
-		return 0, false
+	for c.cursor < c.count {
+		next, ok := c.sync.NextClear(uint(c.cursor))
+		if !ok || uint64(next) >= c.count {
+			c.cursor = c.count
+			return 0, false
+		}
+		r := dirtylog.Region(next)
+		c.cursor = uint64(r) + 1
+		if !c.claims[r] {
+			return c.claim(n, r), true
+		}
 	}
-	next, ok := c.sync.NextClear(uint(c.cursor))
-	if !ok || uint64(next) >= c.count {
-		c.cursor = c.count
-		return 0, false
-	}
-	return c.claim(n, dirtylog.Region(next)), true
+	return 0, false
 }
 
 func (c *coherence) claim(n NodeID, r dirtylog.Region) dirtylog.Region {
-	c.recovering, c.recRegion, c.recoverer = true, r, n
-	c.cursor = uint64(r) + 1
+	c.claims[r] = true
+	c.recoverer = n
 	return r
 }
+
+func (c *coherence) unclaim(r dirtylog.Region) {
+	delete(c.claims, r)
+}
+
+// recovering reports whether r is claimed for recovery.
+func (c *coherence) recovering(r dirtylog.Region) bool { return c.claims[r] }
 
 // setRegionSync records r's sync state. It ends r's recovery claim; a
 // region counts once however often it is set in sync; one that goes out
@@ -212,9 +249,7 @@ func (c *coherence) setRegionSync(r dirtylog.Region, in bool) cleanChange {
 	if !c.inRange(r) {
 		return cleanSame
 	}
-	if c.recovering && c.recRegion == r {
-		c.recovering = false
-	}
+	c.unclaim(r)
 	c.setSyncBit(r, in)
 	return c.settle(r)
 }
@@ -249,7 +284,7 @@ func (c *coherence) remoteRecovering(n NodeID, r dirtylog.Region) (rec bool, hin
 	if c.sync.Test(uint(r)) {
 		return false, hint
 	}
-	if !(c.recovering && c.recRegion == r) && !c.inPrio[r] {
+	if !c.claims[r] && !c.inPrio[r] {
 		c.prio = append(c.prio, r)
 		c.inPrio[r] = true
 	}
@@ -283,12 +318,14 @@ func (c *coherence) leave(n NodeID) (resync []dirtylog.Region, released bool) {
 		c.setSyncBit(r, false)
 		// The region was marked, so its clean bit is already 0.
 	}
-	if c.recovering && c.recoverer == n {
-		c.recovering = false
-		released = true
-		if uint64(c.recRegion) < c.cursor {
-			c.cursor = uint64(c.recRegion)
+	if len(c.claims) > 0 && c.recoverer == n {
+		for r := range c.claims {
+			delete(c.claims, r)
+			if uint64(r) < c.cursor {
+				c.cursor = uint64(r)
+			}
 		}
+		released = true
 	}
 	return resync, released
 }

@@ -1,0 +1,59 @@
+package dirtylog_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dmlog/dmlog/dirtylog"
+)
+
+func TestCoreKernelSemantics(t *testing.T) {
+	ctx := context.Background()
+	c, err := dirtylog.NewCore(dirtylog.Options{RegionSize: 1024, DeviceSize: 10 * 1024})
+	require.NoError(t, err)
+	// Default mode: clean but not in sync, as the kernel's core log.
+	for r := dirtylog.Region(0); r < 10; r++ {
+		clean, _ := c.IsClean(ctx, r)
+		in, _ := c.InSync(ctx, r)
+		require.True(t, clean)
+		require.False(t, in)
+	}
+	// Ascending, skipping in-sync and recovering regions.
+	c.SetRegionSync(0, true)
+	r, ok, _ := c.ResyncWork(ctx)
+	require.True(t, ok)
+	require.EqualValues(t, 1, r)
+	c.SetRegionSync(2, true)
+	r, _, _ = c.ResyncWork(ctx)
+	require.EqualValues(t, 3, r)
+	// set_region_sync(r,0) changes the count only when r was in sync.
+	require.EqualValues(t, 2, c.SyncCount())
+	c.SetRegionSync(5, false)
+	require.EqualValues(t, 2, c.SyncCount())
+	c.SetRegionSync(2, false)
+	require.EqualValues(t, 1, c.SyncCount())
+	// Resume restarts the cursor: 1 and 3 are still recovering, 2 is
+	// out of sync again.
+	require.NoError(t, c.Resume(ctx))
+	r, _, _ = c.ResyncWork(ctx)
+	require.EqualValues(t, 2, r)
+	require.Equal(t, "1 core", c.Status())
+	require.Equal(t, "core 1 2 ", c.Table())
+	require.NoError(t, c.Close())
+	require.ErrorIs(t, c.Flush(ctx), dirtylog.ErrClosed)
+}
+
+func TestCoreBadGeometry(t *testing.T) {
+	for _, o := range []dirtylog.Options{
+		{RegionSize: 512, DeviceSize: 1 << 20},
+		{RegionSize: 3072, DeviceSize: 1 << 20},
+		{RegionSize: 1 << 21, DeviceSize: 1 << 20},
+		{RegionSize: 1024, DeviceSize: 0},
+		{RegionSize: 1024, DeviceSize: 1 << 50}, // 2^40 regions: over UINT_MAX
+	} {
+		_, err := dirtylog.NewCore(o)
+		require.ErrorIs(t, err, dirtylog.ErrBadRegionSize, "%+v", o)
+	}
+}

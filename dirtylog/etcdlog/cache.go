@@ -1,0 +1,465 @@
+package etcdlog
+
+import (
+	"context"
+	"fmt"
+	"math/bits"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/dmlog/dmlog/dirtylog"
+)
+
+// cache is a node's local copy of the log's state in etcd, fed by a watch
+// on the log's prefix and valid at revision rev. It is plain data with
+// methods that do no I/O: the watcher (watch.go) feeds it, the Log reads
+// it. Reads of sync and mark bits are lock-free atomic loads; everything
+// else is under mu.
+type cache struct {
+	k       keys
+	self    string
+	count   uint64
+	chunk   uint64 // regions per chunk, a multiple of 64
+	nchunks int
+
+	rev atomic.Int64 // every event up to rev has been applied
+
+	// others is the union of every other node's marks: a region is
+	// clean for this node iff neither it nor others has it marked.
+	others    []atomic.Uint64
+	sync      []atomic.Uint64 // 1 = in sync
+	syncCount atomic.Uint64
+
+	mu      sync.Mutex
+	changed chan struct{} // closed (and replaced) whenever rev moves
+	nodes   map[string]int64
+	marks   map[string]map[int]*markChunk
+	syncMod []int64 // ModRevision of each sync chunk key; 0 = absent
+	claims  map[dirtylog.Region]string
+	prio    map[dirtylog.Region]int64 // region -> CreateRevision
+	cursor  uint64                    // this node's resync cursor
+	corrupt error                     // first undecodable value seen
+	tmp     []uint64
+}
+
+// markChunk is one node's marks in one chunk, as stored at mod.
+type markChunk struct {
+	words []uint64
+	mod   int64
+}
+
+func newCache(k keys, self string, count, chunk uint64) *cache {
+	nw := (count + 63) / 64
+	c := &cache{
+		k: k, self: self, count: count, chunk: chunk,
+		nchunks: int((count + chunk - 1) / chunk),
+		others:  make([]atomic.Uint64, nw),
+		sync:    make([]atomic.Uint64, nw),
+		changed: make(chan struct{}),
+		tmp:     make([]uint64, chunk/64),
+	}
+	c.syncMod = make([]int64, c.nchunks)
+	c.resetLocked()
+	return c
+}
+
+func (c *cache) resetLocked() {
+	c.nodes = map[string]int64{}
+	c.marks = map[string]map[int]*markChunk{}
+	c.claims = map[dirtylog.Region]string{}
+	c.prio = map[dirtylog.Region]int64{}
+	for i := range c.others {
+		c.others[i].Store(0)
+		c.sync[i].Store(0)
+	}
+	clear(c.syncMod)
+	c.syncCount.Store(0)
+}
+
+// chunkBits returns the number of regions in chunk i.
+func (c *cache) chunkBits(i int) uint64 {
+	return min(c.chunk, c.count-uint64(i)*c.chunk)
+}
+
+// chunkWords returns the word range of chunk i in the region bitmaps.
+func (c *cache) chunkWords(i int) (lo, hi int) {
+	lo = int(uint64(i) * c.chunk / 64)
+	return lo, lo + int((c.chunkBits(i)+63)/64)
+}
+
+func (c *cache) inSync(r dirtylog.Region) bool {
+	return c.sync[r/64].Load()&(1<<(r%64)) != 0
+}
+
+func (c *cache) otherMarked(r dirtylog.Region) bool {
+	return c.others[r/64].Load()&(1<<(r%64)) != 0
+}
+
+// notifyLocked wakes every waiter.
+func (c *cache) notifyLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// load replaces the whole state with kvs read at revision rev (a
+// linearizable range read of the prefix).
+func (c *cache) load(kvs []*mvccpb.KeyValue, rev int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := make([]uint64, len(c.sync))
+	for i := range c.sync {
+		old[i] = c.sync[i].Load()
+	}
+	c.resetLocked()
+	for _, kv := range kvs {
+		c.putLocked(kv)
+	}
+	// A region that went out of sync while we were not watching may be
+	// behind the cursor.
+	for i := range old {
+		if gone := old[i] &^ c.sync[i].Load(); gone != 0 {
+			c.pullCursorLocked(uint64(i)*64 + uint64(bits.TrailingZeros64(gone)))
+		}
+	}
+	c.rev.Store(rev)
+	c.notifyLocked()
+}
+
+// apply applies the events of one watch response and advances rev.
+func (c *cache) apply(evs []*mvccpb.Event, rev int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range evs {
+		if ev.Kv.ModRevision <= c.rev.Load() {
+			continue // already in a load at a later revision
+		}
+		if ev.Type == mvccpb.DELETE {
+			c.deleteLocked(ev.Kv)
+		} else {
+			c.putLocked(ev.Kv)
+		}
+		rev = max(rev, ev.Kv.ModRevision)
+	}
+	if rev > c.rev.Load() {
+		c.rev.Store(rev)
+	}
+	c.notifyLocked()
+}
+
+func (c *cache) noteCorruptLocked(key []byte, err error) {
+	if c.corrupt == nil {
+		c.corrupt = fmt.Errorf("key %q: %w", key, err)
+	}
+}
+
+func (c *cache) putLocked(kv *mvccpb.KeyValue) {
+	pk, ok := c.k.parse(string(kv.Key))
+	if !ok {
+		return
+	}
+	switch pk.kind {
+	case kindNode:
+		c.nodes[pk.node] = kv.CreateRevision
+	case kindSync:
+		if pk.chunk >= c.nchunks {
+			c.noteCorruptLocked(kv.Key, ErrCorrupt)
+			return
+		}
+		tmp := c.tmp
+		if err := decodeChunk(kv.Value, c.chunkBits(pk.chunk), tmp); err != nil {
+			c.noteCorruptLocked(kv.Key, err)
+			return
+		}
+		c.setSyncLocked(pk.chunk, tmp)
+		c.syncMod[pk.chunk] = kv.ModRevision
+	case kindMark:
+		if pk.chunk >= c.nchunks {
+			c.noteCorruptLocked(kv.Key, ErrCorrupt)
+			return
+		}
+		m := c.marks[pk.node]
+		if m == nil {
+			m = map[int]*markChunk{}
+			c.marks[pk.node] = m
+		}
+		mc := m[pk.chunk]
+		if mc == nil {
+			mc = &markChunk{words: make([]uint64, (c.chunkBits(pk.chunk)+63)/64)}
+			m[pk.chunk] = mc
+		}
+		if err := decodeChunk(kv.Value, c.chunkBits(pk.chunk), mc.words); err != nil {
+			c.noteCorruptLocked(kv.Key, err)
+			clear(mc.words)
+			// Unknown marks: treat the whole chunk as marked, the safe side.
+			for i := range mc.words {
+				mc.words[i] = ^uint64(0)
+			}
+		}
+		mc.mod = kv.ModRevision
+		c.unionLocked(pk.chunk)
+	case kindClaim:
+		c.claims[pk.region] = string(kv.Value)
+	case kindPrio:
+		if _, ok := c.prio[pk.region]; !ok {
+			c.prio[pk.region] = kv.CreateRevision
+		}
+	}
+}
+
+func (c *cache) deleteLocked(kv *mvccpb.KeyValue) {
+	pk, ok := c.k.parse(string(kv.Key))
+	if !ok {
+		return
+	}
+	switch pk.kind {
+	case kindNode:
+		delete(c.nodes, pk.node)
+	case kindSync:
+		if pk.chunk < c.nchunks {
+			clear(c.tmp)
+			c.setSyncLocked(pk.chunk, c.tmp)
+			c.syncMod[pk.chunk] = 0
+		}
+	case kindMark:
+		if m := c.marks[pk.node]; m != nil {
+			delete(m, pk.chunk)
+			if len(m) == 0 {
+				delete(c.marks, pk.node)
+			}
+			if pk.chunk < c.nchunks {
+				c.unionLocked(pk.chunk)
+			}
+		}
+	case kindClaim:
+		delete(c.claims, pk.region)
+	case kindPrio:
+		delete(c.prio, pk.region)
+	}
+}
+
+// setSyncLocked stores chunk i's sync words, keeps the count, and pulls
+// the resync cursor back to any region that went out of sync.
+func (c *cache) setSyncLocked(i int, words []uint64) {
+	lo, hi := c.chunkWords(i)
+	pulled := false
+	for j := lo; j < hi; j++ {
+		nw := words[j-lo]
+		old := c.sync[j].Swap(nw)
+		if d := bits.OnesCount64(nw) - bits.OnesCount64(old); d != 0 {
+			c.syncCount.Add(uint64(int64(d)))
+		}
+		if gone := old &^ nw; gone != 0 && !pulled {
+			c.pullCursorLocked(uint64(j)*64 + uint64(bits.TrailingZeros64(gone)))
+			pulled = true
+		}
+	}
+}
+
+func (c *cache) pullCursorLocked(r uint64) {
+	if r < c.cursor {
+		c.cursor = r
+	}
+}
+
+// unionLocked recomputes others for chunk i.
+func (c *cache) unionLocked(i int) {
+	lo, hi := c.chunkWords(i)
+	for j := lo; j < hi; j++ {
+		var u uint64
+		for node, m := range c.marks {
+			if node == c.self {
+				continue
+			}
+			if mc := m[i]; mc != nil {
+				u |= mc.words[j-lo]
+			}
+		}
+		c.others[j].Store(u)
+	}
+}
+
+// waitRev waits until the cache has applied every event up to rev.
+func (c *cache) waitRev(ctx context.Context, rev int64, stop <-chan struct{}) error {
+	for {
+		c.mu.Lock()
+		ch := c.changed
+		c.mu.Unlock()
+		if c.rev.Load() >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stop:
+			return dirtylog.ErrClosed
+		}
+	}
+}
+
+// wait returns a channel closed at the next change.
+func (c *cache) wait() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
+// candidate is a region ResyncWork may try to claim, with the sync chunk's
+// revision the claim must compare against.
+type candidate struct {
+	r       dirtylog.Region
+	syncMod int64
+	scanned bool // from the cursor scan (not the priority list)
+}
+
+// nextCandidate returns the first out-of-sync, unclaimed region: first
+// from the priority list (oldest request first), else from the cursor on.
+// skip holds regions already tried in this call.
+func (c *cache) nextCandidate(skip map[dirtylog.Region]bool) (candidate, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.prio) > 0 {
+		rs := make([]dirtylog.Region, 0, len(c.prio))
+		for r := range c.prio {
+			rs = append(rs, r)
+		}
+		sort.Slice(rs, func(i, j int) bool { return c.prio[rs[i]] < c.prio[rs[j]] })
+		for _, r := range rs {
+			if uint64(r) >= c.count || c.inSync(r) || skip[r] {
+				continue
+			}
+			if _, claimed := c.claims[r]; claimed {
+				continue
+			}
+			return candidate{r: r, syncMod: c.syncMod[uint64(r)/c.chunk]}, true
+		}
+	}
+	for c.cursor < c.count {
+		w := c.cursor / 64
+		cand := ^c.sync[w].Load() & (^uint64(0) << (c.cursor % 64))
+		if w == uint64(len(c.sync)-1) && c.count%64 != 0 {
+			cand &= 1<<(c.count%64) - 1
+		}
+		for cand != 0 {
+			r := dirtylog.Region(w*64 + uint64(bits.TrailingZeros64(cand)))
+			cand &= cand - 1
+			if _, claimed := c.claims[r]; claimed || skip[r] {
+				continue
+			}
+			c.cursor = uint64(r) // advanced past r when the claim succeeds
+			return candidate{r: r, syncMod: c.syncMod[uint64(r)/c.chunk], scanned: true}, true
+		}
+		c.cursor = (w + 1) * 64
+	}
+	return candidate{}, false
+}
+
+// advanceCursor moves the cursor past r after r was claimed.
+func (c *cache) advanceCursor(r dirtylog.Region) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if uint64(r) >= c.cursor {
+		c.cursor = uint64(r) + 1
+	}
+}
+
+func (c *cache) resetCursor() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cursor = 0
+}
+
+// syncChunk returns a copy of chunk i's sync words and its revision.
+func (c *cache) syncChunk(i int) ([]uint64, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	lo, hi := c.chunkWords(i)
+	w := make([]uint64, hi-lo)
+	for j := range w {
+		w[j] = c.sync[lo+j].Load()
+	}
+	return w, c.syncMod[i]
+}
+
+// orphans returns the nodes that have marks but no liveness key.
+func (c *cache) orphans() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for node := range c.marks {
+		if _, alive := c.nodes[node]; !alive {
+			out = append(out, node)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// nodeMarks returns copies of node's mark chunks with their revisions.
+func (c *cache) nodeMarks(node string) map[int]markChunk {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[int]markChunk{}
+	for i, mc := range c.marks[node] {
+		out[i] = markChunk{words: append([]uint64(nil), mc.words...), mod: mc.mod}
+	}
+	return out
+}
+
+// claimHolder returns the node recovering r, if any.
+func (c *cache) claimHolder(r dirtylog.Region) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.claims[r]
+	return n, ok
+}
+
+func (c *cache) hasPrio(r dirtylog.Region) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.prio[r]
+	return ok
+}
+
+func (c *cache) alive(node string) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rev, ok := c.nodes[node]
+	return rev, ok
+}
+
+func (c *cache) corruption() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.corrupt
+}
+
+// reapChunk is one chunk of a reap plan: the node's marks, and the sync
+// words (at revision syncMod) they make out of sync.
+type reapChunk struct {
+	chunk   int
+	marks   []uint64
+	sync    []uint64
+	syncMod int64
+}
+
+// reapPlan copies, consistently at the cache's revision, what turning
+// node's marks into resync work needs.
+func (c *cache) reapPlan(node string) ([]reapChunk, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var plan []reapChunk
+	for i, mc := range c.marks[node] {
+		lo, hi := c.chunkWords(i)
+		rc := reapChunk{chunk: i, marks: append([]uint64(nil), mc.words...), sync: make([]uint64, hi-lo), syncMod: c.syncMod[i]}
+		for j := range rc.sync {
+			rc.sync[j] = c.sync[lo+j].Load()
+		}
+		plan = append(plan, rc)
+	}
+	sort.Slice(plan, func(i, j int) bool { return plan[i].chunk < plan[j].chunk })
+	return plan, c.rev.Load()
+}

@@ -1,0 +1,130 @@
+package etcdlog
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/dmlog/dmlog/dirtylog"
+)
+
+// DefaultLeaseTTL is the liveness lease used when Options.LeaseTTL is zero.
+const DefaultLeaseTTL = 10 * time.Second
+
+// DefaultPrefix is the key prefix used when Options.Prefix is empty.
+const DefaultPrefix = "/dirtylog/"
+
+// Options configures one node's view of a clustered log.
+type Options struct {
+	// Name names the log: every node of one mirror opens the same Name.
+	// It must be non-empty, at most 128 bytes, without '/' or spaces.
+	Name string
+	// Node names this node, unique among the nodes sharing the log (a
+	// host name, say). Same rules as Name. A restarted node should reuse
+	// its id: it then converts its own leftover marks into resync work
+	// at Open instead of waiting for another node's janitor.
+	Node string
+	// RegionSize in bytes: a power of two, at least 1024 and at most
+	// DeviceSize.
+	RegionSize int64
+	// DeviceSize is the size in bytes of the device the log describes.
+	DeviceSize int64
+	// Sync is the start-up mode. It applies only when the log is created
+	// in etcd (DefaultSync and ForceSync: every region out of sync;
+	// NoSync: every region in sync). Opening an existing log keeps its
+	// state, as cmirrord does, so a node joining a running cluster can
+	// never reset it.
+	Sync dirtylog.SyncMode
+	// LeaseTTL is the liveness lease: a node that cannot renew it for this
+	// long is fenced and its marks become resync work. Rounded up to whole
+	// seconds; at least one second (etcd raises it to its own minimum,
+	// 1.5 election timeouts). Zero means DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// Prefix is the etcd key prefix under which logs live; the log's keys
+	// are Prefix+Name+"/...". Zero means DefaultPrefix.
+	Prefix string
+	// RequestTimeout bounds the etcd requests made by calls that take no
+	// context (SetRegionSync, Close). Zero means 5 s.
+	RequestTimeout time.Duration
+	// FlushCallback, if set, is called by Flush before it commits clears,
+	// so data is durable on every leg before a region is recorded clean.
+	// If it fails, every region of this node is treated as dirty from
+	// then on and clears are ignored (as the disk log does).
+	FlushCallback func() error
+	// OnEvent, if set, receives EventLogFailed when this node is first
+	// fenced and EventFlushCallbackFailed. It is called synchronously and
+	// must not call back into the log.
+	OnEvent func(dirtylog.Event)
+}
+
+// maxChunks bounds the number of chunks a log is split into, so a flush or
+// a janitor transaction stays well within etcd's default 128 operations.
+const maxChunks = 32
+
+// minChunkRegions is the smallest chunk: 32 Ki regions, a 4 KiB bitmap.
+const minChunkRegions = 32 << 10
+
+func validID(what, s string) error {
+	if s == "" || len(s) > 128 || strings.ContainsAny(s, "/ \t\n\r\x00") {
+		return fmt.Errorf("%w: %s %q must be 1 to 128 bytes without '/' or spaces", ErrBadOptions, what, s)
+	}
+	return nil
+}
+
+// geometry validates o and returns the region count and chunk size.
+func (o *Options) geometry() (count, chunk uint64, err error) {
+	if err := validID("Name", o.Name); err != nil {
+		return 0, 0, err
+	}
+	if err := validID("Node", o.Node); err != nil {
+		return 0, 0, err
+	}
+	rs, ds := o.RegionSize, o.DeviceSize
+	if ds <= 0 || rs < 2*dirtylog.SectorSize || rs&(rs-1) != 0 || rs > ds {
+		return 0, 0, fmt.Errorf("%w: region size %d, device size %d (a power of two of at least %d and at most the device size)",
+			dirtylog.ErrBadRegionSize, rs, ds, 2*dirtylog.SectorSize)
+	}
+	count = uint64((ds + rs - 1) / rs)
+	if count > math.MaxUint32 {
+		return 0, 0, fmt.Errorf("%w: %d regions is more than %d", dirtylog.ErrBadRegionSize, count, uint64(math.MaxUint32))
+	}
+	return count, chunkRegionsFor(count), nil
+}
+
+// chunkRegionsFor picks the chunk size for a log of count regions: 32 Ki
+// regions, or the power of two that keeps the chunk count at maxChunks.
+func chunkRegionsFor(count uint64) uint64 {
+	c := uint64(minChunkRegions)
+	for (count+c-1)/c > maxChunks {
+		c *= 2
+	}
+	return c
+}
+
+func (o *Options) leaseSeconds() int {
+	ttl := o.LeaseTTL
+	if ttl == 0 {
+		ttl = DefaultLeaseTTL
+	}
+	s := int((ttl + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return s
+}
+
+func (o *Options) prefix() string {
+	p := o.Prefix
+	if p == "" {
+		p = DefaultPrefix
+	}
+	return p + o.Name + "/"
+}
+
+func (o *Options) requestTimeout() time.Duration {
+	if o.RequestTimeout <= 0 {
+		return 5 * time.Second
+	}
+	return o.RequestTimeout
+}

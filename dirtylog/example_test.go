@@ -1,0 +1,90 @@
+package dirtylog_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/dmlog/dmlog/dirtylog"
+	"github.com/dmlog/dmlog/internal/testdev"
+)
+
+func ExampleNewCore() {
+	ctx := context.Background()
+	log, err := dirtylog.NewCore(dirtylog.Options{
+		RegionSize: 512 << 10, // 1024 sectors
+		DeviceSize: 64 << 20,
+		Sync:       dirtylog.NoSync,
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer log.Close()
+
+	r := dirtylog.Region(3)
+	log.MarkRegion(r) // before writing to region 3
+	if err := log.Flush(ctx); err != nil {
+		panic(err)
+	}
+	clean, _ := log.IsClean(ctx, r)
+	fmt.Println("clean while writing:", clean)
+	log.ClearRegion(r) // every copy has the data
+	clean, _ = log.IsClean(ctx, r)
+	fmt.Println("clean after:", clean)
+	fmt.Println(log.Status())
+	fmt.Printf("%q\n", log.Table())
+	// Output:
+	// clean while writing: false
+	// clean after: true
+	// 1 core
+	// "core 2 1024 nosync "
+}
+
+func ExampleOpenDisk() {
+	ctx := context.Background()
+	dev := testdev.NewMemory(1 << 20) // any io.ReaderAt + io.WriterAt + Sync
+	opts := dirtylog.Options{RegionSize: 512 << 10, DeviceSize: 16 << 20, Sync: dirtylog.NoSync, Name: "253:2"}
+	log, err := dirtylog.OpenDisk(dev, opts)
+	if err != nil {
+		panic(err)
+	}
+	log.MarkRegion(3)
+	log.MarkRegion(10)
+	_ = log.Flush(ctx) // the marks are on the device now
+	dev.Crash(testdev.CrashOptions{Mode: testdev.DropAll})
+
+	// After the crash, reopening in the default mode turns the dirty
+	// regions into resync work.
+	opts.Sync = dirtylog.DefaultSync
+	log, err = dirtylog.OpenDisk(dev, opts)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("in sync: %d/%d\n", log.SyncCount(), log.RegionCount())
+	for {
+		r, ok, _ := log.ResyncWork(ctx)
+		if !ok {
+			break
+		}
+		fmt.Println("resync region", r)
+		log.ClearRegion(r)
+		log.SetRegionSync(r, true)
+	}
+	fmt.Println(log.Status())
+	fmt.Printf("%q\n", log.Table())
+	// Output:
+	// in sync: 30/32
+	// resync region 3
+	// resync region 10
+	// 3 disk 253:2 A
+	// "disk 2 253:2 1024 "
+}
+
+func ExampleNew() {
+	log, err := dirtylog.New("core", []string{"1024k"}, dirtylog.Env{DeviceSize: 1 << 30})
+	fmt.Println(log == nil, err)
+	log, err = dirtylog.New("core", []string{"1024", "nosync"}, dirtylog.Env{DeviceSize: 1 << 30})
+	fmt.Println(log.RegionCount(), log.SyncCount(), err)
+	// Output:
+	// true dirtylog: invalid region size 1024k
+	// 2048 2048 <nil>
+}

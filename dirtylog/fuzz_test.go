@@ -1,0 +1,110 @@
+package dirtylog_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/dmlog/dmlog/dirtylog"
+	"github.com/dmlog/dmlog/internal/testdev"
+)
+
+// FuzzOpenDisk feeds arbitrary device contents to OpenDisk and
+// ReadDiskImage: no panic, allocations bounded by the device, errors wrap
+// the sentinels, and whatever was read is rewritten as a valid v2 log.
+func FuzzOpenDisk(f *testing.F) {
+	valid := dirtylog.EncodeDiskImage(40, nil, 512)
+	f.Add(valid, uint16(40), uint8(0))
+	f.Add(valid[:100], uint16(40), uint8(1))
+	f.Add([]byte("MiRr"), uint16(1), uint8(2))
+	hugeNr := append([]byte{}, valid...)
+	copy(hugeNr[8:], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Add(hugeNr, uint16(64), uint8(0))
+	v3 := append([]byte{}, valid...)
+	v3[4] = 3
+	f.Add(v3, uint16(3), uint8(0))
+	f.Fuzz(func(t *testing.T, dev []byte, regions uint16, mode uint8) {
+		if len(dev) > 64<<10 {
+			return
+		}
+		img, err := dirtylog.ReadDiskImage(bytes.NewReader(dev), int64(len(dev)))
+		if err != nil {
+			if !errors.Is(err, dirtylog.ErrBadMagic) && !errors.Is(err, dirtylog.ErrBadVersion) &&
+				!errors.Is(err, dirtylog.ErrTruncated) {
+				t.Fatalf("ReadDiskImage: unexpected error %v", err)
+			}
+		} else if img.Header.NrRegions > uint64(len(dev))*8 {
+			t.Fatalf("decoded %d regions from %d bytes", img.Header.NrRegions, len(dev))
+		}
+
+		n := int64(regions%2000) + 1
+		mem := testdev.NewMemoryFrom(dev)
+		d, err := dirtylog.OpenDisk(mem, dirtylog.Options{
+			RegionSize: 1024, DeviceSize: n * 1024, Sync: dirtylog.SyncMode(mode % 3),
+		})
+		if err != nil {
+			if !errors.Is(err, dirtylog.ErrLogDeviceTooSmall) {
+				t.Fatalf("OpenDisk: unexpected error %v", err)
+			}
+			return
+		}
+		d.MarkRegion(dirtylog.Region(n - 1))
+		if err := d.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		img, err = dirtylog.ReadDiskImage(mem, mem.Size())
+		if err != nil {
+			t.Fatalf("rewritten log does not read back: %v", err)
+		}
+		if img.Header.Version != 2 || img.Header.NrRegions != uint64(n) {
+			t.Fatalf("rewritten header %+v", img.Header)
+		}
+		if img.Clean.Test(uint(n - 1)) {
+			t.Fatal("flushed mark not on the device")
+		}
+	})
+}
+
+// FuzzNewArgs feeds arbitrary table words to the registry: no panic, and
+// every error wraps a sentinel.
+func FuzzNewArgs(f *testing.F) {
+	f.Add("core", "1024 nosync", int64(1<<30))
+	f.Add("disk", "log 1024 sync", int64(1<<30))
+	f.Add("core", "1024k", int64(1<<20))
+	f.Add("disk", "log 2", int64(1<<40))
+	f.Add("core", "+8 nosync", int64(4096))
+	f.Add("clustered-core", "8", int64(4096))
+	f.Fuzz(func(t *testing.T, typ, words string, devSize int64) {
+		args := strings.Fields(words)
+		if len(args) > 8 {
+			return
+		}
+		env := dirtylog.Env{
+			DeviceSize: devSize,
+			Open: func(name string) (dirtylog.Device, error) {
+				if name != "log" {
+					return nil, errors.New("no such device")
+				}
+				return testdev.NewMemory(1 << 16), nil
+			},
+		}
+		l, err := dirtylog.New(typ, args, env)
+		if err != nil {
+			for _, s := range []error{dirtylog.ErrUnknownType, dirtylog.ErrBadArgs, dirtylog.ErrBadRegionSize, dirtylog.ErrLogDeviceTooSmall} {
+				if errors.Is(err, s) {
+					return
+				}
+			}
+			if strings.Contains(err.Error(), "opening log device") {
+				return
+			}
+			t.Fatalf("New(%q, %q): error wraps no sentinel: %v", typ, args, err)
+		}
+		if l.RegionCount() == 0 || l.RegionSize() <= 0 {
+			t.Fatalf("bad geometry %d x %d", l.RegionCount(), l.RegionSize())
+		}
+		_ = l.Close()
+	})
+}

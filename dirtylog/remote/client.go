@@ -110,6 +110,7 @@ type Client struct {
 	resumed     bool
 	closed      bool
 	pendingSync map[dirtylog.Region]bool
+	claims      map[dirtylog.Region]struct{} // handed to us, not yet set
 	abandon     bool // test hook: simulate a crash, never redial
 
 	done chan struct{}
@@ -178,6 +179,7 @@ func Dial(ctx context.Context, network, address string, opts ClientOptions) (*Cl
 		opts: opts, network: network, address: address,
 		ctr:         append([]byte(ctrStr), 0),
 		pendingSync: map[dirtylog.Region]bool{},
+		claims:      map[dirtylog.Region]struct{}{},
 		done:        make(chan struct{}),
 		ready:       make(chan struct{}),
 	}
@@ -690,19 +692,33 @@ func (c *Client) delayedFlush() {
 	_ = c.flushLocked(ctx, true)
 }
 
-// ResyncWork asks the server for a region to recover. Only one node of
-// the cluster recovers at a time; asking again returns the same region
-// until SetRegionSync.
+// ResyncWork asks the server for a region to recover. One node of the
+// cluster recovers at a time (others get none meanwhile); it may hold
+// several regions, each handed out once until SetRegionSync. After a
+// reconnect the server offers this node's claims again, in case a reply
+// was lost; regions this client already holds are skipped.
 func (c *Client) ResyncWork(ctx context.Context) (dirtylog.Region, bool, error) {
-	p, err := c.call(ctx, RequestGetResyncWork, nil)
-	if err != nil {
-		return 0, false, err
+	for range 1 << 20 {
+		p, err := c.call(ctx, RequestGetResyncWork, nil)
+		if err != nil {
+			return 0, false, err
+		}
+		if len(p) != 16 {
+			return 0, false, fmt.Errorf("%w: GET_RESYNC_WORK reply of %d bytes", ErrBadFrame, len(p))
+		}
+		if binary.LittleEndian.Uint64(p) == 0 {
+			return 0, false, nil
+		}
+		r := dirtylog.Region(binary.LittleEndian.Uint64(p[8:]))
+		c.mu.Lock()
+		_, dup := c.claims[r]
+		c.claims[r] = struct{}{}
+		c.mu.Unlock()
+		if !dup {
+			return r, true, nil
+		}
 	}
-	if len(p) != 16 {
-		return 0, false, fmt.Errorf("%w: GET_RESYNC_WORK reply of %d bytes", ErrBadFrame, len(p))
-	}
-	ok := binary.LittleEndian.Uint64(p) != 0
-	return dirtylog.Region(binary.LittleEndian.Uint64(p[8:])), ok, nil
+	return 0, false, fmt.Errorf("%w: server keeps re-offering claimed regions", ErrBadFrame)
 }
 
 // SetRegionSync tells the server r's sync state and ends its recovery.
@@ -712,6 +728,9 @@ func (c *Client) SetRegionSync(r dirtylog.Region, inSync bool) {
 	if uint64(r) >= c.count {
 		return
 	}
+	c.mu.Lock()
+	delete(c.claims, r)
+	c.mu.Unlock()
 	ctx, cancel := c.timeoutCtx()
 	defer cancel()
 	if _, err := c.call(ctx, RequestSetRegionSync, setSyncPayload(r, inSync)); err != nil {

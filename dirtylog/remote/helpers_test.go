@@ -1,0 +1,137 @@
+package remote
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dmlog/dmlog/dirtylog"
+)
+
+// testServer is a server on a Unix socket in a temp dir.
+type testServer struct {
+	t    *testing.T
+	srv  *Server
+	path string
+	opts ServerOptions
+	done chan error
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("DMLOG_VERBOSE") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return nil
+}
+
+var sockSeq atomic.Uint64
+
+// sockPath returns a short socket path (Unix socket paths are limited to
+// ~108 bytes, and t.TempDir() can be long).
+func sockPath(t testing.TB) string {
+	dir, err := os.MkdirTemp("", "dmlr")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, fmt.Sprintf("s%d", sockSeq.Add(1)))
+}
+
+func startServer(t testing.TB, o ServerOptions) *testServer {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = testLogger(t)
+	}
+	ts := &testServer{path: sockPath(t), opts: o}
+	ts.start(t)
+	t.Cleanup(func() { ts.stop() })
+	return ts
+}
+
+func (ts *testServer) start(t testing.TB) {
+	l, err := ListenUnix(ts.path)
+	require.NoError(t, err)
+	ts.srv = NewServer(ts.opts)
+	ts.done = make(chan error, 1)
+	go func(s *Server) { ts.done <- s.Serve(l) }(ts.srv)
+}
+
+// stop closes the server (idempotent) and waits for Serve to return.
+func (ts *testServer) stop() {
+	if ts.srv == nil {
+		return
+	}
+	ts.srv.Close()
+	<-ts.done
+	ts.srv = nil
+}
+
+func (ts *testServer) restart(t testing.TB) {
+	ts.stop()
+	ts.start(t)
+}
+
+func coreArgs(o dirtylog.Options) []string {
+	a := []string{"clustered-core", fmt.Sprint(o.RegionSize / dirtylog.SectorSize)}
+	if s := o.Sync.String(); s != "" {
+		a = append(a, s)
+	}
+	return a
+}
+
+func (ts *testServer) dial(t testing.TB, o ClientOptions) *Client {
+	t.Helper()
+	if o.RetryTimeout == 0 {
+		o.RetryTimeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, "unix", ts.path, o)
+	require.NoError(t, err)
+	return c
+}
+
+// checkGoroutines fails t if goroutines of this package outlive the test.
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			var leaked []string
+			for _, g := range strings.Split(string(buf), "\n\n") {
+				if strings.Contains(g, "dirtylog/remote.") && !strings.Contains(g, "checkGoroutines") &&
+					!strings.Contains(g, "testing.tRunner") {
+					leaked = append(leaked, g)
+				}
+			}
+			if len(leaked) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%d goroutines leaked:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+func eventually(t testing.TB, d time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: "+msg, args...)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

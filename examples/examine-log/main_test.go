@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dmlog/dmlog/dirtylog"
+)
+
+func gunzipTo(t *testing.T, src, dst string) {
+	t.Helper()
+	f, err := os.Open(src)
+	require.NoError(t, err)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	require.NoError(t, err)
+	b, err := io.ReadAll(zr)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(dst, b, 0o600))
+}
+
+func TestKernelLogs(t *testing.T) {
+	dir := t.TempDir()
+	for name, want := range map[string]string{
+		"D-after-remove": "magic: MiRr\nversion: 2\nregions: 32\nclean: 30\ndirty: 3,10\n",
+		"B-live-synced":  "magic: MiRr\nversion: 2\nregions: 40\nclean: 40\ndirty: none\n",
+	} {
+		p := filepath.Join(dir, name)
+		gunzipTo(t, filepath.Join("..", "..", "testdata", "mirror", name+".bin.gz"), p)
+		var out bytes.Buffer
+		require.NoError(t, run(&out, p))
+		require.Equal(t, want, out.String())
+	}
+}
+
+func TestRanges(t *testing.T) {
+	require.Equal(t, "none", ranges(nil))
+	require.Equal(t, "0-3,17,40-41", ranges([]dirtylog.Region{0, 1, 2, 3, 17, 40, 41}))
+}
+
+func TestNotALog(t *testing.T) {
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short")
+	require.NoError(t, os.WriteFile(short, []byte("MiRr"), 0o600))
+	junk := filepath.Join(dir, "junk")
+	require.NoError(t, os.WriteFile(junk, bytes.Repeat([]byte{0xAB}, 4096), 0o600))
+	v3 := filepath.Join(dir, "v3")
+	img := dirtylog.EncodeDiskImage(8, nil, 512)
+	img[4] = 3
+	require.NoError(t, os.WriteFile(v3, img, 0o600))
+	for p, sentinel := range map[string]error{short: dirtylog.ErrTruncated, junk: dirtylog.ErrBadMagic, v3: dirtylog.ErrBadVersion} {
+		err := run(io.Discard, p)
+		require.True(t, errors.Is(err, sentinel), "%s: %v", p, err)
+	}
+}

@@ -11,10 +11,14 @@
 //	clean: <count of clean regions>
 //	dirty: <ranges of dirty regions, e.g. 0-3,17,40-41, or none>
 //
-// A file that is not a disk log gets one line on stderr and exit status 1.
+// A file whose name ends in .gz is decompressed first, so the kernel
+// captures in testdata/mirror can be examined as they are. A file that is
+// not a disk log gets one line on stderr and exit status 1.
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"os"
@@ -51,7 +55,20 @@ func run(w io.Writer, path string) error {
 			return err
 		}
 	}
-	img, err := dirtylog.ReadDiskImage(f, size)
+	var r io.ReaderAt = f
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		// A disk log is at most 1024 bytes plus 512 MiB of bitmap.
+		b, err := io.ReadAll(io.LimitReader(zr, 1024+1<<29))
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		r, size = bytes.NewReader(b), int64(len(b))
+	}
+	img, err := dirtylog.ReadDiskImage(r, size)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}

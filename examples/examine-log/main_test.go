@@ -40,6 +40,12 @@ func TestKernelLogs(t *testing.T) {
 	}
 }
 
+func TestGzipInput(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(&out, filepath.Join("..", "..", "testdata", "mirror", "D-suspended.bin.gz")))
+	require.Contains(t, out.String(), "dirty: 3,10\n")
+}
+
 func TestRanges(t *testing.T) {
 	require.Equal(t, "none", ranges(nil))
 	require.Equal(t, "0-3,17,40-41", ranges([]dirtylog.Region{0, 1, 2, 3, 17, 40, 41}))

@@ -1,0 +1,53 @@
+// Package mirror is RAID1 over io.ReaderAt/io.WriterAt legs with a
+// write-intent log (a dirtylog.Log), following the Linux dm-raid1 target:
+// its region states, write and read paths, error handling
+// (handle_errors, keep_log), status strings and resync — with the
+// improvements a production replicated volume expects: group-committed log
+// flushes, parallel leg writes, read balancing, rate-limited parallel
+// resync with progress, online verify/repair, and leg replacement.
+//
+// # Model
+//
+// The device is cut into regions of the log's region size. A region is in
+// sync when every leg holds the same data for it. Before a write reaches
+// any leg, each in-sync region it touches is marked dirty in the log and
+// the mark is made durable (one log flush serves every write that marked
+// before it started: group commit; a region already durably marked skips
+// the wait). When the last write of a region completes and the region has
+// stayed idle for Options.ClearDelay, it is cleared; the disk log's flush
+// callback syncs the legs before the clear is written, so after any crash
+// every region whose legs may differ is dirty in the log. On reopen those
+// regions are out of sync: reads of them go to the default leg (leg 0
+// unless it failed over), writes go to the default leg only, and the
+// resync worker copies them from the default leg to the others.
+//
+// Out-of-sync regions are copied in the background by up to
+// Options.ResyncParallel workers at Options.ResyncRate bytes per second;
+// each region is quiesced (its writes drained, new writes parked) while it
+// is copied. Verify compares legs region by region; AddLeg and ReplaceLeg
+// bring in new legs that receive writes at once and serve reads once every
+// region has been copied to them.
+//
+// # Concurrency
+//
+// A *Mirror is safe for concurrent use by any number of goroutines.
+// Writes that overlap are applied to every leg in the order they started,
+// so in-sync legs stay byte-identical; writes that do not overlap run in
+// parallel, and each write goes to all its legs in parallel. The mirror
+// runs two goroutines (the log flusher and the resync worker, which starts
+// up to ResyncParallel copies); Close stops all of them.
+//
+// # Durability
+//
+// A write is acknowledged when the legs' WriteAt calls return. Sync makes
+// every acknowledged write durable on every leg that has Sync. Nothing
+// acknowledged before a completed Sync is lost by a crash of the legs and
+// the log device at any moment: after reopening and resyncing, the legs
+// are identical and hold it.
+//
+// # Persistent logs
+//
+// With a dirtylog.Disk log the log's flush callback must sync the legs.
+// Parse and OpenDisk wire it; with New, pass a LegsSyncer both as the
+// log's FlushCallback and in Options.Syncer.
+package mirror

@@ -1,0 +1,141 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Group commit. Writers mark their regions under m.mu and record the flush
+// generation that will cover the marks (flushStarted+1); the flusher
+// goroutine runs one log Flush for every writer that marked before it
+// started, then wakes them all with its result. Clears are deferred: a
+// region whose last write completed stays marked for ClearDelay, then the
+// flusher clears it in memory and flushes; the disk log's flush callback
+// syncs the legs before the clean bit is written, so a clean bit on disk
+// never runs ahead of the data.
+
+func (m *Mirror) kick() {
+	select {
+	case m.flushKick <- struct{}{}:
+	default:
+	}
+}
+
+// waitFlushLocked waits until a flush that started after generation
+// need-1 completed. It returns an error wrapping ErrLogFailed if every such
+// flush failed.
+func (m *Mirror) waitFlushLocked(need uint64) error {
+	if need <= m.okGen {
+		m.stats.flushSkips.Add(1)
+		return nil
+	}
+	m.stats.flushWaits.Add(1)
+	if need > m.flushWant {
+		m.flushWant = need
+	}
+	m.kick()
+	for m.flushDone < need && !m.stopFlusher {
+		m.cond.Wait()
+	}
+	if m.okGen >= need {
+		return nil
+	}
+	return fmt.Errorf("%w: the log flush covering this write failed", ErrLogFailed)
+}
+
+// applyClearsLocked clears the regions that have been idle for a whole
+// clear interval (all of them if all) and reports how many it cleared.
+func (m *Mirror) applyClearsLocked(all bool) int {
+	if m.idleDirty == 0 {
+		return 0
+	}
+	m.clearEpoch++
+	n := 0
+	for r, e := range m.regions {
+		if !e.dirty || e.pending > 0 || e.pin > 0 || e.quiesced {
+			continue
+		}
+		if !all && e.idle+2 > m.clearEpoch {
+			continue
+		}
+		m.log.ClearRegion(r)
+		e.dirty = false
+		m.idleDirty--
+		n++
+		m.dropIfIdleLocked(r, e)
+	}
+	return n
+}
+
+// flusher is the one goroutine that calls the log's Flush while the mirror
+// runs.
+func (m *Mirror) flusher() {
+	defer m.wg.Done()
+	delay := m.opts.clearDelay()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	armed := false
+	for {
+		tick := false
+		select {
+		case <-m.flushKick:
+		case <-timer.C:
+			armed = false
+			tick = true
+		}
+		m.mu.Lock()
+		if m.stopFlusher {
+			m.flushDone = m.flushStarted
+			m.cond.Broadcast()
+			m.mu.Unlock()
+			timer.Stop()
+			return
+		}
+		cleared := 0
+		if tick || delay == 0 || m.clearNow {
+			cleared = m.applyClearsLocked(delay == 0 || m.clearNow)
+			m.clearNow = false
+		}
+		if m.idleDirty > 0 && !armed && delay > 0 {
+			timer.Reset(delay)
+			armed = true
+		}
+		if m.flushWant <= m.flushDone && cleared == 0 {
+			m.mu.Unlock()
+			continue
+		}
+		gen := m.flushStarted + 1
+		m.flushStarted = gen
+		m.mu.Unlock()
+
+		err := m.log.Flush(context.Background())
+		m.stats.flushes.Add(1)
+
+		m.mu.Lock()
+		m.flushDone = gen
+		first := false
+		if err == nil {
+			m.okGen = gen
+		} else {
+			m.logFailure = true
+			first = !m.logEventSent
+			m.logEventSent = true
+		}
+		m.cond.Broadcast()
+		again := m.flushWant > m.flushDone
+		m.mu.Unlock()
+		if first {
+			m.event(Event{Kind: EventLogFailed, Leg: -1, Err: err})
+		}
+		if again {
+			m.kick()
+		}
+	}
+}
+
+// flushNow runs a flush that covers everything marked so far and waits
+// for it.
+func (m *Mirror) flushNowLocked() error {
+	return m.waitFlushLocked(m.flushStarted + 1)
+}

@@ -1,0 +1,348 @@
+package mirror
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dmlog/dmlog/dirtylog"
+)
+
+// WriteAt writes p at off on the legs, following dm-raid1's write path for
+// every region the write touches:
+//
+//   - in sync (CLEAN or DIRTY): the region's pending count goes up and it
+//     is marked in the log; the log flush covering the mark completes
+//     before any leg sees the write (writers share flushes; a region
+//     already durably marked skips the wait); then every leg is written in
+//     parallel;
+//   - out of sync (NOSYNC): only the default leg is written, no mark;
+//   - being recovered: the write waits for the copy, then goes to all legs.
+//
+// A region another node is resyncing (RemoteRecovering) is waited for
+// first. Overlapping writes in flight are applied to every leg in the
+// order they started. A leg that fails the write is failed (status D) and
+// the region goes out of sync; the write succeeds if a healthy leg holds
+// it, and fails with ErrIO if none does. With HandleErrors (and not
+// KeepLog) a write that failed on some leg is held until that leg is
+// replaced or the mirror closes (see Options.HandleErrors).
+func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
+	if err := m.checkRange(off, len(p)); err != nil {
+		return 0, err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if !m.enter() {
+		return 0, ErrClosed
+	}
+	defer m.exit()
+	rlo, rhi := m.regionOf(off), m.regionOf(off+int64(len(p))-1)
+	if err := m.waitRemoteRecovering(rlo, rhi); err != nil {
+		return 0, err
+	}
+	m.stats.writes.Add(1)
+
+	var routeBuf [4]bool
+	routes := routeBuf[:0]
+	if n := int(rhi-rlo) + 1; n > len(routeBuf) {
+		routes = make([]bool, 0, n)
+	}
+
+	m.mu.Lock()
+	w, routes, err := m.registerWriteLocked(off, len(p), rlo, rhi, routes)
+	if err != nil {
+		m.mu.Unlock()
+		return 0, err
+	}
+	// Wait for every earlier overlapping write: one order on every leg.
+	for m.overlapsEarlierLocked(w) {
+		m.cond.Wait()
+	}
+	c := m.cfg.Load()
+	m.mu.Unlock()
+
+	werr := m.issue(c, p, off, rlo, routes)
+
+	m.mu.Lock()
+	m.completeWriteLocked(w, rlo, rhi)
+	if werr == errHold {
+		m.stats.heldWrites.Add(1)
+		closed := m.closed.Load()
+		ch := m.held
+		m.mu.Unlock()
+		if closed {
+			return 0, fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
+		}
+		<-ch
+		if m.closed.Load() {
+			return 0, fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
+		}
+		return len(p), nil
+	}
+	m.mu.Unlock()
+	if werr != nil {
+		return 0, werr
+	}
+	m.stats.bytesWritten.Add(int64(len(p)))
+	return len(p), nil
+}
+
+var errHold = errors.New("mirror: hold")
+
+// waitRemoteRecovering waits while another node resyncs any of the
+// regions (shared storage), polling as the kernel does every 200 ms.
+func (m *Mirror) waitRemoteRecovering(rlo, rhi dirtylog.Region) error {
+	for r := rlo; r <= rhi; r++ {
+		for {
+			rec, err := m.log.RemoteRecovering(m.ctx, r)
+			if err == nil && !rec {
+				break
+			}
+			// An error counts as "recovering", as in the kernel.
+			select {
+			case <-m.ctx.Done():
+				return ErrClosed
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// registerWriteLocked counts the write on each region, marks the regions
+// that need it, records the routing (true: all legs) and waits for the log
+// flush that makes the marks durable.
+func (m *Mirror) registerWriteLocked(off int64, n int, rlo, rhi dirtylog.Region, routes []bool) (*wop, []bool, error) {
+retry:
+	// Regions held for recovery, verify or a join copy park new writes.
+	for r := rlo; r <= rhi; r++ {
+		e := m.regions[r]
+		if e != nil && e.quiesced {
+			m.cond.Wait()
+			goto retry
+		}
+	}
+	// Learn every region's state before changing any (a remote log may
+	// make us drop the lock).
+	for r := rlo; r <= rhi; r++ {
+		if _, err := m.lookupLocked(r); err == errRetry {
+			goto retry
+		}
+	}
+	var need uint64
+	routes = routes[:0]
+	anySync := false
+	for r := rlo; r <= rhi; r++ {
+		e := m.regions[r]
+		e.pending++
+		routes = append(routes, e.inSync)
+		if !e.inSync {
+			continue // NOSYNC: default leg only, not marked
+		}
+		anySync = true
+		if !e.dirty {
+			m.log.MarkRegion(r)
+			e.dirty = true
+			if m.volatile {
+				e.markGen = 0
+			} else {
+				e.markGen = m.flushStarted + 1
+			}
+		} else if e.pending == 1 {
+			m.idleDirty-- // it was waiting to be cleared
+		}
+		need = max(need, e.markGen)
+	}
+	m.seq++
+	w := &wop{lo: off, hi: off + int64(n), seq: m.seq}
+	m.inflight = append(m.inflight, w)
+
+	var err error
+	switch {
+	case anySync && m.logFailure && m.opts.HandleErrors:
+		// The kernel does not issue writes after a log failure with
+		// handle_errors.
+		err = fmt.Errorf("%w: log failed earlier (handle_errors)", ErrLogFailed)
+	case need > 0:
+		err = m.waitFlushLocked(need)
+	default:
+		m.stats.flushSkips.Add(1)
+	}
+	if err == nil && !anySync {
+		c := m.cfg.Load()
+		if m.opts.HandleErrors && !m.opts.KeepLog && anyFailed(c) {
+			// Kernel: nosync writes go to failures when a leg failed.
+			err = errHold
+		}
+	}
+	if err != nil {
+		m.completeWriteLocked(w, rlo, rhi)
+		if err == errHold {
+			ch := m.held
+			m.mu.Unlock()
+			<-ch
+			m.mu.Lock()
+			if m.closed.Load() {
+				return nil, nil, fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
+			}
+			goto retry
+		}
+		return nil, nil, err
+	}
+	return w, routes, nil
+}
+
+func anyFailed(c *config) bool {
+	for _, l := range c.legs {
+		if l.failed() {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Mirror) overlapsEarlierLocked(w *wop) bool {
+	for _, o := range m.inflight {
+		if o == w {
+			return false
+		}
+		if o.lo < w.hi && w.lo < o.hi {
+			return true
+		}
+	}
+	return false
+}
+
+// completeWriteLocked drops the write's pending counts and its place in
+// the in-flight list.
+func (m *Mirror) completeWriteLocked(w *wop, rlo, rhi dirtylog.Region) {
+	for r := rlo; r <= rhi; r++ {
+		e := m.regions[r]
+		e.pending--
+		if e.pending == 0 {
+			if e.dirty {
+				e.idle = m.clearEpoch
+				m.idleDirty++
+				if m.opts.clearDelay() == 0 || m.idleDirty == 1 {
+					m.kick() // arm the clear timer, or clear now
+				}
+			}
+			m.dropIfIdleLocked(r, e)
+		}
+	}
+	for i, o := range m.inflight {
+		if o == w {
+			copy(m.inflight[i:], m.inflight[i+1:])
+			m.inflight[len(m.inflight)-1] = nil
+			m.inflight = m.inflight[:len(m.inflight)-1]
+			break
+		}
+	}
+	m.cond.Broadcast()
+}
+
+// segment is a run of regions with one routing.
+type segment struct {
+	off  int64
+	p    []byte
+	all  bool
+	rlo  dirtylog.Region
+	rhi  dirtylog.Region
+	errs []error // per leg
+}
+
+// issue writes p to the legs per region routing, in parallel, and handles
+// leg failures. It returns nil, errHold, or an error wrapping ErrIO.
+func (m *Mirror) issue(c *config, p []byte, off int64, rlo dirtylog.Region, routes []bool) error {
+	var segBuf [1]segment
+	segs := segBuf[:0]
+	end := off + int64(len(p))
+	for i := 0; i < len(routes); {
+		j := i
+		for j+1 < len(routes) && routes[j+1] == routes[i] {
+			j++
+		}
+		so := max(off, int64(rlo+dirtylog.Region(i))<<m.rshift)
+		eo := min(end, int64(rlo+dirtylog.Region(j)+1)<<m.rshift)
+		segs = append(segs, segment{off: so, p: p[so-off : eo-off], all: routes[i],
+			rlo: rlo + dirtylog.Region(i), rhi: rlo + dirtylog.Region(j)})
+		i = j + 1
+	}
+	nlegs := len(c.legs)
+	var errBuf [MaxLegs]error
+	var wg sync.WaitGroup
+	for si := range segs {
+		s := &segs[si]
+		if len(segs) == 1 && nlegs <= MaxLegs {
+			s.errs = errBuf[:nlegs]
+		} else {
+			s.errs = make([]error, nlegs)
+		}
+		for i, l := range c.legs {
+			if !s.all && i != c.def {
+				continue
+			}
+			if si == len(segs)-1 && (i == nlegs-1 || (!s.all && i == c.def)) {
+				// The last I/O runs on this goroutine.
+				_, s.errs[i] = l.dev.WriteAt(s.p, s.off)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, s.errs[i] = l.dev.WriteAt(s.p, s.off)
+			}()
+		}
+	}
+	wg.Wait()
+
+	var failedErr error
+	hold := false
+	for si := range segs {
+		s := &segs[si]
+		written := 0
+		var legErr error
+		for i, l := range c.legs {
+			if !s.all && i != c.def {
+				continue
+			}
+			if err := s.errs[i]; err != nil {
+				m.stats.writeErrors.Add(1)
+				err = fmt.Errorf("mirror: writing %s at %d: %w", l.name, s.off, err)
+				legErr = err
+				m.failLeg(l, errWrite, err)
+				continue
+			}
+			if !l.failed() || !s.all {
+				written++
+			}
+		}
+		if legErr == nil {
+			continue
+		}
+		if s.all {
+			m.mu.Lock()
+			if !m.logFailure {
+				for r := s.rlo; r <= s.rhi; r++ {
+					m.setOutOfSyncLocked(r, m.regions[r])
+				}
+			}
+			m.mu.Unlock()
+		}
+		switch {
+		case written == 0 || (m.opts.KeepLog && m.logFailure):
+			failedErr = fmt.Errorf("%w: no leg holds the write at %d: %w", ErrIO, s.off, legErr)
+		case m.opts.HandleErrors && !m.opts.KeepLog:
+			hold = true
+		}
+	}
+	if failedErr != nil {
+		return failedErr
+	}
+	if hold {
+		return errHold
+	}
+	return nil
+}

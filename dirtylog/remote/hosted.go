@@ -118,21 +118,58 @@ func (s *Server) newHostedLog(uuid string, sp ctrSpec) (*hostedLog, error) {
 			s.log.Error("log event", "uuid", uuid, "event", e.String())
 		},
 	}
-	typ := "core"
+	typ, args := "core", sp.logArgs
+	var grownFrom uint64
+	var dev dirtylog.Device
+	opened := false
 	if sp.kind == "clustered-disk" {
 		typ = "disk"
 		if s.opts.Open == nil {
 			return nil, fmt.Errorf("%w: this server opens no devices (ServerOptions.Open is nil)", dirtylog.ErrBadArgs)
 		}
+		var err error
+		if dev, err = s.opts.Open(sp.dev); err != nil {
+			return nil, fmt.Errorf("remote: opening log device %s: %w", sp.dev, err)
+		}
+		// cmirrord, unlike the kernel, does not let sync/nosync re-initialise
+		// an existing log: they only decide the state of regions the log
+		// grows by. Open an existing log in the default mode.
+		var hdr [16]byte
+		if _, err := dev.ReadAt(hdr[:], 0); err == nil && binary.LittleEndian.Uint32(hdr[:]) == dirtylog.DiskMagic &&
+			sp.sync != dirtylog.DefaultSync {
+			args = args[:2]
+			if sp.sync == dirtylog.NoSync {
+				grownFrom = binary.LittleEndian.Uint64(hdr[8:])
+			} else {
+				grownFrom = ^uint64(0) // default mode already dirties new regions
+			}
+		} else {
+			grownFrom = ^uint64(0)
+		}
+		env.Open = func(string) (dirtylog.Device, error) { opened = true; return dev, nil }
 	}
-	b, err := dirtylog.New(typ, sp.logArgs, env)
+	b, err := dirtylog.New(typ, args, env)
 	if err != nil {
+		if c, ok := dev.(io.Closer); ok && !opened {
+			_ = c.Close()
+		}
 		return nil, err
 	}
 	ctx := context.Background()
 	st := newCoherence(b.RegionCount(),
 		func(r dirtylog.Region) bool { ok, _ := b.IsClean(ctx, r); return ok },
 		func(r dirtylog.Region) bool { ok, _ := b.InSync(ctx, r); return ok })
+	if typ == "disk" && grownFrom < st.count {
+		for r := dirtylog.Region(grownFrom); uint64(r) < st.count; r++ {
+			if st.setRegionSync(r, true) == cleanCleaned {
+				b.ClearRegion(r)
+			}
+		}
+		if err := b.Flush(ctx); err != nil {
+			_ = b.Close()
+			return nil, err
+		}
+	}
 	return &hostedLog{srv: s, uuid: uuid, spec: sp, backing: b, st: st, members: map[NodeID]*member{}}, nil
 }
 

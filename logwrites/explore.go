@@ -251,10 +251,9 @@ func deviceSize(base io.ReaderAt, size int64) (int64, error) {
 
 // xentry is a log entry loaded for exploration.
 type xentry struct {
-	e     Entry
-	block uint64 // first 512-byte device block it changes
-	n     uint64 // number of blocks it changes (0: none)
-	data  []blk  // nil for a discard (zeroes)
+	e   Entry
+	n   uint64 // number of 512-byte device blocks it changes (0: none)
+	src *xsrc  // what it writes; nil if n == 0
 }
 
 // applyTo returns ov with x applied, only the sectors in tear if tear is
@@ -264,14 +263,10 @@ func (x *xentry) applyTo(ov overlay, tear []SectorRange) overlay {
 		return ov
 	}
 	if tear == nil {
-		return ov.write(x.block, x.data, x.n)
+		return ov.write(x.src, x.src.start, x.src.start+x.n)
 	}
 	for _, r := range tear {
-		if x.data == nil {
-			ov = ov.write(x.block+r.Start, nil, r.End-r.Start)
-		} else {
-			ov = ov.write(x.block+r.Start, x.data[r.Start:r.End], 0)
-		}
+		ov = ov.write(x.src, x.src.start+r.Start, x.src.start+r.End)
 	}
 	return ov
 }
@@ -392,13 +387,18 @@ func (g *generator) run(ctx context.Context, send func(State) bool) error {
 			if off > g.sh.size || n > g.sh.size-off {
 				return &EntryError{Index: e.Index, Block: e.Block, Err: fmt.Errorf("%w: %d bytes at %d, device size %d", ErrDeviceSize, n, off, g.sh.size)}
 			}
-			x.block, x.n = uint64(off)>>blockShift, uint64(n)>>blockShift
+			x.n = uint64(n) >> blockShift
+			var blks []blk
 			if e.HasData() {
 				buf := make([]byte, n)
 				if err := g.log.ReadData(e, buf); err != nil {
 					return err
 				}
-				x.data = newBlks(buf)
+				blks = newBlks(buf)
+			}
+			var err error
+			if x.src, err = g.sh.newSrc(uint64(off)>>blockShift, x.n, blks); err != nil {
+				return err
 			}
 		}
 		xs = append(xs, x)

@@ -75,6 +75,7 @@ func (s sum128) sub(t sum128) sum128 { return sum128{s[0] - t[0], s[1] - t[1]} }
 // modified once they are reachable from a published overlay.
 type node struct {
 	sum  sum128
+	cnt  int32 // non-nil slots
 	kids *[fanout]*node // level > 0
 	blks *[fanout]*blk  // level 0
 }
@@ -105,7 +106,7 @@ func (n *node) clone(level int) *node {
 	if n == nil {
 		return c
 	}
-	c.sum = n.sum
+	c.sum, c.cnt = n.sum, n.cnt
 	if level == 0 {
 		*c.blks = *n.blks
 	} else {
@@ -147,11 +148,12 @@ func newShape(base io.ReaderAt, size int64) (*overlayShape, error) {
 		for j := range fanout {
 			if l == 0 {
 				n.blks[j] = zeroBlk
-				n.sum = n.sum.add(childSum(0, j, sum128{zeroBlk.h, ^zeroBlk.h}))
+				n.sum = n.sum.add(slotSum(j, zeroBlk))
 			} else {
 				n.kids[j] = sh.zero[l-1]
-				n.sum = n.sum.add(childSum(l, j, sh.zero[l-1].sum))
+				n.sum = n.sum.add(kidSum(l, j, sh.zero[l-1]))
 			}
+			n.cnt++
 		}
 		sh.zero[l] = n
 	}
@@ -177,53 +179,134 @@ func (o overlay) hash() sum128 {
 	return o.root.sum
 }
 
-// write returns a new overlay with blocks [b, b+len(src)) set to src (or to
-// zero when src is nil and n blocks are given). o is not changed.
-func (o overlay) write(b uint64, src []blk, n uint64) overlay {
-	if src != nil {
-		n = uint64(len(src))
+// xsrc is what one entry writes, block by block, from device block start:
+// its data (zeros for a discard), and which blocks equal the base image's
+// (those are stored as "base", so that the overlay stays canonical: a slot
+// is set exactly when the block differs from the base, and equal images
+// have equal overlays and equal hashes).
+type xsrc struct {
+	start   uint64
+	n       uint64
+	blks    []blk    // nil: zeros
+	sameCnt []uint32 // sameCnt[i] = blocks among the first i equal to the base
+}
+
+// newSrc builds the source of n blocks at start, comparing them with the
+// base image (one read of the range).
+func (sh *overlayShape) newSrc(start, n uint64, blks []blk) (*xsrc, error) {
+	s := &xsrc{start: start, n: n, blks: blks, sameCnt: make([]uint32, n+1)}
+	buf := make([]byte, min(n, 2048)<<blockShift)
+	for done := uint64(0); done < n; {
+		m := min(n-done, uint64(len(buf))>>blockShift)
+		p := buf[:m<<blockShift]
+		if err := sh.read(nil, 0, 0, p, int64(start+done)<<blockShift); err != nil {
+			return nil, err
+		}
+		for i := range m {
+			b := p[i<<blockShift : (i+1)<<blockShift]
+			var same bool
+			if blks == nil {
+				same = allZero(b)
+			} else {
+				same = *blks[done+i].data == [blockSize]byte(b)
+			}
+			s.sameCnt[done+i+1] = s.sameCnt[done+i]
+			if same {
+				s.sameCnt[done+i+1]++
+			}
+		}
+		done += m
 	}
-	if n == 0 {
+	return s, nil
+}
+
+// same reports how many of blocks [lo, hi) equal the base.
+func (s *xsrc) same(lo, hi uint64) uint64 {
+	return uint64(s.sameCnt[hi-s.start] - s.sameCnt[lo-s.start])
+}
+
+// write returns a new overlay with blocks [lo, hi) (within src's range)
+// set from src. o is not changed.
+func (o overlay) write(src *xsrc, lo, hi uint64) overlay {
+	if lo >= hi {
 		return o
 	}
-	root := o.sh.set(o.root, o.sh.levels-1, 0, b, b+n, src, b)
-	return overlay{sh: o.sh, root: root}
+	return overlay{sh: o.sh, root: o.sh.set(o.root, o.sh.levels-1, 0, lo, hi, src)}
+}
+
+// slotSum is a leaf slot's contribution to its node's hash.
+func slotSum(j int, b *blk) sum128 {
+	if b == nil {
+		return sum128{}
+	}
+	return childSum(0, j, sum128{b.h, ^b.h})
+}
+
+// kidSum is a child's contribution to its parent's hash; an absent child
+// (all base) contributes nothing.
+func kidSum(level, j int, n *node) sum128 {
+	if n == nil {
+		return sum128{}
+	}
+	return childSum(level, j, n.sum)
 }
 
 // set returns a copy of n (a node at level covering blocks from start) with
-// blocks [lo, hi) replaced by src[blockIndex-srcStart], or zero if src is nil.
-func (sh *overlayShape) set(n *node, level int, start, lo, hi uint64, src []blk, srcStart uint64) *node {
+// blocks [lo, hi) set from src; nil if the result is all base.
+func (sh *overlayShape) set(n *node, level int, start, lo, hi uint64, src *xsrc) *node {
 	sp := span(level)
-	if src == nil && lo <= start && start+sp <= hi {
-		return sh.zero[level] // the whole subtree is discarded
+	if lo <= start && start+sp <= hi {
+		// The whole subtree is written.
+		switch src.same(start, start+sp) {
+		case sp:
+			return nil // the base's content throughout
+		case 0:
+			if src.blks == nil {
+				return sh.zero[level]
+			}
+		}
 	}
 	c := n.clone(level)
 	if level == 0 {
 		for b := max(lo, start); b < min(hi, start+sp); b++ {
 			j := int(b - start)
-			if old := c.blks[j]; old != nil {
-				c.sum = c.sum.sub(childSum(0, j, sum128{old.h, ^old.h}))
+			old := c.blks[j]
+			var nb *blk
+			switch {
+			case src.same(b, b+1) == 1:
+			case src.blks == nil:
+				nb = zeroBlk
+			default:
+				nb = &src.blks[b-src.start]
 			}
-			nb := zeroBlk
-			if src != nil {
-				nb = &src[b-srcStart]
-			}
+			c.sum = c.sum.sub(slotSum(j, old)).add(slotSum(j, nb))
 			c.blks[j] = nb
-			c.sum = c.sum.add(childSum(0, j, sum128{nb.h, ^nb.h}))
+			switch {
+			case old == nil && nb != nil:
+				c.cnt++
+			case old != nil && nb == nil:
+				c.cnt--
+			}
 		}
-		return c
+	} else {
+		child := sp >> fanBits
+		first := (max(lo, start) - start) / child
+		last := (min(hi, start+sp) - 1 - start) / child
+		for j := int(first); j <= int(last); j++ {
+			old := c.kids[j]
+			nk := sh.set(old, level-1, start+uint64(j)*child, lo, hi, src)
+			c.sum = c.sum.sub(kidSum(level, j, old)).add(kidSum(level, j, nk))
+			c.kids[j] = nk
+			switch {
+			case old == nil && nk != nil:
+				c.cnt++
+			case old != nil && nk == nil:
+				c.cnt--
+			}
+		}
 	}
-	child := sp >> fanBits
-	first := (max(lo, start) - start) / child
-	last := (min(hi, start+sp) - 1 - start) / child
-	for j := int(first); j <= int(last); j++ {
-		old := c.kids[j]
-		if old != nil {
-			c.sum = c.sum.sub(childSum(level, j, old.sum))
-		}
-		nk := sh.set(old, level-1, start+uint64(j)*child, lo, hi, src, srcStart)
-		c.kids[j] = nk
-		c.sum = c.sum.add(childSum(level, j, nk.sum))
+	if c.cnt == 0 {
+		return nil
 	}
 	return c
 }

@@ -235,6 +235,11 @@ func (c *cache) deleteLocked(kv *mvccpb.KeyValue) {
 		}
 	case kindClaim:
 		delete(c.claims, pk.region)
+		// A recovery that ended without success (or whose recoverer
+		// died) leaves the region out of sync: find it again.
+		if uint64(pk.region) < c.count && !c.inSync(pk.region) {
+			c.pullCursorLocked(uint64(pk.region))
+		}
 	case kindPrio:
 		delete(c.prio, pk.region)
 	}
@@ -364,6 +369,12 @@ func (c *cache) advanceCursor(r dirtylog.Region) {
 	if uint64(r) >= c.cursor {
 		c.cursor = uint64(r) + 1
 	}
+}
+
+func (c *cache) pullCursor(r dirtylog.Region) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pullCursorLocked(uint64(r))
 }
 
 func (c *cache) resetCursor() {

@@ -81,6 +81,9 @@ func (l *Log) SetRegionSync(r dirtylog.Region, inSync bool) {
 	if uint64(r) >= l.count || l.closed.Load() {
 		return
 	}
+	if !inSync {
+		l.c.pullCursor(r)
+	}
 	ctx, cancel := context.WithTimeout(l.bg, l.opts.requestTimeout())
 	defer cancel()
 	ci := int(uint64(r) / l.chunk)

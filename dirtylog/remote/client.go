@@ -111,7 +111,7 @@ type Client struct {
 	closed      bool
 	pendingSync map[dirtylog.Region]bool
 	claims      map[dirtylog.Region]struct{} // handed to us, not yet set
-	abandon     bool // test hook: simulate a crash, never redial
+	abandon     bool                         // test hook: simulate a crash, never redial
 
 	done chan struct{}
 	wg   sync.WaitGroup

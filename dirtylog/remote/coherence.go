@@ -305,12 +305,12 @@ func (c *coherence) resume(n NodeID) {
 // claim it held is released. It returns the regions that went out of
 // sync. This is both a clean DTR with marks left over and a death.
 func (c *coherence) leave(n NodeID) (resync []dirtylog.Region, released bool) {
-	nm := c.nodes[n]
-	if nm == nil {
-		return nil, false
+	var marks map[dirtylog.Region]struct{}
+	if nm := c.nodes[n]; nm != nil {
+		marks = nm.marks
+		delete(c.nodes, n)
 	}
-	delete(c.nodes, n)
-	for r := range nm.marks {
+	for r := range marks {
 		c.dropMarker(r)
 		if c.sync.Test(uint(r)) {
 			resync = append(resync, r)

@@ -125,11 +125,11 @@ func xdurable(t testing.TB, l *Log, base []byte, cut uint64, inflight bool) (dur
 }
 
 func TestExploreSubsetStatesKeepDurableWrites(t *testing.T) {
-	for seed := range uint64(3) {
-		x := xrandomLog(seed, 120, 128)
+	for seed := range uint64(2) {
+		x := xrandomLog(seed, 80, 64)
 		l := x.open(t)
 		es := allEntries(t, l)
-		base := xdata(0x30, 128)
+		base := xdata(0x30, 64)
 		states, st := xexplore(t, l, base, ExploreOptions{MaxSubsetStates: 20, Tear: true, Seed: seed, Parallel: 2})
 		require.Positive(t, st.Subset)
 		require.Positive(t, st.Torn)
@@ -250,9 +250,9 @@ func TestExploreDeduplicates(t *testing.T) {
 }
 
 func TestExploreDeterministic(t *testing.T) {
-	x := xrandomLog(5, 300, 128)
+	x := xrandomLog(5, 120, 64)
 	l := x.open(t)
-	base := make([]byte, 128*512)
+	base := make([]byte, 64*512)
 	run := func(seed uint64, par int) []string {
 		states, _ := xexplore(t, l, base, ExploreOptions{Seed: seed, Parallel: par, Tear: true, MaxSubsetStates: 30})
 		var out []string
@@ -263,7 +263,6 @@ func TestExploreDeterministic(t *testing.T) {
 	}
 	a := run(1, 1)
 	require.Equal(t, a, run(1, 4), "same seed, different parallelism")
-	require.Equal(t, a, run(1, 2))
 	require.NotEqual(t, a, run(2, 2), "another seed chooses other subsets")
 }
 

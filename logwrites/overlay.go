@@ -75,7 +75,7 @@ func (s sum128) sub(t sum128) sum128 { return sum128{s[0] - t[0], s[1] - t[1]} }
 // modified once they are reachable from a published overlay.
 type node struct {
 	sum  sum128
-	cnt  int32 // non-nil slots
+	cnt  int32          // non-nil slots
 	kids *[fanout]*node // level > 0
 	blks *[fanout]*blk  // level 0
 }

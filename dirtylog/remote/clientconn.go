@@ -59,7 +59,12 @@ func (cc *clientConn) readLoop() {
 		h, p, err := fr.ReadFrame()
 		if err != nil {
 			var he *HeaderError
-			if errors.As(err, &he) && errors.Is(err, ErrVersion) {
+			if errors.As(err, &he) && !errors.Is(err, ErrVersion) {
+				// In step: fail that request only.
+				cc.deliver(h.Seq, reply{h: h, err: fmt.Errorf("remote: server reply: %w", err)})
+				continue
+			}
+			if errors.As(err, &he) {
 				cc.deliver(h.Seq, reply{h: h, err: fmt.Errorf("remote: server reply: %w", err)})
 				err = fmt.Errorf("%w: %w", errConnLost, err)
 			} else {

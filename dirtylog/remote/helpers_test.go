@@ -2,6 +2,8 @@ package remote
 
 import (
 	"context"
+	"encoding/binary"
+	"net"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,8 +24,9 @@ type testServer struct {
 	t    *testing.T
 	srv  *Server
 	path string
-	opts ServerOptions
-	done chan error
+	opts  ServerOptions
+	done  chan error
+	trace func(h *Header)
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -45,11 +48,15 @@ func sockPath(t testing.TB) string {
 }
 
 func startServer(t testing.TB, o ServerOptions) *testServer {
+	return startTracedServer(t, o, nil)
+}
+
+func startTracedServer(t testing.TB, o ServerOptions, trace func(h *Header)) *testServer {
 	t.Helper()
 	if o.Logger == nil {
 		o.Logger = testLogger(t)
 	}
-	ts := &testServer{path: sockPath(t), opts: o}
+	ts := &testServer{path: sockPath(t), opts: o, trace: trace}
 	ts.start(t)
 	t.Cleanup(func() { ts.stop() })
 	return ts
@@ -59,6 +66,7 @@ func (ts *testServer) start(t testing.TB) {
 	l, err := ListenUnix(ts.path)
 	require.NoError(t, err)
 	ts.srv = NewServer(ts.opts)
+	ts.srv.trace = ts.trace
 	ts.done = make(chan error, 1)
 	go func(s *Server) { ts.done <- s.Serve(l) }(ts.srv)
 }
@@ -135,3 +143,46 @@ func eventually(t testing.TB, d time.Duration, cond func() bool, msg string, arg
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// rawConn speaks frames directly, for tests of bad input.
+type rawConn struct {
+	t  testing.TB
+	nc net.Conn
+	fr *FrameReader
+}
+
+func dialRaw(t testing.TB, path string) *rawConn {
+	t.Helper()
+	nc, err := net.Dial("unix", path)
+	require.NoError(t, err)
+	t.Cleanup(func() { nc.Close() })
+	return &rawConn{t: t, nc: nc, fr: NewFrameReader(nc)}
+}
+
+func (rc *rawConn) send(h Header, p []byte) {
+	rc.t.Helper()
+	if h.Version == 0 {
+		h.Version = Version
+	}
+	b, err := AppendFrame(nil, h, p)
+	require.NoError(rc.t, err)
+	_, err = rc.nc.Write(b)
+	require.NoError(rc.t, err)
+}
+
+func (rc *rawConn) recv() (Header, []byte, error) {
+	rc.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return rc.fr.ReadFrame()
+}
+
+// call sends one request and returns its reply.
+func (rc *rawConn) call(h Header, p []byte) (Header, []byte) {
+	rc.t.Helper()
+	rc.send(h, p)
+	rh, rp, err := rc.recv()
+	require.NoError(rc.t, err)
+	require.Equal(rc.t, h.Seq, rh.Seq)
+	return rh, append([]byte(nil), rp...)
+}
+
+func u64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }

@@ -78,6 +78,8 @@ type Server struct {
 	logs      map[string]*hostedLog
 	nextConn  uint64
 	wg        sync.WaitGroup
+
+	trace func(h *Header) // test hook: sees every well-formed request
 }
 
 // NewServer returns a server with options o. It does nothing until Serve.
@@ -133,6 +135,13 @@ func serverTLS(c *tls.Config) (*tls.Config, error) {
 // connection must complete a mutual-TLS 1.3 handshake before a request is
 // read. Serve closes l before returning.
 func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		l.Close()
+		return ErrServerClosed
+	}
 	var tcfg *tls.Config
 	if ua, ok := l.Addr().(*net.UnixAddr); ok {
 		if ua.Name != "" && ua.Name[0] != '@' {

@@ -1,0 +1,792 @@
+package remote
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dmlog/dmlog/dirtylog"
+)
+
+const (
+	tRegion = 64 << 10
+	tDevice = 256 * tRegion
+	tRS     = "128" // sectors
+)
+
+func coreOpts(uuid string, node NodeID, extra ...string) ClientOptions {
+	return ClientOptions{UUID: uuid, Node: node, DeviceSize: tDevice,
+		Args: append([]string{"clustered-core", tRS}, extra...)}
+}
+
+func TestSocketIsPrivate(t *testing.T) {
+	checkGoroutines(t)
+	ts := startServer(t, ServerOptions{})
+	fi, err := os.Stat(ts.path)
+	require.NoError(t, err)
+	require.Equal(t, os.ModeSocket|0o600, fi.Mode())
+
+	// Serve restricts a socket made by plain net.Listen too.
+	p := sockPath(t)
+	l, err := net.Listen("unix", p)
+	require.NoError(t, err)
+	s := NewServer(ServerOptions{})
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	eventually(t, 5*time.Second, func() bool {
+		fi, err := os.Stat(p)
+		return err == nil && fi.Mode().Perm() == 0o600
+	}, "socket not restricted to 0600")
+	require.NoError(t, s.Close())
+	require.ErrorIs(t, <-done, ErrServerClosed)
+	require.ErrorIs(t, s.Serve(l), ErrServerClosed)
+}
+
+func TestRequestsOverTheWire(t *testing.T) {
+	checkGoroutines(t)
+	ts := startServer(t, ServerOptions{})
+	rc := dialRaw(t, ts.path)
+	h := func(seq uint32, typ RequestType) Header {
+		return Header{Seq: seq, Type: typ, LUID: 5, UUID: "wire"}
+	}
+	// Before CTR: the node is unknown on this connection.
+	rh, _ := rc.call(h(1, RequestIsClean), u64(0))
+	require.EqualValues(t, -errnoSRCH, rh.Error)
+
+	rh, p := rc.call(h(2, RequestCtr), []byte(fmt.Sprintf("%d clustered-core %s nosync\x00", tDevice/512, tRS)))
+	require.Zero(t, rh.Error, string(p))
+	require.Empty(t, p)
+	rh, p = rc.call(h(3, RequestGetRegionSize), nil)
+	require.Zero(t, rh.Error)
+	require.Equal(t, u64(128), p)
+	rh, _ = rc.call(h(4, RequestResume), nil)
+	require.Zero(t, rh.Error)
+
+	// Pipelined: MARK, FLUSH, IS_CLEAN in one write; replies in order.
+	var b []byte
+	b, _ = AppendFrame(b, Header{Version: Version, Seq: 10, Type: RequestMarkRegion, LUID: 5, UUID: "wire"}, append(u64(3), u64(4)...))
+	b, _ = AppendFrame(b, Header{Version: Version, Seq: 11, Type: RequestFlush, LUID: 5, UUID: "wire"}, nil)
+	b, _ = AppendFrame(b, Header{Version: Version, Seq: 12, Type: RequestIsClean, LUID: 5, UUID: "wire"}, u64(4))
+	_, err := rc.nc.Write(b)
+	require.NoError(t, err)
+	for seq := uint32(10); seq <= 12; seq++ {
+		rh, p, err := rc.recv()
+		require.NoError(t, err)
+		require.Equal(t, seq, rh.Seq)
+		require.Zero(t, rh.Error)
+		require.EqualValues(t, 3, rh.Version)
+		require.Equal(t, "wire", rh.UUID)
+		if seq == 12 {
+			require.Equal(t, u64(0), p, "region 4 must read dirty")
+		}
+	}
+	rh, p = rc.call(h(13, RequestGetSyncCount), nil)
+	require.Equal(t, u64(256), p)
+	rh, p = rc.call(h(14, RequestGetResyncWork), nil)
+	require.Equal(t, append(u64(0), u64(0)...), p)
+	rh, _ = rc.call(h(15, RequestSetRegionSync), append(u64(9), u64(0)...))
+	require.Zero(t, rh.Error)
+	rh, p = rc.call(h(16, RequestIsRemoteRecovering), u64(9))
+	require.Equal(t, append(u64(1), u64(9)...), p)
+	rh, p = rc.call(h(17, RequestGetResyncWork), nil)
+	require.Equal(t, append(u64(1), u64(9)...), p)
+	rh, p = rc.call(h(18, RequestStatusInfo), nil)
+	require.Equal(t, "1 clustered-core", string(p))
+	rh, p = rc.call(h(19, RequestStatusTable), nil)
+	require.Equal(t, "clustered-core 128 nosync ", string(p))
+	rh, _ = rc.call(h(20, RequestPresuspend), nil)
+	require.Zero(t, rh.Error)
+	rh, _ = rc.call(h(21, RequestPostsuspend), nil)
+	require.Zero(t, rh.Error)
+
+	// Bad payloads are answered with errors; the connection goes on.
+	rh, p = rc.call(h(30, RequestIsClean), []byte{1, 2, 3})
+	require.EqualValues(t, -errnoPROTO, rh.Error)
+	require.Contains(t, string(p), "8-byte region")
+	rh, _ = rc.call(h(31, RequestIsClean), u64(256))
+	require.EqualValues(t, -errnoRANGE, rh.Error)
+	rh, _ = rc.call(h(32, RequestMarkRegion), make([]byte, 12))
+	require.EqualValues(t, -errnoPROTO, rh.Error)
+	rh, _ = rc.call(h(33, RequestSetRegionSync), make([]byte, 8))
+	require.EqualValues(t, -errnoPROTO, rh.Error)
+	rh, _ = rc.call(h(34, RequestMarkRegion), u64(1<<40)) // out of range: ignored
+	require.Zero(t, rh.Error)
+
+	// DTR: the last node destroys the log.
+	rh, _ = rc.call(h(40, RequestDtr), nil)
+	require.Zero(t, rh.Error)
+	require.Empty(t, ts.srv.Logs())
+	rh, _ = rc.call(h(41, RequestIsClean), u64(0))
+	require.EqualValues(t, -errnoSRCH, rh.Error)
+}
+
+func TestCtrErrors(t *testing.T) {
+	checkGoroutines(t)
+	ts := startServer(t, ServerOptions{})
+	ctx := context.Background()
+	dial := func(o ClientOptions) error {
+		c, err := Dial(ctx, "unix", ts.path, o)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	require.ErrorIs(t, dial(coreOpts("", 1)), dirtylog.ErrBadArgs)
+	require.ErrorIs(t, dial(coreOpts(strings.Repeat("u", 129), 1)), ErrUUIDTooLong)
+	require.NoError(t, dial(coreOpts(strings.Repeat("u", 128), 1)))
+	require.ErrorIs(t, dial(ClientOptions{UUID: "x", DeviceSize: tDevice, Args: []string{"clustered-core", "1000"}}), dirtylog.ErrBadArgs)
+	err := dial(ClientOptions{UUID: "x", DeviceSize: tDevice, Args: []string{"clustered-core", "1000"}})
+	require.Contains(t, err.Error(), "invalid region size 1000")
+	require.ErrorIs(t, dial(ClientOptions{UUID: "x", DeviceSize: tDevice, Args: []string{"mirror", "1024"}}), dirtylog.ErrBadArgs)
+	require.ErrorIs(t, dial(ClientOptions{UUID: "x", DeviceSize: tDevice, Args: []string{"clustered-core", "128", "Sync"}}), dirtylog.ErrBadArgs)
+	require.ErrorIs(t, dial(ClientOptions{UUID: "x", DeviceSize: tDevice, Args: []string{"clustered-disk", "d", "128"}}), dirtylog.ErrBadArgs,
+		"a server without an opener refuses disk logs")
+
+	// A second node must construct the log the same way.
+	a := ts.dial(t, coreOpts("same", 1))
+	defer a.Close()
+	err = dial(coreOpts("same", 2, "nosync"))
+	require.ErrorIs(t, err, dirtylog.ErrBadArgs)
+	require.Contains(t, err.Error(), "exists with CTR")
+	require.ErrorIs(t, dial(ClientOptions{UUID: "x", DeviceSize: tDevice, Args: coreOpts("", 0).Args}), nil)
+	_, err = Dial(ctx, "tcp", "127.0.0.1:1", coreOpts("x", 1))
+	require.ErrorIs(t, err, ErrInsecure)
+}
+
+func TestBadInputDoesNotDisturbOthers(t *testing.T) {
+	checkGoroutines(t)
+	ts := startServer(t, ServerOptions{FrameTimeout: 200 * time.Millisecond})
+	ctx := context.Background()
+	good := ts.dial(t, coreOpts("good", 1, "nosync"))
+	defer good.Close()
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var goodErr atomic.Value
+	wg.Add(1)
+	go func() { // a well-behaved node working throughout
+		defer wg.Done()
+		for i := 0; !stop.Load(); i++ {
+			r := dirtylog.Region(i % 256)
+			good.MarkRegion(r)
+			if err := good.Flush(ctx); err != nil {
+				goodErr.Store(err)
+				return
+			}
+			good.ClearRegion(r)
+		}
+	}()
+
+	hdr := Header{Version: Version, Seq: 1, Type: RequestResume, UUID: "bad"}
+	frame := func(h Header, p []byte) []byte { b, _ := AppendFrame(nil, h, p); return b }
+	expectClosed := func(rc *rawConn) {
+		t.Helper()
+		rc.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := io.ReadAll(rc.nc)
+		require.NoError(t, err) // EOF: the server hung up
+	}
+
+	t.Run("BadMagic", func(t *testing.T) {
+		rc := dialRaw(t, ts.path)
+		b := frame(hdr, nil)
+		b[1] = 'X'
+		rc.nc.Write(b)
+		expectClosed(rc)
+	})
+	t.Run("Oversized", func(t *testing.T) {
+		rc := dialRaw(t, ts.path)
+		b := frame(hdr, nil)
+		binary.LittleEndian.PutUint32(b[20:], 1<<30)
+		rc.nc.Write(b)
+		rh, p, err := rc.recv()
+		require.NoError(t, err)
+		require.EqualValues(t, -errnoMSGSIZE, rh.Error, string(p))
+		expectClosed(rc)
+	})
+	t.Run("UnknownTypeThenGoodRequest", func(t *testing.T) {
+		rc := dialRaw(t, ts.path)
+		b := frame(hdr, []byte("payload"))
+		binary.LittleEndian.PutUint32(b[12:], 99)
+		rc.nc.Write(b)
+		rh, p, err := rc.recv()
+		require.ErrorIs(t, err, ErrUnknownRequest, "the reply echoes the unknown type")
+		require.EqualValues(t, -errnoINVAL, rh.Error)
+		require.Contains(t, string(p), "unknown request")
+		rh, _ = rc.call(Header{Seq: 2, Type: RequestGetSyncCount, UUID: "bad"}, nil)
+		require.EqualValues(t, -errnoSRCH, rh.Error, "the connection goes on after an unknown type")
+	})
+	t.Run("UUIDTooLong", func(t *testing.T) {
+		rc := dialRaw(t, ts.path)
+		b := frame(hdr, nil)
+		copy(b[32:], strings.Repeat("u", 129))
+		rc.nc.Write(b)
+		rh, p, err := rc.recv()
+		require.NoError(t, err)
+		require.EqualValues(t, -errnoINVAL, rh.Error)
+		require.Contains(t, string(p), "UUID too long")
+		require.Empty(t, rh.UUID)
+	})
+	t.Run("OtherVersion", func(t *testing.T) {
+		rc := dialRaw(t, ts.path)
+		rc.send(Header{Version: 2, Seq: 77, Type: RequestCtr, UUID: "bad"}, []byte("1 clustered-core 2"))
+		rh, p, err := rc.recv()
+		require.NoError(t, err)
+		require.EqualValues(t, 77, rh.Seq)
+		require.EqualValues(t, Version, rh.Version)
+		require.EqualValues(t, -errnoPROTONOSUPPORT, rh.Error)
+		require.Contains(t, string(p), "version 2")
+		expectClosed(rc)
+	})
+	t.Run("StallMidFrame", func(t *testing.T) {
+		rc := dialRaw(t, ts.path)
+		rc.nc.Write(frame(hdr, nil)[:50])
+		start := time.Now()
+		expectClosed(rc)
+		require.Less(t, time.Since(start), 5*time.Second)
+	})
+	t.Run("IdleIsNotStalled", func(t *testing.T) {
+		rc := dialRaw(t, ts.path)
+		time.Sleep(400 * time.Millisecond) // twice the frame timeout
+		rh, _ := rc.call(Header{Seq: 3, Type: RequestGetSyncCount, UUID: "bad"}, nil)
+		require.EqualValues(t, -errnoSRCH, rh.Error)
+	})
+	t.Run("DisconnectMidRequest", func(t *testing.T) {
+		rc := dialRaw(t, ts.path)
+		rc.nc.Write(frame(Header{Version: Version, Seq: 1, Type: RequestMarkRegion, UUID: "bad"}, make([]byte, 800))[:HeaderSize+100])
+		rc.nc.Close()
+	})
+	t.Run("Garbage", func(t *testing.T) {
+		rc := dialRaw(t, ts.path)
+		rc.nc.Write([]byte(strings.Repeat("GET / HTTP/1.1\r\n", 20)))
+		expectClosed(rc)
+	})
+	stop.Store(true)
+	wg.Wait()
+	if err := goodErr.Load(); err != nil {
+		t.Fatalf("the good node failed: %v", err)
+	}
+	require.NoError(t, good.Flush(ctx))
+	require.Equal(t, "1 clustered-core", good.Status())
+}
+
+// fakeServer answers CTR, GET_REGION_SIZE and RESUME, then hands every
+// other frame to handle.
+func fakeServer(t *testing.T, handle func(nc net.Conn, h Header, p []byte)) string {
+	p := sockPath(t)
+	l, err := net.Listen("unix", p)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer nc.Close()
+				fr := NewFrameReader(nc)
+				for {
+					h, p, err := fr.ReadFrame()
+					if err != nil {
+						return
+					}
+					switch h.Type {
+					case RequestCtr, RequestResume:
+						b, _ := AppendFrame(nil, Header{Version: Version, Seq: h.Seq, Type: h.Type, UUID: h.UUID}, nil)
+						nc.Write(b)
+					case RequestGetRegionSize:
+						b, _ := AppendFrame(nil, Header{Version: Version, Seq: h.Seq, Type: h.Type, UUID: h.UUID}, u64(128))
+						nc.Write(b)
+					default:
+						handle(nc, h, p)
+					}
+				}
+			}()
+		}
+	}()
+	return p
+}
+
+func TestClientHonoursContextAndIgnoresLateReplies(t *testing.T) {
+	checkGoroutines(t)
+	var mu sync.Mutex
+	var held *Header
+	path := fakeServer(t, func(nc net.Conn, h Header, p []byte) {
+		r := binary.LittleEndian.Uint64(p)
+		mu.Lock()
+		defer mu.Unlock()
+		if r == 1 { // stall this one
+			held = &h
+			return
+		}
+		if held != nil { // answer the stalled request late, with "clean"
+			b, _ := AppendFrame(nil, Header{Version: Version, Seq: held.Seq, Type: held.Type, UUID: h.UUID}, u64(1))
+			nc.Write(b)
+			held = nil
+		}
+		b, _ := AppendFrame(nil, Header{Version: Version, Seq: h.Seq, Type: h.Type, UUID: h.UUID}, u64(0))
+		nc.Write(b)
+	})
+	c, err := Dial(context.Background(), "unix", path, coreOpts("ctx", 1))
+	require.NoError(t, err)
+	defer c.shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = c.IsClean(ctx, 1)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(start), 5*time.Second)
+	for range 3 {
+		clean, err := c.IsClean(context.Background(), 2)
+		require.NoError(t, err)
+		require.False(t, clean, "a late reply was delivered to another request")
+	}
+}
+
+func TestClientRefusesOtherVersion(t *testing.T) {
+	checkGoroutines(t)
+	p := sockPath(t)
+	l, err := net.Listen("unix", p)
+	require.NoError(t, err)
+	defer l.Close()
+	go func() {
+		nc, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		h, _, err := NewFrameReader(nc).ReadFrame()
+		if err != nil {
+			return
+		}
+		b := appendHeader(nil, &Header{Version: 4, Seq: h.Seq, Type: h.Type, UUID: h.UUID})
+		nc.Write(b)
+		io.Copy(io.Discard, nc)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = Dial(ctx, "unix", p, coreOpts("v", 1))
+	require.ErrorIs(t, err, ErrVersion)
+}
+
+// TestBatching checks what goes on the wire for each flush.
+func TestBatching(t *testing.T) {
+	checkGoroutines(t)
+	var mu sync.Mutex
+	var seen []string
+	ts := startTracedServer(t, ServerOptions{}, func(h *Header) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, fmt.Sprintf("%v/%d", h.Type, h.DataSize/8))
+	})
+	take := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		s := seen
+		seen = nil
+		return s
+	}
+	ctx := context.Background()
+	for _, integrated := range []bool{false, true} {
+		t.Run(fmt.Sprint("integrated=", integrated), func(t *testing.T) {
+			o := coreOpts(fmt.Sprint("batch", integrated), 1, "nosync")
+			o.IntegratedFlush = integrated
+			o.ClearFlushDelay = 100 * time.Millisecond
+			c := ts.dial(t, o)
+			defer c.Close()
+			take()
+			require.NoError(t, c.Flush(ctx))
+			require.Empty(t, take(), "an empty flush sent something")
+
+			for r := range 40 {
+				c.MarkRegion(dirtylog.Region(r))
+			}
+			c.MarkRegion(5) // twice: one entry
+			require.NoError(t, c.Flush(ctx))
+			if integrated {
+				require.Equal(t, []string{"FLUSH/40"}, take())
+			} else {
+				require.Equal(t, []string{"MARK_REGION/40", "FLUSH/0"}, take())
+			}
+			c.ClearRegion(3)
+			c.ClearRegion(4)
+			c.MarkRegion(50)
+			require.NoError(t, c.Flush(ctx))
+			if integrated {
+				require.Equal(t, []string{"CLEAR_REGION/2", "FLUSH/1"}, take())
+			} else {
+				require.Equal(t, []string{"CLEAR_REGION/2", "MARK_REGION/1", "FLUSH/0"}, take())
+			}
+			// Last of mark and clear wins.
+			c.MarkRegion(60)
+			c.ClearRegion(60)
+			c.ClearRegion(61)
+			c.MarkRegion(61)
+			require.NoError(t, c.Flush(ctx))
+			got := take()
+			if integrated {
+				require.Equal(t, []string{"CLEAR_REGION/1", "FLUSH/1"}, got)
+				// Clears only: sent now, the FLUSH comes after the delay.
+				c.ClearRegion(7)
+				require.NoError(t, c.Flush(ctx))
+				require.Equal(t, []string{"CLEAR_REGION/1"}, take())
+				eventually(t, 5*time.Second, func() bool {
+					mu.Lock()
+					defer mu.Unlock()
+					return len(seen) == 1 && seen[0] == "FLUSH/0"
+				}, "the delayed flush never came: %v", seen)
+				take()
+				// ... and a flush with marks cancels it.
+				c.ClearRegion(8)
+				require.NoError(t, c.Flush(ctx))
+				c.MarkRegion(9)
+				require.NoError(t, c.Flush(ctx))
+				require.Equal(t, []string{"CLEAR_REGION/1", "FLUSH/1"}, take())
+				time.Sleep(300 * time.Millisecond)
+				require.Empty(t, take(), "a cancelled delayed flush was sent")
+			} else {
+				require.Equal(t, []string{"CLEAR_REGION/1", "MARK_REGION/1", "FLUSH/0"}, got)
+			}
+			clean, err := c.IsClean(ctx, 60)
+			require.NoError(t, err)
+			require.True(t, clean)
+			clean, err = c.IsClean(ctx, 61)
+			require.NoError(t, err)
+			require.False(t, clean)
+		})
+	}
+}
+
+func TestUnreachableAndRedial(t *testing.T) {
+	checkGoroutines(t)
+	ts := startServer(t, ServerOptions{})
+	ctx := context.Background()
+	o := coreOpts("redial", 1, "nosync")
+	o.RetryTimeout = 100 * time.Millisecond
+	o.RedialMin, o.RedialMax = time.Millisecond, 20*time.Millisecond
+	o.Timeout = 200 * time.Millisecond
+	c := ts.dial(t, o)
+	defer c.Close()
+	c.MarkRegion(1)
+	require.NoError(t, c.Flush(ctx))
+
+	ts.stop()
+	c.MarkRegion(2)
+	err := c.Flush(ctx)
+	require.ErrorIs(t, err, ErrUnreachable)
+	_, err = c.InSync(dirtylog.NonBlocking(ctx), 2)
+	require.ErrorIs(t, err, dirtylog.ErrWouldBlock)
+	_, err = c.InSync(ctx, 2)
+	require.ErrorIs(t, err, ErrUnreachable)
+	require.Equal(t, "userspace 1 COM_FAILURE", c.Status())
+	require.Zero(t, c.SyncCount())
+	c.SetRegionSync(30, false) // kept and replayed after the redial
+
+	ts.start(t) // a new, empty server (core backend) on the same socket
+	eventually(t, 10*time.Second, func() bool { return c.Flush(ctx) == nil }, "never reconnected")
+	other := ts.dial(t, coreOpts("redial", 2, "nosync"))
+	defer other.Close()
+	for r, want := range map[dirtylog.Region]bool{1: false, 2: false, 3: true} {
+		clean, err := other.IsClean(ctx, r)
+		require.NoError(t, err)
+		require.Equal(t, want, clean, "region %d after the redial (replayed marks)", r)
+	}
+	in, err := other.InSync(ctx, 30)
+	require.NoError(t, err)
+	require.False(t, in, "the set-sync made while unreachable was lost")
+
+	// A connection broken under the client is redialled transparently.
+	c.dropConnection()
+	_, ok, err := c.ResyncWork(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+}
+
+// TestServerRestartKeepsFlushedMarks: a disk-backed log survives the
+// server, even for a node that never comes back.
+func TestServerRestartKeepsFlushedMarks(t *testing.T) {
+	checkGoroutines(t)
+	devs := &memDevices{}
+	ts := startServer(t, ServerOptions{Open: devs.open, DeadAfter: -1})
+	ctx := context.Background()
+	args := []string{"clustered-disk", "ld", tRS, "nosync"}
+	a := ts.dial(t, ClientOptions{UUID: "restart", Node: 1, DeviceSize: tDevice, Args: args})
+	b := ts.dial(t, ClientOptions{UUID: "restart", Node: 2, DeviceSize: tDevice, Args: args,
+		RedialMin: time.Millisecond, RedialMax: 20 * time.Millisecond, RetryTimeout: 10 * time.Second})
+	defer b.Close()
+	a.MarkRegion(5)
+	a.MarkRegion(200)
+	require.NoError(t, a.Flush(ctx))
+	b.MarkRegion(6)
+	require.NoError(t, b.Flush(ctx))
+	b.ClearRegion(6)
+	require.NoError(t, b.Flush(ctx))
+	a.crash() // a never comes back to replay its marks
+
+	img, err := dirtylog.ReadDiskImage(devs.get("ld"), 64<<10)
+	require.NoError(t, err)
+	require.Equal(t, []dirtylog.Region{5, 200}, img.Dirty())
+
+	ts.restart(t)
+	// "nosync" does not re-initialise an existing clustered-disk log.
+	for r, want := range map[dirtylog.Region]bool{5: false, 200: false, 6: true} {
+		var clean, in bool
+		eventually(t, 10*time.Second, func() bool {
+			var err error
+			clean, err = b.IsClean(ctx, r)
+			return err == nil
+		}, "b never reconnected")
+		in, err = b.InSync(ctx, r)
+		require.NoError(t, err)
+		require.Equal(t, want, clean, "region %d clean", r)
+		require.Equal(t, want, in, "region %d in sync", r)
+	}
+	got := map[dirtylog.Region]bool{}
+	for {
+		r, ok, err := b.ResyncWork(ctx)
+		require.NoError(t, err)
+		if !ok {
+			break
+		}
+		got[r] = true
+		b.SetRegionSync(r, true)
+	}
+	require.Equal(t, map[dirtylog.Region]bool{5: true, 200: true}, got)
+	require.NoError(t, b.Flush(ctx))
+	require.Equal(t, "3 clustered-disk ld A", b.Status())
+	require.NoError(t, b.Suspend(ctx))
+	img, err = dirtylog.ReadDiskImage(devs.get("ld"), 64<<10)
+	require.NoError(t, err)
+	require.Empty(t, img.Dirty())
+}
+
+// TestKillMidWrite: a node's connection dies in the middle of a request
+// after its marks were flushed; once it is declared dead, another node
+// resyncs its regions.
+func TestKillMidWrite(t *testing.T) {
+	checkGoroutines(t)
+	ts := startServer(t, ServerOptions{DeadAfter: 50 * time.Millisecond})
+	ctx := context.Background()
+	b := ts.dial(t, coreOpts("kill", 2, "nosync"))
+	defer b.Close()
+
+	rc := dialRaw(t, ts.path)
+	h := func(seq uint32, typ RequestType) Header { return Header{Seq: seq, Type: typ, LUID: 1, UUID: "kill"} }
+	rh, _ := rc.call(h(1, RequestCtr), []byte(fmt.Sprintf("%d clustered-core %s nosync", tDevice/512, tRS)))
+	require.Zero(t, rh.Error)
+	rc.call(h(2, RequestResume), nil)
+	rc.call(h(3, RequestMarkRegion), append(u64(40), u64(41)...))
+	rc.call(h(4, RequestFlush), nil)
+	clean, err := b.IsClean(ctx, 40)
+	require.NoError(t, err)
+	require.False(t, clean)
+	// Half a CLEAR, then the connection dies.
+	fb, _ := AppendFrame(nil, Header{Version: Version, Seq: 5, Type: RequestClearRegion, LUID: 1, UUID: "kill"}, u64(40))
+	rc.nc.Write(fb[:HeaderSize+3])
+	rc.nc.Close()
+
+	eventually(t, 10*time.Second, func() bool {
+		in40, _ := b.InSync(ctx, 40)
+		in41, _ := b.InSync(ctx, 41)
+		return !in40 && !in41
+	}, "the dead node's regions never went out of sync")
+	rec, err := b.RemoteRecovering(ctx, 41)
+	require.NoError(t, err)
+	require.True(t, rec)
+	var got []dirtylog.Region
+	for {
+		r, ok, err := b.ResyncWork(ctx)
+		require.NoError(t, err)
+		if !ok {
+			break
+		}
+		got = append(got, r)
+		b.SetRegionSync(r, true)
+	}
+	require.ElementsMatch(t, []dirtylog.Region{40, 41}, got)
+	require.EqualValues(t, 256, b.SyncCount())
+	clean, err = b.IsClean(ctx, 40)
+	require.NoError(t, err)
+	require.True(t, clean)
+}
+
+func TestDeathRules(t *testing.T) {
+	checkGoroutines(t)
+	ctx := context.Background()
+	t.Run("ReconnectInTimeKeepsMarks", func(t *testing.T) {
+		ts := startServer(t, ServerOptions{DeadAfter: 5 * time.Second})
+		a := ts.dial(t, coreOpts("d1", 1, "nosync"))
+		defer a.Close()
+		b := ts.dial(t, coreOpts("d1", 2, "nosync"))
+		defer b.Close()
+		a.MarkRegion(3)
+		require.NoError(t, a.Flush(ctx))
+		a.dropConnection()
+		require.NoError(t, func() error { _, err := a.IsClean(ctx, 3); return err }())
+		in, err := b.InSync(ctx, 3)
+		require.NoError(t, err)
+		require.True(t, in)
+		a.ClearRegion(3)
+		require.NoError(t, a.Flush(ctx))
+		clean, err := b.IsClean(ctx, 3)
+		require.NoError(t, err)
+		require.True(t, clean)
+	})
+	t.Run("SuspendedNodeIsNotDead", func(t *testing.T) {
+		ts := startServer(t, ServerOptions{DeadAfter: 20 * time.Millisecond})
+		a := ts.dial(t, coreOpts("d2", 1, "nosync"))
+		b := ts.dial(t, coreOpts("d2", 2, "nosync"))
+		defer b.Close()
+		a.MarkRegion(3)
+		require.NoError(t, a.Flush(ctx))
+		require.NoError(t, a.Suspend(ctx))
+		a.crash()
+		time.Sleep(200 * time.Millisecond)
+		in, err := b.InSync(ctx, 3)
+		require.NoError(t, err)
+		require.True(t, in, "a suspended node was declared dead")
+	})
+	t.Run("NeverDead", func(t *testing.T) {
+		ts := startServer(t, ServerOptions{DeadAfter: -1})
+		a := ts.dial(t, coreOpts("d3", 1, "nosync"))
+		b := ts.dial(t, coreOpts("d3", 2, "nosync"))
+		defer b.Close()
+		a.MarkRegion(3)
+		require.NoError(t, a.Flush(ctx))
+		a.crash()
+		time.Sleep(100 * time.Millisecond)
+		in, err := b.InSync(ctx, 3)
+		require.NoError(t, err)
+		require.True(t, in)
+		clean, err := b.IsClean(ctx, 3)
+		require.NoError(t, err)
+		require.False(t, clean, "cmirrord mode: the crashed writer's region stays dirty")
+	})
+	t.Run("CloseWithMarksLeftResyncs", func(t *testing.T) {
+		ts := startServer(t, ServerOptions{})
+		a := ts.dial(t, coreOpts("d4", 1, "nosync"))
+		b := ts.dial(t, coreOpts("d4", 2, "nosync"))
+		defer b.Close()
+		a.MarkRegion(3)
+		require.NoError(t, a.Close())
+		in, err := b.InSync(ctx, 3)
+		require.NoError(t, err)
+		require.False(t, in)
+	})
+}
+
+// TestThousandConnections: 1,000 nodes on one log at once.
+func TestThousandConnections(t *testing.T) {
+	checkGoroutines(t)
+	ts := startServer(t, ServerOptions{})
+	const n = 1000
+	ctx := context.Background()
+	opts := func(i int) ClientOptions {
+		return ClientOptions{UUID: "many", Node: NodeID(i + 1), DeviceSize: 1024 * tRegion,
+			Args: []string{"clustered-core", tRS, "nosync"}}
+	}
+	clients := make([]*Client, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 64)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			c, err := Dial(ctx, "unix", ts.path, opts(i))
+			if err != nil {
+				errs <- err
+				return
+			}
+			clients[i] = c
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	ts.srv.mu.Lock()
+	require.Len(t, ts.srv.conns, n)
+	ts.srv.mu.Unlock()
+	// Every node marks its own region and one shared region, concurrently.
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.MarkRegion(dirtylog.Region(i))
+			c.MarkRegion(1023)
+			if err := c.Flush(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, r := range []dirtylog.Region{0, 499, 999, 1023} {
+		clean, err := clients[7].IsClean(ctx, r)
+		require.NoError(t, err)
+		require.False(t, clean, "region %d", r)
+	}
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.ClearRegion(dirtylog.Region(i))
+			c.ClearRegion(1023)
+			if err := c.Flush(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, r := range []dirtylog.Region{0, 499, 999, 1023} {
+		clean, err := clients[3].IsClean(ctx, r)
+		require.NoError(t, err)
+		require.True(t, clean, "region %d", r)
+	}
+	for _, c := range clients {
+		wg.Add(1)
+		go func() { defer wg.Done(); require.NoError(t, c.Close()) }()
+	}
+	wg.Wait()
+	require.Empty(t, ts.srv.Logs())
+}
+
+func TestCloseStopsEverything(t *testing.T) {
+	checkGoroutines(t)
+	ts := startServer(t, ServerOptions{DeadAfter: time.Hour})
+	ctx := context.Background()
+	o := coreOpts("close", 1)
+	o.RetryTimeout = 50 * time.Millisecond
+	a := ts.dial(t, o)
+	b := ts.dial(t, coreOpts("close", 2))
+	b.crash() // leaves a death timer running on the server
+	require.NoError(t, ts.srv.Close())
+	require.ErrorIs(t, ts.srv.Close(), ErrServerClosed)
+	<-ts.done
+	ts.srv = nil
+	a.MarkRegion(1)
+	require.ErrorIs(t, a.Flush(ctx), ErrUnreachable)
+	require.Error(t, a.Close())
+	require.ErrorIs(t, a.Close(), dirtylog.ErrClosed)
+	require.ErrorIs(t, a.Flush(ctx), dirtylog.ErrClosed)
+	_, err := a.IsClean(ctx, 0)
+	require.True(t, errors.Is(err, dirtylog.ErrClosed), "%v", err)
+}

@@ -1,0 +1,291 @@
+package logwrites
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/stretchr/testify/require"
+)
+
+func newMem(n int64) *testdev.Memory { return testdev.NewMemory(n) }
+
+// sampleLog is the reference's cross-check log: write, write, FLUSH, MARK
+// m1, FUA|METADATA write, DISCARD, write, MARK dm-log-writes-end.
+func sampleLog(s int) *handLog {
+	return newHandLog(s).
+		write(0, 0, fill(s, 'a')).
+		write(2, 0, fill(2*s, 'b')).
+		flush(FlagFlush).
+		mark("m1").
+		write(4, FlagFUA|FlagMetadata, fill(2*s, 'c')).
+		discard(2, 1).
+		write(6, 0, fill(s, 'd')).
+		mark(EndMark)
+}
+
+func replayBytes(t *testing.T, l *Log, o ReplayOptions) []byte {
+	t.Helper()
+	target := newMem(16 * int64(l.SectorSize()))
+	require.NoError(t, Replay(l, target, o))
+	return target.Bytes()
+}
+
+// expected image after applying entries [from, to) of sampleLog by hand.
+func sampleImage(s, from, to int) []byte {
+	img := make([]byte, 16*s)
+	apply := []func(){
+		func() { copy(img[0:], fill(s, 'a')) },
+		func() { copy(img[2*s:], fill(2*s, 'b')) },
+		func() {}, func() {},
+		func() { copy(img[4*s:], fill(2*s, 'c')) },
+		func() { copy(img[2*s:], make([]byte, s)) },
+		func() { copy(img[6*s:], fill(s, 'd')) },
+		func() {},
+	}
+	for i := from; i < to; i++ {
+		apply[i]()
+	}
+	return img
+}
+
+func TestFindCrossCheck(t *testing.T) {
+	// Results confirmed with the C replay-log (reference §3.6).
+	for _, s := range []int{512, 4096} {
+		l := openBytes(t, sampleLog(s).bytes(-1))
+		e, err := Find(l, ReplayOptions{EndMark: "m1"})
+		require.NoError(t, err)
+		require.Equal(t, "3@8", fmt.Sprintf("%d@%d", e.Index, e.NextBlock()))
+		e, err = Find(l, ReplayOptions{NextFUA: true})
+		require.NoError(t, err)
+		require.Equal(t, "4@11", fmt.Sprintf("%d@%d", e.Index, e.NextBlock()))
+		e, err = Find(l, ReplayOptions{Limit: 3})
+		require.NoError(t, err)
+		require.Equal(t, uint64(2), e.Index)
+		_, err = Find(l, ReplayOptions{EndMark: "nope"})
+		require.ErrorIs(t, err, ErrNotFound)
+		_, err = Find(l, ReplayOptions{})
+		require.ErrorIs(t, err, ErrNotFound)
+	}
+}
+
+// Test idea 15: replay to a mark, then from it; the halves equal a full replay.
+func TestReplayMarks(t *testing.T) {
+	for _, s := range []int{512, 4096} {
+		l := openBytes(t, sampleLog(s).bytes(-1))
+		require.Equal(t, sampleImage(s, 0, 8), replayBytes(t, l, ReplayOptions{}))
+		require.Equal(t, sampleImage(s, 0, 4), replayBytes(t, l, ReplayOptions{EndMark: "m1"}))
+		require.Equal(t, sampleImage(s, 4, 8), replayBytes(t, l, ReplayOptions{StartMark: "m1"}))
+		target := newMem(16 * int64(s))
+		require.NoError(t, Replay(l, target, ReplayOptions{EndMark: "m1"}))
+		require.NoError(t, Replay(l, target, ReplayOptions{StartMark: "m1"}))
+		require.Equal(t, sampleImage(s, 0, 8), target.Bytes())
+	}
+}
+
+// Test idea 16: a missing end or start mark is an error and nothing is written.
+func TestMissingMarks(t *testing.T) {
+	l := openBytes(t, sampleLog(512).bytes(-1))
+	target := newMem(8192)
+	require.ErrorIs(t, Replay(l, target, ReplayOptions{EndMark: "m10"}), ErrMarkNotFound)
+	require.ErrorIs(t, Replay(l, target, ReplayOptions{EndMark: "m"}), ErrMarkNotFound)
+	require.ErrorIs(t, Replay(l, target, ReplayOptions{StartMark: "zz"}), ErrMarkNotFound)
+	// An end mark before the start point does not count.
+	require.ErrorIs(t, Replay(l, target, ReplayOptions{StartMark: EndMark, EndMark: "m1"}), ErrMarkNotFound)
+	require.Equal(t, make([]byte, 8192), target.Bytes())
+	require.Zero(t, target.Stats().Writes)
+}
+
+// Test idea 17: limit, start entry, next FLUSH/FUA, empty log.
+func TestReplayStops(t *testing.T) {
+	s := 512
+	l := openBytes(t, sampleLog(s).bytes(-1))
+	require.Equal(t, sampleImage(s, 0, 2), replayBytes(t, l, ReplayOptions{Limit: 2}))
+	require.Equal(t, sampleImage(s, 1, 3), replayBytes(t, l, ReplayOptions{StartEntry: 1, Limit: 2}))
+	require.Equal(t, sampleImage(s, 0, 3), replayBytes(t, l, ReplayOptions{NextFlush: true}))
+	require.Equal(t, sampleImage(s, 0, 5), replayBytes(t, l, ReplayOptions{NextFUA: true}))
+	require.Equal(t, sampleImage(s, 5, 8), replayBytes(t, l, ReplayOptions{StartEntry: 5}))
+	require.Equal(t, sampleImage(s, 4, 5), replayBytes(t, l, ReplayOptions{StartMark: "m1", NextFUA: true}))
+	require.ErrorIs(t, Replay(l, newMem(8192), ReplayOptions{StartEntry: 8}), ErrInvalidEntry)
+	require.ErrorIs(t, Replay(l, nil, ReplayOptions{}), ErrInvalidEntry)
+
+	empty := openBytes(t, newHandLog(512).bytes(-1))
+	require.Equal(t, uint64(0), empty.NumEntries())
+	target := newMem(4096)
+	require.NoError(t, Replay(empty, target, ReplayOptions{}))
+	require.Equal(t, make([]byte, 4096), target.Bytes())
+}
+
+// Test idea 18: an overstated count applies what is there, then fails saying
+// how many entries were applied.
+func TestReplayOverstatedCount(t *testing.T) {
+	l := openBytes(t, sampleLog(512).bytes(11))
+	target := newMem(8192)
+	err := Replay(l, target, ReplayOptions{})
+	require.ErrorIs(t, err, ErrTruncated)
+	var re *ReplayError
+	require.True(t, errors.As(err, &re))
+	require.Equal(t, uint64(8), re.Applied)
+	require.Equal(t, uint64(8), re.Entry.Index)
+	require.Contains(t, err.Error(), "after applying 8 entries")
+	require.Equal(t, sampleImage(512, 0, 8), target.Bytes())
+	// A lagging count replays only what it covers.
+	require.Equal(t, sampleImage(512, 0, 3), replayBytes(t, openBytes(t, sampleLog(512).bytes(3)), ReplayOptions{}))
+}
+
+// zeroCounter is a target that checks that everything written is zero and
+// counts it, without storing anything.
+type zeroCounter struct{ n, nonzero int64 }
+
+func (z *zeroCounter) WriteAt(p []byte, off int64) (int, error) {
+	for _, c := range p {
+		if c != 0 {
+			z.nonzero++
+		}
+	}
+	z.n += int64(len(p))
+	return len(p), nil
+}
+
+// Test idea 20: discards zero the range whatever the size; no-discard; the
+// sector range filters discards too.
+func TestReplayDiscards(t *testing.T) {
+	big := uint64(300 << 20 / 512) // 300 MiB, beyond replay-log's 128 MiB cut-off
+	l := openBytes(t, newHandLog(512).discard(0, big).bytes(-1))
+	var z zeroCounter
+	require.NoError(t, Replay(l, &z, ReplayOptions{}))
+	require.Equal(t, int64(300<<20), z.n)
+	require.Zero(t, z.nonzero)
+
+	s := 512
+	l = openBytes(t, sampleLog(s).bytes(-1))
+	want := sampleImage(s, 0, 5)
+	copy(want[6*s:], fill(s, 'd'))
+	require.Equal(t, want, replayBytes(t, l, ReplayOptions{NoDiscard: true}))
+	// Sector range [3, 10]: write at 0 skipped, write at 2..3 overlaps,
+	// the discard at 2 does not overlap and is skipped.
+	want = sampleImage(s, 1, 5)
+	copy(want[6*s:], fill(s, 'd'))
+	var acts []Action
+	require.Equal(t, want, replayBytes(t, l, ReplayOptions{StartSector: 3, EndSector: 10, Progress: func(e Entry, a Action) { acts = append(acts, a) }}))
+	require.Equal(t, []Action{Skipped, Replayed, Replayed, Replayed, Replayed, Skipped, Replayed, Replayed}, acts)
+	// Range [0, 1]: only the write at 0, and the discard at 2 is out.
+	require.Equal(t, sampleImage(s, 0, 1), replayBytes(t, l, ReplayOptions{EndSector: 1}))
+}
+
+// syncCounter records whether the target was synced before each check.
+type syncCounter struct {
+	*testdev.Memory
+}
+
+// Test idea 21: the checker runs with the target synced, every N entries or
+// at FLUSH/FUA/DISCARD; errors and panics stop the replay and name the entry.
+func TestChecker(t *testing.T) {
+	s := 512
+	l := openBytes(t, sampleLog(s).bytes(-1))
+	run := func(o ReplayOptions) ([]uint64, error) {
+		target := newMem(8192)
+		var at []uint64
+		check := o.Checker
+		o.Checker = func(e Entry) error {
+			require.Zero(t, target.Pending(), "target synced before the check")
+			require.Equal(t, sampleImage(s, 0, int(e.Index)+1), target.Bytes())
+			at = append(at, e.Index)
+			if check != nil {
+				return check(e)
+			}
+			return nil
+		}
+		return at, Replay(l, target, o)
+	}
+	at, err := run(ReplayOptions{CheckEvery: 3})
+	require.NoError(t, err)
+	require.Equal(t, []uint64{2, 5}, at)
+	at, err = run(ReplayOptions{CheckOn: FlagFlush})
+	require.NoError(t, err)
+	require.Equal(t, []uint64{2}, at)
+	at, err = run(ReplayOptions{CheckOn: FlagFUA | FlagDiscard})
+	require.NoError(t, err)
+	require.Equal(t, []uint64{4, 5}, at)
+
+	at, err = run(ReplayOptions{CheckEvery: 1, Checker: func(e Entry) error {
+		if e.Index == 4 {
+			return io.ErrUnexpectedEOF
+		}
+		return nil
+	}})
+	require.ErrorIs(t, err, ErrCheck)
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	var re *ReplayError
+	require.True(t, errors.As(err, &re))
+	require.Equal(t, uint64(4), re.Entry.Index)
+	require.Equal(t, []uint64{0, 1, 2, 3, 4}, at)
+
+	_, err = run(ReplayOptions{CheckOn: FlagDiscard, Checker: func(e Entry) error { panic("boom") }})
+	require.ErrorIs(t, err, ErrCheck)
+	require.True(t, errors.As(err, &re))
+	require.Equal(t, uint64(5), re.Entry.Index)
+	require.Contains(t, err.Error(), "boom")
+
+	require.ErrorIs(t, Replay(l, newMem(8192), ReplayOptions{Checker: func(Entry) error { return nil }}), ErrInvalidEntry)
+	require.ErrorIs(t, Replay(l, newMem(8192), ReplayOptions{CheckEvery: 2}), ErrInvalidEntry)
+}
+
+// A failing target stops the replay with the entry and the applied count.
+func TestReplayTargetError(t *testing.T) {
+	l := openBytes(t, sampleLog(512).bytes(-1))
+	f := testdev.NewFaulty(newMem(8192))
+	f.Add(testdev.Rule{Op: testdev.OpWrite, Nth: 3})
+	err := Replay(l, f, ReplayOptions{})
+	require.ErrorIs(t, err, testdev.ErrInjected)
+	var re *ReplayError
+	require.True(t, errors.As(err, &re))
+	require.Equal(t, uint64(4), re.Entry.Index)
+	require.Equal(t, uint64(4), re.Applied)
+}
+
+// Test idea 22: every prefix ending at a flush, replayed from the initial
+// image, matches an independent model of the device, also when replayed
+// onto fresh targets in any order.
+func TestReplayEveryPrefix(t *testing.T) {
+	rec, _, logDev := newRec(t, Options{})
+	model := make([]byte, 1<<20)
+	var snapshots [][]byte // flushed model state after each Sync
+	for i := range 30 {
+		off := int64(i%7) * 4096
+		p := fill(4096, byte(i+1))
+		_, err := rec.WriteAt(p, off)
+		require.NoError(t, err)
+		copy(model[off:], p)
+		if i%5 == 4 {
+			require.NoError(t, rec.Sync())
+			snapshots = append(snapshots, append([]byte(nil), model...))
+		}
+	}
+	require.NoError(t, rec.Close())
+	l := openBytes(t, logDev.Bytes())
+	for k := len(snapshots) - 1; k >= 0; k-- {
+		// Entry index of the k-th flush.
+		var n uint64
+		seen := 0
+		for e, err := range l.Entries() {
+			require.NoError(t, err)
+			if e.Flags&FlagFlush != 0 {
+				if seen == k {
+					n = e.Index + 1
+					break
+				}
+				seen++
+			}
+		}
+		target := newMem(1 << 20)
+		require.NoError(t, Replay(l, target, ReplayOptions{Limit: n}))
+		require.Equal(t, snapshots[k], target.Bytes(), "prefix at flush %d", k)
+	}
+}
+
+func TestActionString(t *testing.T) {
+	require.Equal(t, "seek replay skip found Action(9)", fmt.Sprint(Seeked, " ", Replayed, " ", Skipped, " ", Found, " ", Action(9)))
+}

@@ -403,7 +403,24 @@ func (g *generator) run(ctx context.Context, send func(State) bool) error {
 		}
 		xs = append(xs, x)
 		flush, fua := e.Flags&FlagFlush != 0, e.Flags&FlagFUA != 0
+		before := full
+		full = x.applyTo(full, nil)
+		if e.Flags&FlagMark != 0 {
+			mark = e.Mark
+		}
+		// The prefix state through this entry comes first, so that when a
+		// subset state has the same image it is the prefix state that is
+		// checked (and counted as such).
+		if flush || fua || o.EveryEntry {
+			d := Description{Kind: PrefixState, Cut: e.Index + 1, Prefix: e.Index + 1, Mark: mark}
+			if !emit(d, full) {
+				return nil
+			}
+		}
 		if flush || fua {
+			// The cut just before this entry completed: the subsets of the
+			// writes not yet durable (and of this one, if it is a FUA write
+			// that may have been in flight).
 			var inflight *xentry
 			cut := e.Index
 			if fua && !flush && x.n > 0 {
@@ -415,7 +432,7 @@ func (g *generator) run(ctx context.Context, send func(State) bool) error {
 		}
 		switch {
 		case flush:
-			durable, lastFlush, extra, volatile = full, e.Index, nil, nil
+			durable, lastFlush, extra, volatile = before, e.Index, nil, nil
 			if x.n > 0 {
 				if fua {
 					durable = x.applyTo(durable, nil)
@@ -431,16 +448,6 @@ func (g *generator) run(ctx context.Context, send func(State) bool) error {
 			}
 		case x.n > 0:
 			volatile = append(volatile, e.Index)
-		}
-		full = x.applyTo(full, nil)
-		if e.Flags&FlagMark != 0 {
-			mark = e.Mark
-		}
-		if flush || fua || o.EveryEntry {
-			d := Description{Kind: PrefixState, Cut: e.Index + 1, Prefix: e.Index + 1, Mark: mark}
-			if !emit(d, full) {
-				return nil
-			}
 		}
 	}
 	subsets(g.entries, nil)

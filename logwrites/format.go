@@ -35,8 +35,8 @@ const (
 	FlagMetadata Flags = 1 << 4 // the write carried REQ_META
 )
 
-// String formats the flags as replay-log prints them, e.g. "FLUSH|FUA";
-// unknown bits are shown in hex.
+// String formats the flags as replay-log prints them, e.g. "FLUSH|FUA",
+// "NONE" for none, unknown bits as "UNKNOWN.0x40".
 func (f Flags) String() string {
 	var parts []string
 	names := []struct {
@@ -51,7 +51,7 @@ func (f Flags) String() string {
 		}
 	}
 	if rest != 0 {
-		parts = append(parts, "0x"+hexString(uint64(rest)))
+		parts = append(parts, "UNKNOWN.0x"+hexString(uint64(rest)))
 	}
 	if len(parts) == 0 {
 		return "NONE"

@@ -125,7 +125,7 @@ func TestUnknownFlags(t *testing.T) {
 	l := openBytes(t, newHandLog(512).write(2, 0x40|FlagMetadata, fill(512, 5)).bytes(-1))
 	es := allEntries(t, l)
 	require.Equal(t, Flags(0x50), es[0].Flags)
-	require.Equal(t, "METADATA|0x40", es[0].Flags.String())
+	require.Equal(t, "METADATA|UNKNOWN.0x40", es[0].Flags.String())
 	target := newMem(4096)
 	require.NoError(t, Replay(l, target, ReplayOptions{}))
 	require.Equal(t, fill(512, 5), target.Bytes()[1024:1536])

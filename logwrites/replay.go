@@ -37,9 +37,10 @@ type ReplayOptions struct {
 	Find bool
 	// NoDiscard ignores DISCARD entries [--no-discard].
 	NoDiscard bool
-	// StartSector and EndSector (inclusive, in the log's sector units)
-	// replay only writes and discards overlapping the range
-	// [--start-sector, --end-sector]. EndSector 0 means no upper bound.
+	// StartSector and EndSector replay only writes and discards
+	// overlapping the sectors [StartSector, EndSector) (in the log's sector
+	// units; EndSector is exclusive, and 0 means no upper bound)
+	// [--start-sector A --end-sector B is StartSector A, EndSector B+1].
 	// Entries without a range (marks, empty flushes) always pass.
 	StartSector, EndSector uint64
 	// Checker, if set, is called with the target synced after every
@@ -244,11 +245,10 @@ func (rp *replayer) inRange(e Entry) bool {
 	if e.NrSectors == 0 {
 		return true
 	}
-	last := e.Sector + e.NrSectors - 1
-	if last < rp.o.StartSector {
+	if e.Sector+e.NrSectors <= rp.o.StartSector {
 		return false
 	}
-	return rp.o.EndSector == 0 || e.Sector <= rp.o.EndSector
+	return rp.o.EndSector == 0 || e.Sector < rp.o.EndSector
 }
 
 func (rp *replayer) buffer(n int64) []byte {

@@ -164,15 +164,15 @@ func TestReplayDiscards(t *testing.T) {
 	want := sampleImage(s, 0, 5)
 	copy(want[6*s:], fill(s, 'd'))
 	require.Equal(t, want, replayBytes(t, l, ReplayOptions{NoDiscard: true}))
-	// Sector range [3, 10]: write at 0 skipped, write at 2..3 overlaps,
+	// Sector range [3, 11): write at 0 skipped, write at 2..3 overlaps,
 	// the discard at 2 does not overlap and is skipped.
 	want = sampleImage(s, 1, 5)
 	copy(want[6*s:], fill(s, 'd'))
 	var acts []Action
-	require.Equal(t, want, replayBytes(t, l, ReplayOptions{StartSector: 3, EndSector: 10, Progress: func(e Entry, a Action) { acts = append(acts, a) }}))
+	require.Equal(t, want, replayBytes(t, l, ReplayOptions{StartSector: 3, EndSector: 11, Progress: func(e Entry, a Action) { acts = append(acts, a) }}))
 	require.Equal(t, []Action{Skipped, Replayed, Replayed, Replayed, Replayed, Skipped, Replayed, Replayed}, acts)
-	// Range [0, 1]: only the write at 0, and the discard at 2 is out.
-	require.Equal(t, sampleImage(s, 0, 1), replayBytes(t, l, ReplayOptions{EndSector: 1}))
+	// Range [0, 2): only the write at 0, and the discard at 2 is out.
+	require.Equal(t, sampleImage(s, 0, 1), replayBytes(t, l, ReplayOptions{EndSector: 2}))
 }
 
 // syncCounter records whether the target was synced before each check.

@@ -3,9 +3,9 @@ package remote
 import (
 	"context"
 	"encoding/binary"
-	"net"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -21,9 +21,9 @@ import (
 
 // testServer is a server on a Unix socket in a temp dir.
 type testServer struct {
-	t    *testing.T
-	srv  *Server
-	path string
+	t     *testing.T
+	srv   *Server
+	path  string
 	opts  ServerOptions
 	done  chan error
 	trace func(h *Header)

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+const kernelDir = "../../testdata/log-writes/sector512"
+
+// kernelData is the sha256 of the kernel fixture's data device after removal.
+const kernelData = "f7d43d6e7e4c661cb951d162dce23f97dbfdd33a5cf0867895a883718a2aa546"
+
+func gunzipTo(t *testing.T, src, dst string) {
+	t.Helper()
+	f, err := os.Open(src)
+	require.NoError(t, err)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	require.NoError(t, err)
+	b, err := io.ReadAll(zr)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(dst, b, 0o644))
+}
+
+type fixture struct {
+	dir, log, dev string
+}
+
+func newFixture(t *testing.T) fixture {
+	dir := t.TempDir()
+	fx := fixture{dir: dir, log: filepath.Join(dir, "log.img"), dev: filepath.Join(dir, "dev.img")}
+	gunzipTo(t, filepath.Join(kernelDir, "log.img.gz"), fx.log)
+	require.NoError(t, os.WriteFile(fx.dev, make([]byte, 8<<20), 0o644))
+	return fx
+}
+
+func (fx fixture) run(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func fileSHA(t *testing.T, path string) string {
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+func TestInfoFindNumEntries(t *testing.T) {
+	fx := newFixture(t)
+	code, out, _ := fx.run("--log", fx.log)
+	require.Equal(t, 0, code)
+	require.Equal(t, "Log version=1, sectorsize=512, entries=17\n", out)
+	code, out, _ = fx.run("--log", fx.log, "--num-entries")
+	require.Equal(t, 0, code)
+	require.Equal(t, "17\n", out)
+	// mark2 is entry 8; its header is at block 172 (1+1+(1+8)+(1+8)+(1+128)+(1+3)+1+(1+16)+1).
+	code, out, _ = fx.run("--log", fx.log, "--find", "--end-mark", "mark2")
+	require.Equal(t, 0, code)
+	require.Equal(t, "8@173\n", out)
+	code, out, _ = fx.run("--log", fx.log, "--find", "--next-fua")
+	require.Equal(t, 0, code)
+	require.Equal(t, "1@11\n", out)
+	code, _, errs := fx.run("--log", fx.log, "--find", "--end-mark", "nope")
+	require.Equal(t, 1, code)
+	require.Equal(t, "Couldn't find entry\n", errs)
+	code, out, _ = fx.run("--log", fx.log, "--find", "--limit", "3", "--start-mark", "mark2")
+	require.Equal(t, 0, code)
+	require.True(t, strings.HasPrefix(out, "11@"), out)
+}
+
+func TestReplay(t *testing.T) {
+	fx := newFixture(t)
+	code, _, errs := fx.run("--log", fx.log, "--replay", fx.dev)
+	require.Equal(t, 0, code, errs)
+	require.Equal(t, kernelData, fileSHA(t, fx.dev))
+
+	// Halves through a mark equal the whole.
+	require.NoError(t, os.WriteFile(fx.dev, make([]byte, 8<<20), 0o644))
+	code, _, _ = fx.run("--log", fx.log, "--replay", fx.dev, "--end-mark", "mark2")
+	require.Equal(t, 0, code)
+	require.NotEqual(t, kernelData, fileSHA(t, fx.dev))
+	code, out, _ := fx.run("--log", fx.log, "--replay", fx.dev, "--start-mark", "mark2", "-v")
+	require.Equal(t, 0, code)
+	require.Equal(t, kernelData, fileSHA(t, fx.dev))
+	require.Contains(t, out, "replaying 9@")
+	require.Contains(t, out, "flags 0x4(DISCARD)")
+	require.NotContains(t, out, "seek entry")
+}
+
+func TestMissingEndMark(t *testing.T) {
+	fx := newFixture(t)
+	code, _, errs := fx.run("--log", fx.log, "--replay", fx.dev, "--end-mark", "mark9")
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "mark9")
+	require.Equal(t, make([]byte, 8<<20), must(os.ReadFile(fx.dev)))
+	code, _, errs = fx.run("--log", fx.log, "--replay", fx.dev, "--start-mark", "mark9")
+	require.Equal(t, 1, code)
+	require.Equal(t, "Couldn't find starting mark\n", errs)
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestFsck(t *testing.T) {
+	fx := newFixture(t)
+	// Exit status 3 at the second FUA... the checker fails on the first check
+	// after entry 5: it counts its runs in a file.
+	counter := filepath.Join(fx.dir, "n")
+	script := `n=$(cat ` + counter + ` 2>/dev/null || echo 0); n=$((n+1)); echo $n > ` + counter + `; [ $n -lt 2 ] || exit 3`
+	code, _, errs := fx.run("--log", fx.log, "--replay", fx.dev, "--fsck", script, "--check", "flush")
+	require.Equal(t, 1, code)
+	require.Equal(t, "Fsck errored out on entry 7\n", errs) // flushes are entries 5, 7, 14
+
+	// Killed by a signal: a failure (replay-log counts it as success).
+	code, _, errs = fx.run("--log", fx.log, "--replay", fx.dev, "--fsck", "kill -9 $$", "--check", "fua")
+	require.Equal(t, 1, code)
+	require.Equal(t, "Fsck errored out on entry 1\n", errs)
+
+	// Every 4 entries, all passing; the checker sees the synced target.
+	code, out, _ := fx.run("--log", fx.log, "--replay", fx.dev, "--fsck", "echo checked", "--check", "4")
+	require.Equal(t, 0, code)
+	require.Equal(t, 4, strings.Count(out, "checked")) // entries 3, 7, 11, 15
+	code, out, _ = fx.run("--log", fx.log, "--replay", fx.dev, "--fsck", "echo checked", "--check", "discard")
+	require.Equal(t, 0, code)
+	require.Equal(t, 1, strings.Count(out, "checked"))
+
+	code, _, errs = fx.run("--log", fx.log, "--replay", fx.dev, "--fsck", "true")
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "Usage:")
+	code, _, errs = fx.run("--log", fx.log, "--check", "0")
+	require.Equal(t, 1, code)
+	require.Equal(t, "Invalid entry number\n", errs)
+}
+
+func TestErrors(t *testing.T) {
+	fx := newFixture(t)
+	code, _, errs := fx.run()
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "Usage:")
+	code, _, errs = fx.run("--log", fx.log, "--bogus")
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "unrecognized option '--bogus'")
+	code, _, errs = fx.run("--log", fx.log, "--start-entry", "17")
+	require.Equal(t, 1, code)
+	require.Equal(t, "Invalid entry number\n", errs)
+	code, _, errs = fx.run("--log", fx.log, "--limit", "x")
+	require.Equal(t, 1, code)
+	require.Equal(t, "Invalid entry number\n", errs)
+	code, _, _ = fx.run("--log", fx.log, "--replay", filepath.Join(fx.dir, "missing"))
+	require.Equal(t, 1, code)
+	_, err := os.Stat(filepath.Join(fx.dir, "missing"))
+	require.True(t, os.IsNotExist(err), "the target is never created")
+
+	bad := filepath.Join(fx.dir, "bad.img")
+	b := must(os.ReadFile(fx.log))
+	b[0] ^= 1
+	require.NoError(t, os.WriteFile(bad, b, 0o644))
+	code, _, errs = fx.run("--log", bad)
+	require.Equal(t, 1, code)
+	require.Equal(t, "Magic doesn't match\n", errs)
+
+	// Junk in entry 2's header block (log block 11): malformed, named by block.
+	b = must(os.ReadFile(fx.log))
+	b[11*512+100] = 1
+	require.NoError(t, os.WriteFile(bad, b, 0o644))
+	code, _, errs = fx.run("--log", bad, "--replay", fx.dev)
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "Malformed entry @11")
+	code, _, _ = fx.run("--log", bad, "--find", "--end-mark", "mark2")
+	require.Equal(t, 255, code)
+
+	// An overstated count: everything is applied, then an error.
+	b = must(os.ReadFile(fx.log))
+	b[16] = 200
+	require.NoError(t, os.WriteFile(bad, b, 0o644))
+	code, _, errs = fx.run("--log", bad, "--replay", fx.dev)
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "after applying 17 entries")
+}
+
+func TestGetoptPrefixes(t *testing.T) {
+	parseOne := func(args ...string) []parsedOpt {
+		opts, _, err := getoptLong(args, "v", table)
+		require.NoError(t, err)
+		return opts
+	}
+	require.Equal(t, []parsedOpt{{"start-entry", "3"}}, parseOne("--start", "3"))
+	require.Equal(t, []parsedOpt{{"end-mark", "x"}}, parseOne("--end=x"))
+	require.Equal(t, []parsedOpt{{"num-entries", ""}}, parseOne("--num"))
+	require.Equal(t, []parsedOpt{{"next-flush", ""}}, parseOne("--next"))
+	require.Equal(t, []parsedOpt{{"log", "f"}}, parseOne("--l", "f"))
+	require.Equal(t, []parsedOpt{{"verbose", ""}, {"v", ""}, {"v", ""}}, parseOne("--verb", "-vv"))
+	require.Equal(t, []parsedOpt{{"limit", "2"}}, parseOne("--limit", "2", "--", "--find"))
+	_, _, err := getoptLong([]string{"--f"}, "v", table) // find (no argument) vs fsck (argument)
+	require.ErrorContains(t, err, "option '--f' is ambiguous; possibilities: '--find' '--fsck'")
+	_, _, err = getoptLong([]string{"--log"}, "v", table)
+	require.ErrorContains(t, err, "requires an argument")
+	_, _, err = getoptLong([]string{"--find=1"}, "v", table)
+	require.ErrorContains(t, err, "doesn't allow an argument")
+	_, _, err = getoptLong([]string{"-x"}, "v", table)
+	require.ErrorContains(t, err, "invalid option -- 'x'")
+}

@@ -51,11 +51,11 @@ func Example() {
 	_ = b.Flush(ctx)
 	clean, _ = a.IsClean(ctx, 7)
 	fmt.Println("after B's clear:", clean)
-	fmt.Println(a.Status(), "|", a.Table())
+	fmt.Printf("%s | %q\n", a.Status(), a.Table())
 	// Output:
 	// after A's clear: false
 	// after B's clear: true
-	// 1 clustered-core | userspace 4 volume-1 clustered-core 1024 nosync 
+	// 1 clustered-core | "userspace 4 volume-1 clustered-core 1024 nosync "
 }
 
 // A server with a disk backend keeps the kernel's disk format on the

@@ -185,43 +185,72 @@ func (o overlay) hash() sum128 {
 // is set exactly when the block differs from the base, and equal images
 // have equal overlays and equal hashes).
 type xsrc struct {
-	start   uint64
-	n       uint64
-	blks    []blk    // nil: zeros
-	sameCnt []uint32 // sameCnt[i] = blocks among the first i equal to the base
+	start uint64
+	n     uint64
+	blks  []blk // nil: zeros
+	// Which blocks equal the base: all of them, none, or (sameCnt != nil)
+	// sameCnt[i] = how many of the first i do.
+	all, none bool
+	sameCnt   []uint32
 }
 
 // newSrc builds the source of n blocks at start, comparing them with the
-// base image (one read of the range).
+// base image (one read of the range; none for a nil base).
 func (sh *overlayShape) newSrc(start, n uint64, blks []blk) (*xsrc, error) {
-	s := &xsrc{start: start, n: n, blks: blks, sameCnt: make([]uint32, n+1)}
-	buf := make([]byte, min(n, 2048)<<blockShift)
+	s := &xsrc{start: start, n: n, blks: blks}
+	if sh.base == nil && blks == nil {
+		s.all = true // zeros over an all-zero base
+		return s, nil
+	}
+	cnt := make([]uint32, n+1)
+	var buf []byte
+	if sh.base != nil {
+		buf = make([]byte, min(n, 2048)<<blockShift)
+	}
 	for done := uint64(0); done < n; {
-		m := min(n-done, uint64(len(buf))>>blockShift)
-		p := buf[:m<<blockShift]
-		if err := sh.read(nil, 0, 0, p, int64(start+done)<<blockShift); err != nil {
-			return nil, err
+		m := min(n-done, 2048)
+		if buf != nil {
+			buf = buf[:m<<blockShift]
+			if err := sh.read(nil, 0, 0, buf, int64(start+done)<<blockShift); err != nil {
+				return nil, err
+			}
 		}
 		for i := range m {
-			b := p[i<<blockShift : (i+1)<<blockShift]
 			var same bool
-			if blks == nil {
-				same = allZero(b)
-			} else {
-				same = *blks[done+i].data == [blockSize]byte(b)
+			switch {
+			case buf == nil: // all-zero base, data write
+				same = *blks[done+i].data == zeroData
+			case blks == nil:
+				same = allZero(buf[i<<blockShift : (i+1)<<blockShift])
+			default:
+				same = *blks[done+i].data == [blockSize]byte(buf[i<<blockShift:])
 			}
-			s.sameCnt[done+i+1] = s.sameCnt[done+i]
+			cnt[done+i+1] = cnt[done+i]
 			if same {
-				s.sameCnt[done+i+1]++
+				cnt[done+i+1]++
 			}
 		}
 		done += m
+	}
+	switch uint64(cnt[n]) {
+	case n:
+		s.all = true
+	case 0:
+		s.none = true
+	default:
+		s.sameCnt = cnt
 	}
 	return s, nil
 }
 
 // same reports how many of blocks [lo, hi) equal the base.
 func (s *xsrc) same(lo, hi uint64) uint64 {
+	switch {
+	case s.all:
+		return hi - lo
+	case s.none:
+		return 0
+	}
 	return uint64(s.sameCnt[hi-s.start] - s.sameCnt[lo-s.start])
 }
 

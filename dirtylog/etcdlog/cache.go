@@ -31,6 +31,7 @@ type cache struct {
 	// clean for this node iff neither it nor others has it marked.
 	others    []atomic.Uint64
 	sync      []atomic.Uint64 // 1 = in sync
+	pristine  []atomic.Uint64 // 1 = out of sync since creation, untouched
 	syncCount atomic.Uint64
 
 	mu      sync.Mutex
@@ -38,6 +39,8 @@ type cache struct {
 	nodes   map[string]int64
 	marks   map[string]map[int]*markChunk
 	syncMod []int64 // ModRevision of each sync chunk key; 0 = absent
+	prisMod []int64 // ModRevision of each pristine chunk key; 0 = absent
+	recov   string  // the recoverer's node id; "" = none
 	claims  map[dirtylog.Region]string
 	prio    map[dirtylog.Region]int64 // region -> CreateRevision
 	cursor  uint64                    // this node's resync cursor
@@ -55,13 +58,15 @@ func newCache(k keys, self string, count, chunk uint64) *cache {
 	nw := (count + 63) / 64
 	c := &cache{
 		k: k, self: self, count: count, chunk: chunk,
-		nchunks: int((count + chunk - 1) / chunk),
-		others:  make([]atomic.Uint64, nw),
-		sync:    make([]atomic.Uint64, nw),
-		changed: make(chan struct{}),
-		tmp:     make([]uint64, chunk/64),
+		nchunks:  int((count + chunk - 1) / chunk),
+		others:   make([]atomic.Uint64, nw),
+		sync:     make([]atomic.Uint64, nw),
+		pristine: make([]atomic.Uint64, nw),
+		changed:  make(chan struct{}),
+		tmp:      make([]uint64, chunk/64),
 	}
 	c.syncMod = make([]int64, c.nchunks)
+	c.prisMod = make([]int64, c.nchunks)
 	c.resetLocked()
 	return c
 }
@@ -74,8 +79,11 @@ func (c *cache) resetLocked() {
 	for i := range c.others {
 		c.others[i].Store(0)
 		c.sync[i].Store(0)
+		c.pristine[i].Store(0)
 	}
 	clear(c.syncMod)
+	clear(c.prisMod)
+	c.recov = ""
 	c.syncCount.Store(0)
 }
 
@@ -96,6 +104,16 @@ func (c *cache) inSync(r dirtylog.Region) bool {
 
 func (c *cache) otherMarked(r dirtylog.Region) bool {
 	return c.others[r/64].Load()&(1<<(r%64)) != 0
+}
+
+// cleanForOthers: no other node marks r, and r is in sync or pristine.
+func (c *cache) cleanForOthers(r dirtylog.Region) bool {
+	w, m := r/64, uint64(1)<<(r%64)
+	return c.others[w].Load()&m == 0 && (c.sync[w].Load()|c.pristine[w].Load())&m != 0
+}
+
+func (c *cache) isPristine(r dirtylog.Region) bool {
+	return c.pristine[r/64].Load()&(1<<(r%64)) != 0
 }
 
 // notifyLocked wakes every waiter.
@@ -200,6 +218,23 @@ func (c *cache) putLocked(kv *mvccpb.KeyValue) {
 		}
 		mc.mod = kv.ModRevision
 		c.unionLocked(pk.chunk)
+	case kindPristine:
+		if pk.chunk >= c.nchunks {
+			c.noteCorruptLocked(kv.Key, ErrCorrupt)
+			return
+		}
+		tmp := c.tmp
+		if err := decodeChunk(kv.Value, c.chunkBits(pk.chunk), tmp); err != nil {
+			c.noteCorruptLocked(kv.Key, err)
+			clear(tmp) // the safe side: not pristine, so not clean
+		}
+		lo, hi := c.chunkWords(pk.chunk)
+		for j := lo; j < hi; j++ {
+			c.pristine[j].Store(tmp[j-lo])
+		}
+		c.prisMod[pk.chunk] = kv.ModRevision
+	case kindRecoverer:
+		c.recov = string(kv.Value)
 	case kindClaim:
 		c.claims[pk.region] = string(kv.Value)
 	case kindPrio:
@@ -223,6 +258,16 @@ func (c *cache) deleteLocked(kv *mvccpb.KeyValue) {
 			c.setSyncLocked(pk.chunk, c.tmp)
 			c.syncMod[pk.chunk] = 0
 		}
+	case kindPristine:
+		if pk.chunk < c.nchunks {
+			lo, hi := c.chunkWords(pk.chunk)
+			for j := lo; j < hi; j++ {
+				c.pristine[j].Store(0)
+			}
+			c.prisMod[pk.chunk] = 0
+		}
+	case kindRecoverer:
+		c.recov = ""
 	case kindMark:
 		if m := c.marks[pk.node]; m != nil {
 			delete(m, pk.chunk)
@@ -473,4 +518,29 @@ func (c *cache) reapPlan(node string) ([]reapChunk, int64) {
 	}
 	sort.Slice(plan, func(i, j int) bool { return plan[i].chunk < plan[j].chunk })
 	return plan, c.rev.Load()
+}
+
+// pristineChunk returns a copy of chunk i's pristine words and revision.
+func (c *cache) pristineChunk(i int) ([]uint64, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	lo, hi := c.chunkWords(i)
+	w := make([]uint64, hi-lo)
+	for j := range w {
+		w[j] = c.pristine[lo+j].Load()
+	}
+	return w, c.prisMod[i]
+}
+
+// recovery returns the recoverer ("" if none) and how many claims node
+// holds.
+func (c *cache) recovery(node string) (recoverer string, claims int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.claims {
+		if n == node {
+			claims++
+		}
+	}
+	return c.recov, claims
 }

@@ -12,6 +12,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // member is one in-process etcd member on loopback.
@@ -110,6 +112,9 @@ func (c *cluster) start(i int, fresh bool) error {
 // stop closes member i (a no-op if it is down).
 func (c *cluster) stop(i int) {
 	if m := c.members[i]; m.e != nil {
+		// Stop the server first: gRPC's graceful stop would otherwise wait
+		// up to 5 s for the clients' watch and keepalive streams.
+		m.e.Server.HardStop()
 		m.e.Close()
 		m.e = nil
 	}
@@ -140,6 +145,12 @@ func (c *cluster) client(t testing.TB) *clientv3.Client {
 		Endpoints:   c.endpoints(),
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
+		// Reconnect quickly after a member restarts (gRPC's default
+		// backoff grows to seconds, longer than the tests' leases).
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, MaxDelay: 200 * time.Millisecond},
+			MinConnectTimeout: time.Second,
+		})},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,11 @@ const FormatVersion = 1
 //	                       lease-bound (marks outlive a crash); absent when
 //	                       the node has no mark in the chunk
 //	P/sync/<chunk>         the chunk's sync bits (1 = in sync)
+//	P/pristine/<chunk>     regions out of sync since the log was created
+//	                       and never touched since (clean although out
+//	                       of sync, as a fresh kernel log); absent = none
+//	P/recoverer            the one node recovering regions now, bound to
+//	                       its lease; deleted when it holds no claim
 //	P/claim/<region>       a recovery claim: the recovering node's id,
 //	                       bound to its lease
 //	P/prio/<region>        a writer waits on this out-of-sync region: resync
@@ -40,6 +45,8 @@ func (k keys) allMarks() string             { return k.p + "marks/" }
 func (k keys) marks(id string) string       { return k.p + "marks/" + id + "/" }
 func (k keys) mark(id string, c int) string { return fmt.Sprintf("%smarks/%s/%08x", k.p, id, c) }
 func (k keys) sync(c int) string            { return fmt.Sprintf("%ssync/%08x", k.p, c) }
+func (k keys) pristine(c int) string        { return fmt.Sprintf("%spristine/%08x", k.p, c) }
+func (k keys) recoverer() string            { return k.p + "recoverer" }
 func (k keys) claim(r dirtylog.Region) string {
 	return fmt.Sprintf("%sclaim/%016x", k.p, uint64(r))
 }
@@ -57,6 +64,8 @@ const (
 	kindSync
 	kindClaim
 	kindPrio
+	kindPristine
+	kindRecoverer
 )
 
 // parsedKey is a key under the prefix, split into its parts.
@@ -87,12 +96,18 @@ func (k keys) parse(key string) (parsedKey, bool) {
 			return parsedKey{}, false
 		}
 		return parsedKey{kind: kindMark, node: node, chunk: int(n)}, true
-	case "sync":
+	case "recoverer":
+		return parsedKey{kind: kindRecoverer}, tail == ""
+	case "sync", "pristine":
 		n, err := strconv.ParseUint(tail, 16, 32)
 		if err != nil || len(tail) != 8 {
 			return parsedKey{}, false
 		}
-		return parsedKey{kind: kindSync, chunk: int(n)}, true
+		kind := kindSync
+		if head == "pristine" {
+			kind = kindPristine
+		}
+		return parsedKey{kind: kind, chunk: int(n)}, true
 	case "claim", "prio":
 		n, err := strconv.ParseUint(tail, 16, 64)
 		if err != nil || len(tail) != 16 {

@@ -62,6 +62,12 @@ type Log struct {
 	watchCtx context.Context
 	pause    chan chan struct{} // tests: pause the watch until the channel is closed
 
+	linMu   sync.Mutex
+	linNext *round
+	linBusy bool
+
+	resyncMu sync.Mutex // serialises ResyncWork and SetRegionSync
+
 	prioMu     sync.Mutex
 	prioQueued map[dirtylog.Region]bool
 	prioCh     chan dirtylog.Region
@@ -145,6 +151,9 @@ func (l *Log) ensureMeta(ctx context.Context) error {
 	ops := []clientv3.Op{clientv3.OpPut(l.k.meta(), string(want.encode()))}
 	for i := range l.nchunks {
 		ops = append(ops, clientv3.OpPut(l.k.sync(i), string([]byte{byte(fill)})))
+		if fill == tagZeros {
+			ops = append(ops, clientv3.OpPut(l.k.pristine(i), string([]byte{tagOnes})))
+		}
 	}
 	resp, err := l.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(l.k.meta()), "=", 0)).
@@ -274,15 +283,51 @@ func (l *Log) join(ctx context.Context) error {
 	return nil
 }
 
-// leaseLoop fences the node as soon as its lease is lost.
+// leaseLoop watches the session. When its keepalive stops (etcd was
+// unreachable for a TTL, say while it restarted), it asks etcd whether the
+// lease still exists: if so it resumes keeping it alive with a new session
+// on the same lease; if not the node is fenced.
 func (l *Log) leaseLoop(sess *concurrency.Session) {
 	defer l.wg.Done()
 	select {
 	case <-sess.Done():
-		if !l.closed.Load() && l.session() == sess {
-			l.fence()
-		}
 	case <-l.stop:
+		return
+	}
+	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
+		if l.closed.Load() || l.session() != sess {
+			return
+		}
+		ctx, cancel := context.WithTimeout(l.bg, l.opts.requestTimeout())
+		ttl, err := l.cli.TimeToLive(ctx, sess.Lease())
+		cancel()
+		if err == nil && ttl.TTL <= 0 {
+			l.fence()
+			return
+		}
+		if err == nil {
+			ns, err := concurrency.NewSession(l.cli, concurrency.WithLease(sess.Lease()),
+				concurrency.WithTTL(l.opts.leaseSeconds()), concurrency.WithContext(l.bg))
+			if err == nil {
+				l.sessMu.Lock()
+				if l.sess != sess || l.closed.Load() {
+					l.sessMu.Unlock()
+					ns.Orphan()
+					return
+				}
+				l.sess = ns
+				l.sessMu.Unlock()
+				l.wg.Add(2)
+				go l.leaseLoop(ns)
+				go l.janitorLoop(ns)
+				return
+			}
+		}
+		select {
+		case <-time.After(delay):
+		case <-l.stop:
+			return
+		}
 	}
 }
 
@@ -331,19 +376,38 @@ func (l *Log) check(r dirtylog.Region) error {
 	return nil
 }
 
-// IsClean reports whether no node (this one included, unflushed marks
-// included) has r marked. It answers from the cache and never blocks.
-func (l *Log) IsClean(_ context.Context, r dirtylog.Region) (bool, error) {
+// query checks r and, when ctx may block, brings the cache up to date
+// with everything etcd committed before the call (see Log).
+func (l *Log) query(ctx context.Context, r dirtylog.Region) error {
 	if err := l.check(r); err != nil {
-		return false, err
+		return err
 	}
-	return l.marked[r/64].Load()&(1<<(r%64)) == 0 && !l.c.otherMarked(r), nil
+	if dirtylog.MayBlock(ctx) && !l.closed.Load() {
+		return l.linearize(ctx)
+	}
+	return nil
 }
 
-// InSync reports whether r is in sync, from the cache; it never blocks,
-// so it also answers a NonBlocking context.
-func (l *Log) InSync(_ context.Context, r dirtylog.Region) (bool, error) {
-	if err := l.check(r); err != nil {
+// IsClean reports whether r is clean: no node has it marked (this node's
+// unflushed marks included), and it is in sync or has not been touched
+// since the log was created out of sync (cmirrord's rule: an out-of-sync
+// region a node wrote is not clean until it is resynced). With a context
+// that may block it first catches up with etcd (one round trip, shared by
+// concurrent callers); with dirtylog.NonBlocking it answers from the cache
+// at Revision.
+func (l *Log) IsClean(ctx context.Context, r dirtylog.Region) (bool, error) {
+	if err := l.query(ctx, r); err != nil {
+		return false, err
+	}
+	return l.marked[r/64].Load()&(1<<(r%64)) == 0 && l.c.cleanForOthers(r), nil
+}
+
+// InSync reports whether r is in sync. With a context that may block it
+// first catches up with etcd (one round trip, shared by concurrent
+// callers); with dirtylog.NonBlocking it answers from the cache at
+// Revision and never returns ErrWouldBlock.
+func (l *Log) InSync(ctx context.Context, r dirtylog.Region) (bool, error) {
+	if err := l.query(ctx, r); err != nil {
 		return false, err
 	}
 	return l.c.inSync(r), nil
@@ -412,21 +476,29 @@ func (l *Log) flushLocked(ctx context.Context) error {
 	var (
 		changes []change
 		ops     []clientv3.Op
+		cmps    []clientv3.Cmp
 		clears  bool
 	)
 	build := func() {
-		changes, ops, clears = changes[:0], ops[:0], false
+		changes, ops, cmps, clears = changes[:0], ops[:0], []clientv3.Cmp{l.aliveCmp()}, false
 		for m := d; m != 0; m &= m - 1 {
 			i := bits.TrailingZeros64(m)
 			lo, hi := l.c.chunkWords(i)
 			now := make([]uint64, hi-lo)
 			same, empty := true, true
+			var newly []uint64
 			for j := range now {
 				now[j] = l.marked[lo+j].Load()
 				if now[j] != l.committed[i][j] {
 					same = false
 					if l.committed[i][j]&^now[j] != 0 {
 						clears = true
+					}
+					if n := now[j] &^ l.committed[i][j]; n&l.c.pristine[lo+j].Load() != 0 {
+						if newly == nil {
+							newly = make([]uint64, hi-lo)
+						}
+						newly[j] = n
 					}
 				}
 				if now[j] != 0 {
@@ -441,6 +513,16 @@ func (l *Log) flushLocked(ctx context.Context) error {
 				ops = append(ops, clientv3.OpDelete(l.k.mark(l.opts.Node, i)))
 			} else {
 				ops = append(ops, clientv3.OpPut(l.k.mark(l.opts.Node, i), string(encodeChunk(now, l.c.chunkBits(i)))))
+			}
+			if newly != nil {
+				// A write touches a pristine region: it is no longer
+				// clean-while-out-of-sync, for every node.
+				p, mod := l.c.pristineChunk(i)
+				for j := range p {
+					p[j] &^= newly[j]
+				}
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(l.k.pristine(i)), "=", mod))
+				ops = append(ops, clientv3.OpPut(l.k.pristine(i), string(encodeChunk(p, l.c.chunkBits(i)))))
 			}
 		}
 	}
@@ -459,24 +541,36 @@ func (l *Log) flushLocked(ctx context.Context) error {
 				l.marked[len(l.marked)-1].Store(1<<t - 1)
 			}
 			d = 1<<l.nchunks - 1
-			if l.nchunks == 64 {
-				d = ^uint64(0)
-			}
 			if l.opts.OnEvent != nil {
 				l.opts.OnEvent(dirtylog.Event{Kind: dirtylog.EventFlushCallbackFailed, Err: err})
 			}
 			build()
 		}
 	}
-	resp, err := l.cli.Txn(ctx).If(l.aliveCmp()).Then(ops...).Commit()
-	if err != nil {
-		l.dirty.Or(d)
-		return fmt.Errorf("etcdlog: flush on node %q: %w: %w", l.opts.Node, dirtylog.ErrLogFailed, err)
-	}
-	if !resp.Succeeded {
-		l.dirty.Or(d)
-		l.fence()
-		return l.fencedErr("flush")
+	for attempt := 0; ; attempt++ {
+		resp, err := l.cli.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(l.k.node(l.opts.Node))).Commit()
+		if err != nil {
+			l.dirty.Or(d)
+			return fmt.Errorf("etcdlog: flush on node %q: %w: %w", l.opts.Node, dirtylog.ErrLogFailed, err)
+		}
+		if resp.Succeeded {
+			break
+		}
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 0 || kvs[0].CreateRevision != l.joinRev.Load() {
+			l.dirty.Or(d)
+			l.fence()
+			return l.fencedErr("flush")
+		}
+		if attempt >= 16 {
+			l.dirty.Or(d)
+			return fmt.Errorf("etcdlog: flush on node %q: %w: pristine chunk contended", l.opts.Node, dirtylog.ErrLogFailed)
+		}
+		// Another node changed a pristine chunk: catch up and rebuild.
+		if err := l.barrier(ctx, resp.Header.Revision); err != nil {
+			l.dirty.Or(d)
+			return err
+		}
+		build()
 	}
 	for _, ch := range changes {
 		copy(l.committed[ch.chunk], ch.words)

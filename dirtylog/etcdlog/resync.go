@@ -9,14 +9,19 @@ import (
 	"github.com/dmlog/dmlog/dirtylog"
 )
 
-// ResyncWork claims an out-of-sync region for this node to recover:
-// first a region some node's writer is waiting on (see RemoteRecovering),
-// oldest request first, else the next one at or after this node's resync
-// cursor. The claim is a key bound to this node's lease, created only if
-// no node holds one and the region is still out of sync, so one node
-// recovers a region at a time; SetRegionSync releases it, and the lease
-// releases it if this node dies. ok is false when nothing is left to
-// claim or the log is suspended.
+// ResyncWork claims an out-of-sync region for this node to recover.
+//
+// One node recovers at a time, as in cmirrord: the recoverer key, bound to
+// the node's lease, names it; it may hold several regions (a mirror copies
+// in parallel), each handed out once until SetRegionSync, and gives the
+// role up when it holds none. Other nodes get no work meanwhile. A region
+// some writer waits on (see RemoteRecovering) is taken first, oldest
+// request first, then the next one at or after this node's resync cursor.
+// Each claim is a key bound to this node's lease, created only if no node
+// holds one and the region is still out of sync; SetRegionSync releases
+// it, and the lease releases it (and the recoverer role) if the node
+// dies. ok is false when nothing is left to claim, another node is the
+// recoverer, or the log is suspended.
 func (l *Log) ResyncWork(ctx context.Context) (dirtylog.Region, bool, error) {
 	if l.closed.Load() {
 		return 0, false, fmt.Errorf("etcdlog: resync work: %w", dirtylog.ErrClosed)
@@ -27,24 +32,40 @@ func (l *Log) ResyncWork(ctx context.Context) (dirtylog.Region, bool, error) {
 	if l.fenced.Load() {
 		return 0, false, l.fencedErr("resync work")
 	}
+	l.resyncMu.Lock()
+	defer l.resyncMu.Unlock()
+	if err := l.linearize(ctx); err != nil {
+		return 0, false, err
+	}
+	self := l.opts.Node
 	skip := map[dirtylog.Region]bool{}
 	for attempt := 0; attempt < 64; attempt++ {
+		recov, held := l.c.recovery(self)
+		if recov != "" && recov != self {
+			return 0, false, nil
+		}
 		cand, ok := l.c.nextCandidate(skip)
 		if !ok {
+			if recov == self && held == 0 {
+				l.resign(ctx)
+			}
 			return 0, false, nil
 		}
 		ci := int(uint64(cand.r) / l.chunk)
-		self := l.opts.Node
-		sess := l.session()
-		resp, err := l.cli.Txn(ctx).If(
+		lease := l.session().Lease()
+		cmps := []clientv3.Cmp{
 			l.aliveCmp(),
 			clientv3.Compare(clientv3.CreateRevision(l.k.claim(cand.r)), "=", 0),
 			clientv3.Compare(clientv3.ModRevision(l.k.sync(ci)), "=", cand.syncMod),
-		).Then(
-			clientv3.OpPut(l.k.claim(cand.r), self, clientv3.WithLease(sess.Lease())),
-		).Else(
-			clientv3.OpGet(l.k.node(self)),
-		).Commit()
+		}
+		ops := []clientv3.Op{clientv3.OpPut(l.k.claim(cand.r), self, clientv3.WithLease(lease))}
+		if recov == self {
+			cmps = append(cmps, clientv3.Compare(clientv3.Value(l.k.recoverer()), "=", self))
+		} else {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(l.k.recoverer()), "=", 0))
+			ops = append(ops, clientv3.OpPut(l.k.recoverer(), self, clientv3.WithLease(lease)))
+		}
+		resp, err := l.cli.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(l.k.node(self))).Commit()
 		if err != nil {
 			return 0, false, fmt.Errorf("etcdlog: claiming region %d: %w", cand.r, err)
 		}
@@ -70,17 +91,30 @@ func (l *Log) ResyncWork(ctx context.Context) (dirtylog.Region, bool, error) {
 	return 0, false, nil
 }
 
+// resign gives up the recoverer role (this node holds no claim).
+func (l *Log) resign(ctx context.Context) {
+	resp, err := l.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.Value(l.k.recoverer()), "=", l.opts.Node),
+	).Then(clientv3.OpDelete(l.k.recoverer())).Commit()
+	if err == nil {
+		_ = l.barrier(ctx, resp.Header.Revision)
+	}
+}
+
 // SetRegionSync records r's sync state in etcd (a compare-and-swap of its
-// sync chunk), ends this node's recovery claim on r and, when r is now in
-// sync, drops the requests to resync it first. A region already in the
-// requested state is not counted twice. It blocks for one etcd round trip
-// (bounded by Options.RequestTimeout); a failure (this node fenced, etcd
-// unreachable) leaves the stored state as it was, which is safe: the
-// region is resynced again, and is reported through OnEvent when fenced.
+// sync chunk), ends this node's recovery claim on r (and its recoverer
+// role if that was its last claim) and, when r is now in sync, drops the
+// requests to resync it first. A region already in the requested state is
+// not counted twice. It blocks for about one etcd round trip (bounded by
+// Options.RequestTimeout). On failure (this node fenced, etcd unreachable)
+// the stored state is left as it was, which is safe: the region is
+// resynced again; a fenced node is reported through OnEvent.
 func (l *Log) SetRegionSync(r dirtylog.Region, inSync bool) {
 	if uint64(r) >= l.count || l.closed.Load() {
 		return
 	}
+	l.resyncMu.Lock()
+	defer l.resyncMu.Unlock()
 	if !inSync {
 		l.c.pullCursor(r)
 	}
@@ -89,17 +123,26 @@ func (l *Log) SetRegionSync(r dirtylog.Region, inSync bool) {
 	ci := int(uint64(r) / l.chunk)
 	lo, _ := l.c.chunkWords(ci)
 	self := l.opts.Node
+	j, m := int(uint64(r)/64)-lo, uint64(1)<<(uint64(r)%64)
 	for attempt := 0; attempt < 64; attempt++ {
 		words, mod := l.c.syncChunk(ci)
-		j, m := int(uint64(r)/64)-lo, uint64(1)<<(uint64(r)%64)
-		was := words[j]&m != 0
+		cmps := []clientv3.Cmp{l.aliveCmp(), clientv3.Compare(clientv3.ModRevision(l.k.sync(ci)), "=", mod)}
 		var ops []clientv3.Op
-		if was != inSync {
+		if was := words[j]&m != 0; was != inSync {
 			words[j] ^= m
 			ops = append(ops, clientv3.OpPut(l.k.sync(ci), string(encodeChunk(words, l.c.chunkBits(ci)))))
 		}
+		if l.c.isPristine(r) {
+			p, pmod := l.c.pristineChunk(ci)
+			p[j] &^= m
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(l.k.pristine(ci)), "=", pmod))
+			ops = append(ops, clientv3.OpPut(l.k.pristine(ci), string(encodeChunk(p, l.c.chunkBits(ci)))))
+		}
 		if holder, ok := l.c.claimHolder(r); ok && holder == self {
 			ops = append(ops, clientv3.OpDelete(l.k.claim(r)))
+			if recov, held := l.c.recovery(self); recov == self && held == 1 {
+				ops = append(ops, clientv3.OpDelete(l.k.recoverer()))
+			}
 		}
 		if inSync && l.c.hasPrio(r) {
 			ops = append(ops, clientv3.OpDelete(l.k.prio(r)))
@@ -107,10 +150,7 @@ func (l *Log) SetRegionSync(r dirtylog.Region, inSync bool) {
 		if len(ops) == 0 {
 			return
 		}
-		resp, err := l.cli.Txn(ctx).If(
-			l.aliveCmp(),
-			clientv3.Compare(clientv3.ModRevision(l.k.sync(ci)), "=", mod),
-		).Then(ops...).Else(clientv3.OpGet(l.k.node(self))).Commit()
+		resp, err := l.cli.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(l.k.node(self))).Commit()
 		if err != nil {
 			return
 		}
@@ -129,49 +169,52 @@ func (l *Log) SetRegionSync(r dirtylog.Region, inSync bool) {
 // RemoteRecovering reports whether r is out of sync, so a write to it
 // must wait until it has been resynced (cmirrord's rule: true for any
 // out-of-sync region, not only the one being copied). When it is, r is
-// also queued as a priority request, so the recoverer takes it next.
-// With a context that may block, the answer is checked against a
-// linearizable read of r's sync chunk; with dirtylog.NonBlocking it comes
-// from the cache. A suspended log answers false.
+// also recorded as a priority request (a key bound to this node's lease),
+// so the recoverer takes it next. With a context that may block, the
+// answer is linearizable and the request is written before it returns;
+// with dirtylog.NonBlocking the answer comes from the cache and the
+// request is sent in the background. A suspended log answers false.
 func (l *Log) RemoteRecovering(ctx context.Context, r dirtylog.Region) (bool, error) {
-	if err := l.check(r); err != nil {
-		return false, err
-	}
 	if l.closed.Load() {
 		return false, fmt.Errorf("etcdlog: remote recovering: %w", dirtylog.ErrClosed)
 	}
-	if l.suspended.Load() {
+	if err := l.query(ctx, r); err != nil {
+		return false, err
+	}
+	if l.suspended.Load() || l.c.inSync(r) {
 		return false, nil
 	}
-	out := !l.c.inSync(r)
-	if dirtylog.MayBlock(ctx) {
-		ci := int(uint64(r) / l.chunk)
-		resp, err := l.cli.Get(ctx, l.k.sync(ci))
-		if err != nil {
-			return false, fmt.Errorf("etcdlog: remote recovering %d: %w", r, err)
-		}
-		if len(resp.Kvs) == 1 {
-			if _, mod := l.c.syncChunk(ci); resp.Kvs[0].ModRevision != mod {
-				lo, hi := l.c.chunkWords(ci)
-				words := make([]uint64, hi-lo)
-				if err := decodeChunk(resp.Kvs[0].Value, l.c.chunkBits(ci), words); err != nil {
-					return false, fmt.Errorf("etcdlog: remote recovering %d: %w", r, err)
-				}
-				out = words[int(uint64(r)/64)-lo]&(1<<(uint64(r)%64)) == 0
-			}
-		}
+	if l.c.hasPrio(r) {
+		return true, nil
 	}
-	if out {
+	if !dirtylog.MayBlock(ctx) {
 		l.requestPriority(r)
+		return true, nil
 	}
-	return out, nil
+	if err := l.putPrio(ctx, r); err != nil {
+		return true, err
+	}
+	return true, nil
 }
 
-// requestPriority queues r for prioLoop unless it is already requested.
-func (l *Log) requestPriority(r dirtylog.Region) {
-	if l.c.hasPrio(r) {
-		return
+// putPrio writes r's priority request and waits for the cache to see it.
+func (l *Log) putPrio(ctx context.Context, r dirtylog.Region) error {
+	sess := l.session()
+	if sess == nil || l.fenced.Load() {
+		return l.fencedErr("remote recovering")
 	}
+	resp, err := l.cli.Txn(ctx).If(
+		l.aliveCmp(),
+		clientv3.Compare(clientv3.CreateRevision(l.k.prio(r)), "=", 0),
+	).Then(clientv3.OpPut(l.k.prio(r), l.opts.Node, clientv3.WithLease(sess.Lease()))).Commit()
+	if err != nil {
+		return fmt.Errorf("etcdlog: priority request for region %d: %w", r, err)
+	}
+	return l.barrier(ctx, resp.Header.Revision)
+}
+
+// requestPriority queues r for prioLoop unless it is already queued.
+func (l *Log) requestPriority(r dirtylog.Region) {
 	l.prioMu.Lock()
 	defer l.prioMu.Unlock()
 	if l.prioQueued[r] {
@@ -184,20 +227,15 @@ func (l *Log) requestPriority(r dirtylog.Region) {
 	}
 }
 
-// prioLoop writes priority requests: a key per region, bound to this
-// node's lease, so the recoverer takes the regions writers wait on first.
+// prioLoop writes the priority requests queued by non-blocking calls.
 func (l *Log) prioLoop() {
 	defer l.wg.Done()
 	for {
 		select {
 		case r := <-l.prioCh:
-			sess := l.session()
-			if sess != nil && !l.fenced.Load() {
+			if !l.c.hasPrio(r) && !l.c.inSync(r) {
 				ctx, cancel := context.WithTimeout(l.bg, l.opts.requestTimeout())
-				_, _ = l.cli.Txn(ctx).If(
-					l.aliveCmp(),
-					clientv3.Compare(clientv3.CreateRevision(l.k.prio(r)), "=", 0),
-				).Then(clientv3.OpPut(l.k.prio(r), l.opts.Node, clientv3.WithLease(sess.Lease()))).Commit()
+				_ = l.putPrio(ctx, r)
 				cancel()
 			}
 			l.prioMu.Lock()

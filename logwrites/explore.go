@@ -21,7 +21,8 @@ const (
 
 // ExploreOptions configure Explore. The zero value explores prefix states at
 // every FLUSH and FUA entry and up to DefaultMaxSubsetStates subset states
-// per cut, without torn writes, with GOMAXPROCS parallel checks.
+// per cut, without torn writes, with GOMAXPROCS parallel checks. It is a
+// plain value; Explore keeps no reference to it.
 type ExploreOptions struct {
 	// EveryEntry adds a prefix state after every entry, not only after
 	// FLUSH and FUA entries (replay-log's --check 1 rather than --check flush/fua).
@@ -50,7 +51,7 @@ type ExploreOptions struct {
 	DeviceSize int64
 }
 
-// ExploreStats reports what Explore did.
+// ExploreStats reports what Explore did. It is a plain value.
 type ExploreStats struct {
 	Entries    uint64 // log entries read
 	Cuts       int    // cuts at which subset states were generated
@@ -65,7 +66,8 @@ type ExploreStats struct {
 // StateError is returned by Explore when the checker fails on a state. It
 // wraps ErrCheck and the checker's error (errors.Is works with both) and
 // carries the state, whose Description says how to rebuild it with
-// ReplayState and which stays readable.
+// ReplayState and which stays readable. Like State, it is immutable and
+// safe for concurrent use.
 type StateError struct {
 	State State
 	Err   error

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// StateKind says how Explore produced a crash state.
+// StateKind says how Explore produced a crash state. It is a plain value.
 type StateKind int
 
 const (
@@ -30,13 +30,15 @@ func (k StateKind) String() string {
 }
 
 // SectorRange is a half-open range [Start, End) of 512-byte sectors,
-// counted from the start of an entry's data.
+// counted from the start of an entry's data. It is a plain value.
 type SectorRange struct {
 	Start, End uint64
 }
 
 // Tear describes a torn write: only some 512-byte sectors of the entry's
-// data reached the device; the rest kept their previous contents.
+// data reached the device; the rest kept their previous contents. Like
+// Description, it is plain data: safe to read from many goroutines, not to
+// modify while others read it.
 type Tear struct {
 	Entry uint64        // index of the torn entry (always the last of Description.Apply)
 	Kept  []SectorRange // the sectors that were written, in increasing order
@@ -45,7 +47,12 @@ type Tear struct {
 // Description says exactly which device image a crash state is: replaying
 // entries [0, Prefix) in log order and then the entries in Apply, in that
 // order (the last one torn if Tear is set), onto a copy of the base image
-// gives the state's image. ReplayState does just that.
+// gives the state's image. ReplayState does just that; with Replay, the
+// same is ReplayOptions{Limit: Prefix} followed by the Apply entries.
+//
+// A Description is plain data: safe to read from many goroutines, not to
+// modify while others read it (the States Explore hands out share theirs
+// with nobody).
 type Description struct {
 	// ID numbers the states in generation order, from 0. For the same log,
 	// base and options, the same ID always names the same state.

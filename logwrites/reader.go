@@ -59,13 +59,17 @@ func (l *Log) Version() uint64 { return Version }
 // is present. On the first invalid or unreadable entry it yields a zero Entry
 // (with Index and Block set) and an *EntryError wrapping ErrMalformed,
 // ErrTruncated or the read error, and stops.
-func (l *Log) Entries() iter.Seq2[Entry, error] {
+func (l *Log) Entries() iter.Seq2[Entry, error] { return l.entries(l.r) }
+
+// entries iterates reading headers through r (the log itself, or a
+// read-ahead window over it).
+func (l *Log) entries(r io.ReaderAt) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
 		s := uint64(l.sectorSize)
 		buf := make([]byte, min(l.sectorSize, 64<<10))
 		block := uint64(1)
 		for i := uint64(0); i < l.nrEntries; i++ {
-			e, err := l.readEntry(buf, i, block)
+			e, err := l.readEntry(r, buf, i, block)
 			if err != nil {
 				yield(Entry{Index: i, Block: block}, &EntryError{Index: i, Block: block, Err: err})
 				return
@@ -85,13 +89,13 @@ func (l *Log) Entries() iter.Seq2[Entry, error] {
 }
 
 // readEntry reads and validates the entry whose header is at block.
-func (l *Log) readEntry(buf []byte, idx, block uint64) (Entry, error) {
+func (l *Log) readEntry(r io.ReaderAt, buf []byte, idx, block uint64) (Entry, error) {
 	s := uint64(l.sectorSize)
 	if block > math.MaxInt64/s-1 {
 		return Entry{}, fmt.Errorf("%w: header beyond the largest log offset", ErrMalformed)
 	}
 	off := int64(block * s)
-	if err := readFull(l.r, buf, off); err != nil {
+	if err := readFull(r, buf, off); err != nil {
 		return Entry{}, err
 	}
 	e := Entry{
@@ -125,11 +129,11 @@ func (l *Log) readEntry(buf []byte, idx, block uint64) (Entry, error) {
 		}
 		// A long name in a big sector: probe its end before allocating.
 		var one [1]byte
-		if err := readFull(l.r, one[:], off+int64(HeaderSize+dataLen)-1); err != nil {
+		if err := readFull(r, one[:], off+int64(HeaderSize+dataLen)-1); err != nil {
 			return Entry{}, err
 		}
 		name := make([]byte, dataLen)
-		if err := readFull(l.r, name, off+HeaderSize); err != nil {
+		if err := readFull(r, name, off+HeaderSize); err != nil {
 			return Entry{}, err
 		}
 		e.Mark = string(name)
@@ -140,7 +144,7 @@ func (l *Log) readEntry(buf []byte, idx, block uint64) (Entry, error) {
 		return Entry{}, fmt.Errorf("%w: not zero padded after the %d-byte header", ErrMalformed, HeaderSize)
 	}
 	for done := uint64(len(buf)); done < s; done += uint64(len(buf)) {
-		if err := readFull(l.r, buf, off+int64(done)); err != nil {
+		if err := readFull(r, buf, off+int64(done)); err != nil {
 			return Entry{}, err
 		}
 		if !allZero(buf) {
@@ -151,7 +155,7 @@ func (l *Log) readEntry(buf []byte, idx, block uint64) (Entry, error) {
 		// The data must be there: probe its last byte.
 		var one [1]byte
 		end := (block + 1 + e.NrSectors) * s
-		if err := readFull(l.r, one[:], int64(end-1)); err != nil {
+		if err := readFull(r, one[:], int64(end-1)); err != nil {
 			return Entry{}, fmt.Errorf("data of %d sectors: %w", e.NrSectors, err)
 		}
 	}

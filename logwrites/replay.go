@@ -139,7 +139,8 @@ type replayer struct {
 	target io.WriterAt
 	o      ReplayOptions
 	s      int
-	buf    []byte
+	win    *window // read-ahead over the log
+	zeros  []byte
 }
 
 func (rp *replayer) progress(e Entry, a Action) {
@@ -178,7 +179,8 @@ func (rp *replayer) run() error {
 		}
 	}
 	var count, applied uint64
-	for e, err := range rp.log.Entries() {
+	rp.win = newWindow(rp.log.r, replayChunk)
+	for e, err := range rp.log.entries(rp.win) {
 		if err != nil {
 			return &ReplayError{Entry: e, Applied: applied, Err: err}
 		}
@@ -251,11 +253,11 @@ func (rp *replayer) inRange(e Entry) bool {
 	return rp.o.EndSector == 0 || e.Sector < rp.o.EndSector
 }
 
-func (rp *replayer) buffer(n int64) []byte {
-	if rp.buf == nil {
-		rp.buf = make([]byte, replayChunk)
+func (rp *replayer) zeroBuf(n int64) []byte {
+	if rp.zeros == nil {
+		rp.zeros = make([]byte, replayChunk)
 	}
-	return rp.buf[:min(n, replayChunk)]
+	return rp.zeros[:min(n, replayChunk)]
 }
 
 // apply replays one entry.
@@ -268,8 +270,7 @@ func (rp *replayer) apply(e Entry) (Action, error) {
 		}
 		off, n := e.Offset(s), e.Length(s)
 		for done := int64(0); done < n; {
-			b := rp.buffer(n - done)
-			clear(b)
+			b := rp.zeroBuf(n - done)
 			if _, err := rp.target.WriteAt(b, off+done); err != nil {
 				return Replayed, fmt.Errorf("zeroing discarded range: %w", err)
 			}
@@ -282,10 +283,11 @@ func (rp *replayer) apply(e Entry) (Action, error) {
 		return Skipped, nil
 	}
 	off, n := e.Offset(s), e.Length(s)
+	data := int64(e.Block+1) * int64(s)
 	for done := int64(0); done < n; {
-		b := rp.buffer(n - done)
-		if err := rp.log.readDataAt(e, b, done); err != nil {
-			return Replayed, err
+		b, err := rp.win.view(data+done, int(min(n-done, replayChunk)))
+		if err != nil {
+			return Replayed, fmt.Errorf("reading data: %w", err)
 		}
 		if _, err := rp.target.WriteAt(b, off+done); err != nil {
 			return Replayed, fmt.Errorf("writing to the replay target: %w", err)

@@ -1,0 +1,237 @@
+package logwrites
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// memDev is a plain in-memory device: a byte slice, Sync a no-op. It is the
+// baseline "device" of the memory variants (testdev.Memory does crash
+// bookkeeping that would dominate).
+type memDev struct {
+	mu sync.RWMutex
+	b  []byte
+}
+
+func newMemDev(n int) *memDev { return &memDev{b: make([]byte, n)} }
+
+func (m *memDev) ReadAt(p []byte, off int64) (int, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if off >= int64(len(m.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (m *memDev) WriteAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if off+int64(len(p)) > int64(len(m.b)) {
+		return 0, fmt.Errorf("memDev: write beyond the end")
+	}
+	return copy(m.b[off:], p), nil
+}
+
+func (m *memDev) Sync() error  { return nil }
+func (m *memDev) Size() int64  { return int64(len(m.b)) }
+func (m *memDev) Close() error { return nil }
+
+type benchDev interface {
+	Device
+	io.Closer
+	Sync() error
+}
+
+// devKinds are the device kinds benchmarks run on: regular files in a
+// temporary directory (Sync is fsync) and plain memory.
+var devKinds = []struct {
+	name string
+	open func(b *testing.B, name string, size int) benchDev
+}{
+	{"file", func(b *testing.B, name string, size int) benchDev {
+		f, err := os.Create(filepath.Join(b.TempDir(), name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Truncate(int64(size)); err != nil {
+			b.Fatal(err)
+		}
+		return f
+	}},
+	{"mem", func(b *testing.B, name string, size int) benchDev { return newMemDev(size) }},
+}
+
+const (
+	benchWrite   = 64 << 10
+	benchPerSync = 16
+	benchDevSize = 16 << 20
+	benchRounds  = 32 // Sync rounds per recorder before it is recreated (32 MiB of log)
+)
+
+// BenchmarkRecorder compares a Recorder with the plain device it wraps, in
+// the same run: each iteration is 16 writes of 64 KiB and a Sync, on the
+// plain device and then through a Recorder. It reports both throughputs and
+// their ratio (recorder / plain; at most about 0.5, since every byte is
+// written twice).
+func BenchmarkRecorder(b *testing.B) {
+	for _, k := range devKinds {
+		b.Run(k.name, func(b *testing.B) {
+			plain := k.open(b, "plain", benchDevSize)
+			dev := k.open(b, "dev", benchDevSize)
+			logDev := k.open(b, "log", benchRounds*benchPerSync*(benchWrite+4096)+(1<<20))
+			defer plain.Close()
+			defer dev.Close()
+			defer logDev.Close()
+			p := make([]byte, benchWrite)
+			for i := range p {
+				p[i] = byte(i)
+			}
+			var rec *Recorder
+			newRec := func() {
+				var err error
+				rec, err = New(dev, logDev, Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			newRec()
+			var tPlain, tRec time.Duration
+			b.SetBytes(benchWrite * benchPerSync)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if i > 0 && i%benchRounds == 0 {
+					b.StopTimer()
+					if err := rec.Close(); err != nil {
+						b.Fatal(err)
+					}
+					newRec()
+					b.StartTimer()
+				}
+				base := int64(i*benchPerSync*benchWrite) % benchDevSize
+				t0 := time.Now()
+				for j := 0; j < benchPerSync; j++ {
+					if _, err := plain.WriteAt(p, base+int64(j*benchWrite)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := plain.Sync(); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				for j := 0; j < benchPerSync; j++ {
+					if _, err := rec.WriteAt(p, base+int64(j*benchWrite)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := rec.Sync(); err != nil {
+					b.Fatal(err)
+				}
+				tRec += time.Since(t1)
+				tPlain += t1.Sub(t0)
+			}
+			b.StopTimer()
+			if err := rec.Close(); err != nil {
+				b.Fatal(err)
+			}
+			mb := float64(b.N) * benchWrite * benchPerSync / 1e6
+			b.ReportMetric(mb/tPlain.Seconds(), "plain-MB/s")
+			b.ReportMetric(mb/tRec.Seconds(), "rec-MB/s")
+			b.ReportMetric(tPlain.Seconds()/tRec.Seconds(), "ratio")
+		})
+	}
+}
+
+// BenchmarkReplay compares Replay of a log of 256 writes of 64 KiB (a Sync
+// every 16) with a plain sequential copy of the same number of bytes from
+// the log device to the target, in the same run, and reports the ratio
+// (replay / copy throughput).
+func BenchmarkReplay(b *testing.B) {
+	for _, k := range devKinds {
+		b.Run(k.name, func(b *testing.B) {
+			const n = 256
+			dev := newMemDev(benchDevSize)
+			logDev := k.open(b, "log", n*(benchWrite+512)+(1<<20))
+			defer logDev.Close()
+			rec, err := New(dev, logDev, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := make([]byte, benchWrite)
+			for i := 0; i < n; i++ {
+				p[0] = byte(i)
+				if _, err := rec.WriteAt(p, int64(i*benchWrite)%benchDevSize); err != nil {
+					b.Fatal(err)
+				}
+				if i%benchPerSync == benchPerSync-1 {
+					if err := rec.Sync(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if err := rec.Close(); err != nil {
+				b.Fatal(err)
+			}
+			l, err := Open(logDev)
+			if err != nil {
+				b.Fatal(err)
+			}
+			target := k.open(b, "target", benchDevSize)
+			defer target.Close()
+			buf := make([]byte, 1<<20)
+			var tCopy, tReplay time.Duration
+			b.SetBytes(n * benchWrite)
+			b.ResetTimer()
+			copyOnce := func() {
+				for off := int64(0); off < n*benchWrite; off += int64(len(buf)) {
+					if _, err := logDev.ReadAt(buf, 512+off); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := target.WriteAt(buf, off%benchDevSize); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := target.Sync(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			replayOnce := func() {
+				if err := Replay(l, target, ReplayOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := 0; i < b.N; i++ {
+				// Alternate which goes first, so neither always runs on a
+				// cache the other warmed.
+				if i%2 == 0 {
+					t0 := time.Now()
+					copyOnce()
+					t1 := time.Now()
+					replayOnce()
+					tCopy += t1.Sub(t0)
+					tReplay += time.Since(t1)
+				} else {
+					t0 := time.Now()
+					replayOnce()
+					t1 := time.Now()
+					copyOnce()
+					tReplay += t1.Sub(t0)
+					tCopy += time.Since(t1)
+				}
+			}
+			mb := float64(b.N) * n * benchWrite / 1e6
+			b.ReportMetric(mb/tCopy.Seconds(), "copy-MB/s")
+			b.ReportMetric(mb/tReplay.Seconds(), "replay-MB/s")
+			b.ReportMetric(tCopy.Seconds()/tReplay.Seconds(), "ratio")
+		})
+	}
+}

@@ -1,0 +1,64 @@
+package logwrites
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// window is a read-ahead buffer over a log, so that a sequential pass
+// (Replay) reads the log in large chunks and writes data to the target
+// straight from the buffer, with no extra copy. It is an io.ReaderAt for
+// header reads. Not safe for concurrent use.
+type window struct {
+	r   io.ReaderAt
+	buf []byte
+	off int64 // log offset of buf[0]
+	n   int   // valid bytes in buf
+}
+
+func newWindow(r io.ReaderAt, size int) *window {
+	return &window{r: r, buf: make([]byte, size)}
+}
+
+// fill makes [off, off+n) resident, reading a whole window from off.
+func (w *window) fill(off int64, n int) error {
+	if off >= w.off && off+int64(n) <= w.off+int64(w.n) {
+		return nil
+	}
+	m, err := w.r.ReadAt(w.buf, off)
+	w.off, w.n = off, m
+	if m >= n {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: %d of %d bytes at offset %d", ErrTruncated, m, n, off)
+	}
+	return err
+}
+
+// view returns n bytes (n <= len(buf)) at off, valid until the next call.
+func (w *window) view(off int64, n int) ([]byte, error) {
+	if err := w.fill(off, n); err != nil {
+		return nil, err
+	}
+	i := int(off - w.off)
+	return w.buf[i : i+n], nil
+}
+
+// ReadAt serves reads from the window, refilling it as needed; reads
+// larger than the window go straight to the log.
+func (w *window) ReadAt(p []byte, off int64) (int, error) {
+	inside := off >= w.off && off+int64(len(p)) <= w.off+int64(w.n)
+	// Large reads, and tiny ones outside the window (the probe for the
+	// end of an entry's data), go straight to the log: refilling for them
+	// would throw away the data about to be replayed.
+	if len(p) > len(w.buf) || (!inside && len(p) < HeaderSize) {
+		return w.r.ReadAt(p, off)
+	}
+	v, err := w.view(off, len(p))
+	if err != nil {
+		return 0, err
+	}
+	return copy(p, v), nil
+}

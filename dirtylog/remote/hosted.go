@@ -63,7 +63,7 @@ func parseCtr(p []byte) (ctrSpec, error) {
 	}
 	sp.raw = strings.Join(f, " ")
 	n, err := strconv.ParseUint(f[0], 10, 64)
-	if err != nil || n == 0 || n > 1<<54 {
+	if err != nil || n == 0 || n > 1<<53 {
 		return sp, fmt.Errorf("%w: CTR %q: bad device length %q", dirtylog.ErrBadArgs, sp.raw, f[0])
 	}
 	sp.devSectors = n
@@ -117,6 +117,11 @@ func (s *Server) newHostedLog(uuid string, sp ctrSpec) (*hostedLog, error) {
 		OnEvent: func(e dirtylog.Event) {
 			s.log.Error("log event", "uuid", uuid, "event", e.String())
 		},
+	}
+	if rs := sp.regionSize; rs >= 2 {
+		if n := (sp.devSectors + rs - 1) / rs; n > s.opts.MaxRegions {
+			return nil, fmt.Errorf("%w: %d regions is more than this server's limit of %d", dirtylog.ErrBadArgs, n, s.opts.MaxRegions)
+		}
 	}
 	typ, args := "core", sp.logArgs
 	var grownFrom uint64
@@ -448,6 +453,10 @@ func (s *Server) ctr(sc *serverConn, h *Header, p []byte) ([]byte, error) {
 	if hl != nil && hl.spec.raw != sp.raw {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("%w: log %s exists with CTR %q, not %q", dirtylog.ErrBadArgs, h.UUID, hl.spec.raw, sp.raw)
+	}
+	if hl == nil && len(s.logs) >= s.opts.MaxLogs {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%w: this server already hosts %d logs", dirtylog.ErrBadArgs, len(s.logs))
 	}
 	if hl == nil {
 		hl, err = s.newHostedLog(h.UUID, sp)

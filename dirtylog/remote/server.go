@@ -20,6 +20,8 @@ const (
 	DefaultFrameTimeout     = 30 * time.Second
 	DefaultWriteTimeout     = 30 * time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultMaxRegions       = 1 << 24
+	DefaultMaxLogs          = 1024
 )
 
 // ServerOptions configures a Server.
@@ -51,6 +53,13 @@ type ServerOptions struct {
 	// HandshakeTimeout bounds the TLS handshake. Zero means
 	// DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// MaxRegions caps the regions of one log, so that a client cannot make
+	// the server allocate huge bitmaps. Zero means DefaultMaxRegions
+	// (16 Mi regions: 2 MiB per bitmap).
+	MaxRegions uint64
+	// MaxLogs caps how many logs the server hosts at once. Zero means
+	// DefaultMaxLogs.
+	MaxLogs int
 	// Logger receives connection and cluster events (joins, deaths,
 	// refused peers). Nil discards them.
 	Logger *slog.Logger
@@ -95,6 +104,12 @@ func NewServer(o ServerOptions) *Server {
 	}
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if o.MaxRegions == 0 {
+		o.MaxRegions = DefaultMaxRegions
+	}
+	if o.MaxLogs <= 0 {
+		o.MaxLogs = DefaultMaxLogs
 	}
 	lg := o.Logger
 	if lg == nil {

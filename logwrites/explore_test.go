@@ -407,7 +407,7 @@ func TestExploreLinearCost(t *testing.T) {
 			x.w(uint64(i%512)*8, 0, xdata(byte(i), 8)).flush()
 		}
 		l := x.open(t)
-		base := make([]byte, 8<<20)
+		base := make([]byte, 2<<20)
 		return testing.AllocsPerRun(2, func() {
 			_, err := Explore(context.Background(), l, bytes.NewReader(base), ExploreOptions{Parallel: 1},
 				func(ctx context.Context, s State) error { return nil })
@@ -416,8 +416,8 @@ func TestExploreLinearCost(t *testing.T) {
 			}
 		})
 	}
-	small, big := measure(1000), measure(4000)
-	t.Logf("allocations: 1000 entries %.0f, 4000 entries %.0f", small, big)
+	small, big := measure(500), measure(2000)
+	t.Logf("allocations: 500 entries %.0f, 2000 entries %.0f", small, big)
 	require.Less(t, big, 5*small, "4x the entries must cost about 4x, not 16x")
 }
 

@@ -26,7 +26,7 @@ type testServer struct {
 	path  string
 	opts  ServerOptions
 	done  chan error
-	trace func(h *Header)
+	trace func(h *Header, p []byte)
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -51,7 +51,7 @@ func startServer(t testing.TB, o ServerOptions) *testServer {
 	return startTracedServer(t, o, nil)
 }
 
-func startTracedServer(t testing.TB, o ServerOptions, trace func(h *Header)) *testServer {
+func startTracedServer(t testing.TB, o ServerOptions, trace func(h *Header, p []byte)) *testServer {
 	t.Helper()
 	if o.Logger == nil {
 		o.Logger = testLogger(t)

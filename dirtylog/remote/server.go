@@ -88,7 +88,7 @@ type Server struct {
 	nextConn  uint64
 	wg        sync.WaitGroup
 
-	trace func(h *Header) // test hook: sees every well-formed request
+	trace func(h *Header, p []byte) // test hook: sees every well-formed request
 }
 
 // NewServer returns a server with options o. It does nothing until Serve.

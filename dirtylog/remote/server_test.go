@@ -389,9 +389,13 @@ func TestBatching(t *testing.T) {
 	checkGoroutines(t)
 	var mu sync.Mutex
 	var seen []string
-	ts := startTracedServer(t, ServerOptions{}, func(h *Header) {
+	var ctr string
+	ts := startTracedServer(t, ServerOptions{}, func(h *Header, p []byte) {
 		mu.Lock()
 		defer mu.Unlock()
+		if h.Type == RequestCtr {
+			ctr = string(p)
+		}
 		seen = append(seen, fmt.Sprintf("%v/%d", h.Type, h.DataSize/8))
 	})
 	take := func() []string {
@@ -409,7 +413,10 @@ func TestBatching(t *testing.T) {
 			o.ClearFlushDelay = 100 * time.Millisecond
 			c := ts.dial(t, o)
 			defer c.Close()
-			take()
+			require.Equal(t, []string{"CTR/4", "GET_REGION_SIZE/0", "RESUME/0"}, take())
+			mu.Lock()
+			require.Equal(t, "32768 clustered-core 128 nosync\x00", ctr, "CTR carries the length and the type words, not the UUID")
+			mu.Unlock()
 			require.NoError(t, c.Flush(ctx))
 			require.Empty(t, take(), "an empty flush sent something")
 
@@ -468,6 +475,13 @@ func TestBatching(t *testing.T) {
 			clean, err = c.IsClean(ctx, 61)
 			require.NoError(t, err)
 			require.False(t, clean)
+			take()
+			// Integrated: a clear-only flush schedules its FLUSH, and Close
+			// runs it before DTR. Otherwise the FLUSH goes with the clears.
+			c.ClearRegion(61)
+			require.NoError(t, c.Flush(ctx))
+			require.NoError(t, c.Close())
+			require.Equal(t, []string{"CLEAR_REGION/1", "FLUSH/0", "DTR/0"}, take())
 		})
 	}
 }

@@ -126,7 +126,7 @@ func (sc *serverConn) serve(tcfg *tls.Config) {
 func (sc *serverConn) dispatch(h *Header, p []byte, out []byte) ([]byte, error) {
 	s := sc.srv
 	if s.trace != nil {
-		s.trace(h)
+		s.trace(h, p)
 	}
 	if h.Type == RequestCtr {
 		b, err := s.ctr(sc, h, p)

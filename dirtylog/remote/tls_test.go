@@ -71,7 +71,7 @@ func (ca *testCA) issue(t testing.TB, name string, server bool) tls.Certificate 
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-func startTLSServer(t *testing.T, ca *testCA, trace func(*Header)) (addr string) {
+func startTLSServer(t *testing.T, ca *testCA, trace func(*Header, []byte)) (addr string) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	s := NewServer(ServerOptions{Logger: testLogger(t), HandshakeTimeout: 2 * time.Second, TLS: &tls.Config{
@@ -89,7 +89,7 @@ func TestMutualTLS(t *testing.T) {
 	checkGoroutines(t)
 	ca := newTestCA(t, "dmlog test CA")
 	var requests atomic.Int64
-	addr := startTLSServer(t, ca, func(*Header) { requests.Add(1) })
+	addr := startTLSServer(t, ca, func(*Header, []byte) { requests.Add(1) })
 	ctx := context.Background()
 
 	o := coreOpts("tls", 1, "nosync")

@@ -131,6 +131,9 @@ func (e *StateError) Unwrap() []error { return []error{ErrCheck, e.Err} }
 // outlives it.
 func Explore(ctx context.Context, log *Log, base io.ReaderAt, o ExploreOptions, check func(ctx context.Context, s State) error) (ExploreStats, error) {
 	var stats ExploreStats
+	if log == nil || check == nil {
+		return stats, fmt.Errorf("%w: Explore needs a log and a check function", ErrInvalidEntry)
+	}
 	size, err := deviceSize(base, o.DeviceSize)
 	if err != nil {
 		return stats, err

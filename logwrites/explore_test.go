@@ -389,6 +389,11 @@ func TestExploreErrors(t *testing.T) {
 	require.NoError(t, err)
 	_, err = Explore(context.Background(), bad, nil, ExploreOptions{DeviceSize: 4096}, noop)
 	require.ErrorIs(t, err, ErrMalformed)
+	// Missing arguments.
+	_, err = Explore(context.Background(), nil, nil, ExploreOptions{DeviceSize: 4096}, noop)
+	require.ErrorIs(t, err, ErrInvalidEntry)
+	_, err = Explore(context.Background(), l, nil, ExploreOptions{DeviceSize: 4096}, nil)
+	require.ErrorIs(t, err, ErrInvalidEntry)
 	// ReplayState refuses a description beyond the log.
 	require.ErrorIs(t, ReplayState(l, Description{Prefix: 5}, &xmem{b: make([]byte, 4096)}), ErrInvalidEntry)
 }

@@ -118,13 +118,26 @@ func (d Description) String() string {
 	return b.String()
 }
 
+// joinIdx formats entry indices, runs of consecutive ones as "a..b".
 func joinIdx(xs []uint64) string {
 	var b strings.Builder
-	for i, x := range xs {
+	for i := 0; i < len(xs); {
+		j := i
+		for j+1 < len(xs) && xs[j+1] == xs[j]+1 {
+			j++
+		}
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "%d", x)
+		switch {
+		case j-i >= 2:
+			fmt.Fprintf(&b, "%d..%d", xs[i], xs[j])
+		case j > i:
+			fmt.Fprintf(&b, "%d, %d", xs[i], xs[j])
+		default:
+			fmt.Fprintf(&b, "%d", xs[i])
+		}
+		i = j + 1
 	}
 	return b.String()
 }

@@ -61,7 +61,7 @@ type Action int
 
 // Actions.
 const (
-	Seeked   Action = iota // skipped to reach the start point
+	Seeked   Action = iota // skipped to reach the start point, or walked over in Find mode
 	Replayed               // applied to the target (or, for marks and empty flushes, consumed)
 	Skipped                // filtered out (NoDiscard or the sector range)
 	Found                  // the entry Find mode was looking for
@@ -194,6 +194,7 @@ func (rp *replayer) run() error {
 				rp.progress(e, Found)
 				return nil
 			}
+			rp.progress(e, Seeked)
 			continue
 		}
 		act, err := rp.apply(e)

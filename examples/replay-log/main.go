@@ -227,7 +227,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if (c.fsck != "") != c.checkSet {
 		return usage(stderr)
 	}
-	c.o.Progress = progress(c, stdout, log.SectorSize())
+	c.o.Progress = progress(c, stdout, log.SectorSize(), target)
 	if c.find {
 		e, err := logwrites.Find(log, c.o)
 		switch {
@@ -277,26 +277,60 @@ func runCheck(cmd string, stdout, stderr io.Writer) error {
 	return c.Run()
 }
 
-// progress prints replay-log's -v / -vv lines.
-func progress(c *config, stdout io.Writer, s int) func(logwrites.Entry, logwrites.Action) {
+// progress prints replay-log's -v / -vv lines, in its formats: entries
+// skipped to reach --start-entry print the header's block and bare flags;
+// entries walked to a start mark or in --find mode print the block after
+// the header and named flags; replayed and (with -vv) filtered entries
+// print their size in bytes. A discard ignored because of --no-discard is
+// reported as replayed, as replay-log does.
+func progress(c *config, stdout io.Writer, s int, target *os.File) func(logwrites.Entry, logwrites.Action) {
 	if c.verbose == 0 {
 		return nil
 	}
+	zeroNote := false
+	if target != nil {
+		if fi, err := target.Stat(); err == nil && fi.Mode().IsRegular() {
+			zeroNote = true
+		}
+	}
 	return func(e logwrites.Entry, a logwrites.Action) {
-		flags := fmt.Sprintf("0x%x(%v)", uint64(e.Flags), e.Flags)
+		named := fmt.Sprintf("0x%x(%v)", uint64(e.Flags), e.Flags)
+		discard := e.Flags&logwrites.FlagDiscard != 0
+		if a == logwrites.Skipped && discard && c.o.NoDiscard && inRange(c.o, e) {
+			a = logwrites.Replayed
+		}
 		switch a {
 		case logwrites.Replayed:
-			fmt.Fprintf(stdout, "replaying %d@%d: sector %d, size %d, flags %s\n", e.Index, e.Block+1, e.Sector, e.Length(s), flags)
+			fmt.Fprintf(stdout, "replaying %d@%d: sector %d, size %d, flags %s\n", e.Index, e.Block+1, e.Sector, e.Length(s), named)
+			if discard && !c.o.NoDiscard && zeroNote {
+				// replay-log tries BLKDISCARD first; on a regular file it
+				// falls back to writing zeros and says so once.
+				fmt.Fprintln(stdout, "replay device doesn't support discard, switching to writing zeros")
+				zeroNote = false
+			}
 		case logwrites.Skipped:
 			if c.verbose > 1 {
-				fmt.Fprintf(stdout, "skipping %d@%d: sector %d, size %d, flags %s\n", e.Index, e.Block+1, e.Sector, e.Length(s), flags)
+				fmt.Fprintf(stdout, "skipping %d@%d: sector %d, size %d, flags %s\n", e.Index, e.Block+1, e.Sector, e.Length(s), named)
 			}
 		case logwrites.Seeked, logwrites.Found:
-			if c.verbose > 1 {
-				fmt.Fprintf(stdout, "seek entry %d@%d: %d, size %d, flags %s\n", e.Index, e.Block+1, e.Sector, e.NrSectors, flags)
+			if c.verbose < 2 {
+				return
+			}
+			if c.o.StartMark == "" && e.Index < c.o.StartEntry {
+				fmt.Fprintf(stdout, "seek entry %d@%d: %d, size %d, flags 0x%x\n", e.Index, e.Block, e.Sector, e.NrSectors, uint64(e.Flags))
+			} else {
+				fmt.Fprintf(stdout, "seek entry %d@%d: %d, size %d, flags %s\n", e.Index, e.Block+1, e.Sector, e.NrSectors, named)
 			}
 		}
 	}
+}
+
+// inRange reports whether e overlaps the --start-sector/--end-sector range.
+func inRange(o logwrites.ReplayOptions, e logwrites.Entry) bool {
+	if e.NrSectors == 0 {
+		return true
+	}
+	return e.Sector+e.NrSectors > o.StartSector && (o.EndSector == 0 || e.Sector < o.EndSector)
 }
 
 // describe turns an error into replay-log's message where there is one.

@@ -40,6 +40,10 @@
 //     (resync work, clean again once resynced) and its recovery claims are
 //     released. cmirrord leaves both stuck. A node that leaves (Close,
 //     DTR) with marks left over is treated the same way.
+//   - InSync always reports the region's sync bit. (cmirrord answers "in
+//     sync" for every region once the whole log was in sync, until a
+//     resume; with dead nodes' regions going out of sync at any time that
+//     shortcut would hide resync work, so it is not copied.)
 //   - The disk backend persists the clean bits in the kernel's format; a
 //     region that is marked or out of sync is never clean on disk, so a
 //     restarted server loses nothing that was flushed: such regions come

@@ -217,7 +217,7 @@ func (s *Server) Serve(l net.Listener) error {
 			return ErrServerClosed
 		}
 		s.nextConn++
-		sc := &serverConn{srv: s, nc: nc, id: s.nextConn, members: map[memberKey]*hostedLog{}}
+		sc := &serverConn{srv: s, raw: nc, nc: nc, id: s.nextConn, members: map[memberKey]*hostedLog{}}
 		s.conns[sc] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -240,7 +240,7 @@ func (s *Server) Close() error {
 		l.Close()
 	}
 	for c := range s.conns {
-		c.nc.Close()
+		c.raw.Close()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()

@@ -21,7 +21,8 @@ type memberKey struct {
 // it); replies are written out whenever no further request is buffered.
 type serverConn struct {
 	srv     *Server
-	nc      net.Conn
+	raw     net.Conn // as accepted; Server.Close closes it
+	nc      net.Conn // raw, or the TLS conn over it; owned by serve
 	id      uint64
 	members map[memberKey]*hostedLog // owned by the serving goroutine
 }

@@ -39,6 +39,10 @@ type Options struct {
 	// at most DeviceSize.
 	RegionSize int64
 	// DeviceSize is the size in bytes of the device the log describes.
+	// The region count, ceil(DeviceSize/RegionSize), may reach the
+	// kernel's limit of 2^32-1; a core log holds three bits per region in
+	// memory, so a program that builds logs from untrusted input caps the
+	// count itself.
 	DeviceSize int64
 	// Sync is the start-up mode.
 	Sync SyncMode

@@ -56,6 +56,7 @@ type RemoteError struct {
 	Message string
 }
 
+// Error formats the request, message and errno.
 func (e *RemoteError) Error() string {
 	if e.Message != "" {
 		return fmt.Sprintf("remote: %v: %s (errno %d)", e.Type, e.Message, e.Errno)

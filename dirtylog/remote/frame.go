@@ -146,10 +146,12 @@ type HeaderError struct {
 	Err    error
 }
 
+// Error names the frame and the reason.
 func (e *HeaderError) Error() string {
 	return fmt.Sprintf("remote: frame seq %d (%v): %v", e.Header.Seq, e.Header.Type, e.Err)
 }
 
+// Unwrap returns the reason, which wraps a sentinel.
 func (e *HeaderError) Unwrap() error { return e.Err }
 
 // decodeHeader decodes a header. Errors that leave the stream in step

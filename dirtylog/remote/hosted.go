@@ -478,22 +478,20 @@ func (s *Server) ctr(sc *serverConn, h *Header, p []byte) ([]byte, error) {
 	return nil, nil
 }
 
-// dtr handles DTR: node n leaves; the last member destroys the log.
+// dtr handles DTR: node n leaves; the last member destroys the log. The
+// backing log is closed under the server lock, so a CTR for the same UUID
+// waits and then opens the device after the old log's last write.
 func (s *Server) dtr(sc *serverConn, key memberKey, hl *hostedLog) error {
 	delete(sc.members, key)
 	s.mu.Lock()
-	empty := hl.leave(key.node)
-	if empty && s.logs[key.uuid] == hl {
-		delete(s.logs, key.uuid)
-	} else {
-		empty = false
+	defer s.mu.Unlock()
+	if !hl.leave(key.node) || s.logs[key.uuid] != hl {
+		return nil
 	}
-	s.mu.Unlock()
-	if empty {
-		s.log.Info("log destroyed", "uuid", key.uuid)
-		if err := hl.destroy(); err != nil && !errors.Is(err, io.EOF) {
-			return err
-		}
+	delete(s.logs, key.uuid)
+	s.log.Info("log destroyed", "uuid", key.uuid)
+	if err := hl.destroy(); err != nil && !errors.Is(err, dirtylog.ErrClosed) {
+		return err
 	}
 	return nil
 }

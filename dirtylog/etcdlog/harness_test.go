@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,11 +61,7 @@ func startCluster(t testing.TB, n int) *cluster {
 	for _, m := range c.members {
 		m.clusterCfg = strings.Join(initial, ",")
 	}
-	t.Cleanup(func() {
-		for i := range c.members {
-			c.stop(i)
-		}
-	})
+	t.Cleanup(c.stopAll)
 	errc := make(chan error, n)
 	for i := range c.members {
 		go func() { errc <- c.start(i, true) }()
@@ -118,6 +115,16 @@ func (c *cluster) stop(i int) {
 		m.e.Close()
 		m.e = nil
 	}
+}
+
+// stopAll stops every member, in parallel (each takes about a second).
+func (c *cluster) stopAll() {
+	var wg sync.WaitGroup
+	for i := range c.members {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.stop(i) }()
+	}
+	wg.Wait()
 }
 
 // restart starts member i again on its data directory and ports.

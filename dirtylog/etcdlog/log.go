@@ -52,6 +52,7 @@ type Log struct {
 	closed     atomic.Bool
 	janitoring atomic.Bool // this node is the elected janitor
 	rebuilds   atomic.Int64
+	noRenew    atomic.Bool // tests: act as if etcd were unreachable for lease renewal
 
 	bg     context.Context
 	cancel context.CancelFunc
@@ -297,6 +298,14 @@ func (l *Log) leaseLoop(sess *concurrency.Session) {
 	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
 		if l.closed.Load() || l.session() != sess {
 			return
+		}
+		if l.noRenew.Load() {
+			select {
+			case <-time.After(delay):
+				continue
+			case <-l.stop:
+				return
+			}
 		}
 		ctx, cancel := context.WithTimeout(l.bg, l.opts.requestTimeout())
 		ttl, err := l.cli.TimeToLive(ctx, sess.Lease())

@@ -1,0 +1,468 @@
+package etcdlog
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/dmlog/dmlog/dirtylog"
+)
+
+func openNode(t *testing.T, cli *clientv3.Client, o Options, node string) *Log {
+	t.Helper()
+	o.Node = node
+	l, err := Open(testCtx(t), cli, o)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+func eventually(t *testing.T, d time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf(msg, args...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var nb = dirtylog.NonBlocking(context.Background())
+
+// legs is a pair of shared in-memory legs.
+type legs struct {
+	mu sync.Mutex
+	b  [2][]byte
+}
+
+func (lg *legs) write(leg int, off int64, p []byte) {
+	lg.mu.Lock()
+	defer lg.mu.Unlock()
+	copy(lg.b[leg][off:], p)
+}
+
+func (lg *legs) copyRegion(off, n int64) {
+	lg.mu.Lock()
+	defer lg.mu.Unlock()
+	copy(lg.b[1][off:off+n], lg.b[0][off:off+n])
+}
+
+// TestKillNodeMidWrite: two nodes write concurrently through the log
+// (mark, flush, both legs, clear); one dies after writing only the first
+// leg of a write. The survivor's janitor turns the dead node's marked
+// regions into resync work, the survivor resyncs them, and the legs end
+// identical with every acknowledged write present.
+func TestKillNodeMidWrite(t *testing.T) {
+	const (
+		regionSize = 4096
+		regions    = 64
+		block      = 512
+	)
+	c := startCluster(t, 1)
+	o := Options{Name: "vol", RegionSize: regionSize, DeviceSize: regions * regionSize, Sync: dirtylog.NoSync, LeaseTTL: time.Second}
+	a := openNode(t, c.client(t), o, "a")
+	b := openNode(t, c.client(t), o, "b")
+	lg := &legs{}
+	lg.b[0] = make([]byte, regions*regionSize)
+	lg.b[1] = make([]byte, regions*regionSize)
+	ctx := testCtx(t)
+
+	var ackMu sync.Mutex
+	acked := map[int64][]byte{} // block offset -> last acknowledged data
+	write := func(l *Log, rng *rand.Rand, lo, hi int, crash bool) {
+		r := dirtylog.Region(lo + rng.IntN(hi-lo))
+		off := int64(r)*regionSize + int64(rng.IntN(regionSize/block))*block
+		p := make([]byte, block)
+		for i := range p {
+			p[i] = byte(rng.Uint32())
+		}
+		l.MarkRegion(r)
+		require.NoError(t, l.Flush(ctx))
+		lg.write(0, off, p)
+		if crash {
+			l.abandon() // dies between the legs: not acknowledged
+			return
+		}
+		lg.write(1, off, p)
+		l.ClearRegion(r)
+		ackMu.Lock()
+		acked[off] = p
+		ackMu.Unlock()
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // node a: regions [0, 32), dies at its 40th write
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(1, 1))
+		for i := range 40 {
+			write(a, rng, 0, 32, i == 39)
+		}
+	}()
+	go func() { // node b: regions [16, 64): shares 16-31 with a
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(2, 2))
+		for range 60 {
+			write(b, rng, 16, 64, false)
+			if rng.IntN(4) == 0 {
+				require.NoError(t, b.Flush(ctx))
+			}
+		}
+		require.NoError(t, b.Flush(ctx))
+	}()
+	wg.Wait()
+	require.False(t, bytes.Equal(lg.b[0], lg.b[1]), "the crash left the legs identical: the test did not test")
+
+	// a's lease expires; b (the only janitor candidate) reaps its marks.
+	eventually(t, 10*time.Second, func() bool { return b.SyncCount() < regions }, "a's marks never became resync work")
+	for {
+		r, ok, err := b.ResyncWork(ctx)
+		require.NoError(t, err)
+		if !ok {
+			break
+		}
+		lg.copyRegion(int64(r)*regionSize, regionSize)
+		b.SetRegionSync(r, true)
+	}
+	require.EqualValues(t, regions, b.SyncCount())
+	require.True(t, bytes.Equal(lg.b[0], lg.b[1]), "legs differ after resync")
+	for off, p := range acked {
+		require.Equal(t, p, lg.b[1][off:off+block], "acknowledged write at %d lost", off)
+	}
+	for r := dirtylog.Region(0); r < regions; r++ {
+		clean, err := b.IsClean(ctx, r)
+		require.NoError(t, err)
+		require.True(t, clean, "region %d", r)
+	}
+}
+
+// TestPartitionFencing: a node that cannot renew its lease (partitioned)
+// loses its liveness key; its next flush fails with ErrFenced and writes
+// nothing, the survivor turns its marks into resync work, and Resume
+// rejoins once the partition heals.
+func TestPartitionFencing(t *testing.T) {
+	c := startCluster(t, 1)
+	var events []dirtylog.Event
+	var evMu sync.Mutex
+	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: time.Second,
+		OnEvent: func(e dirtylog.Event) { evMu.Lock(); events = append(events, e); evMu.Unlock() }}
+	a := openNode(t, c.client(t), o, "a")
+	o.OnEvent = nil
+	b := openNode(t, c.client(t), o, "b")
+	ctx := testCtx(t)
+
+	a.MarkRegion(5) // a write in flight when the partition starts
+	require.NoError(t, a.Flush(ctx))
+	a.noRenew.Store(true)
+	a.session().Orphan() // keepalives stop, as behind a partition
+
+	eventually(t, 10*time.Second, func() bool {
+		in, err := b.InSync(ctx, 5)
+		return err == nil && !in
+	}, "the partitioned node's marks never became resync work")
+	a.MarkRegion(9)
+	err := a.Flush(ctx)
+	require.ErrorIs(t, err, ErrFenced)
+	require.ErrorIs(t, err, dirtylog.ErrLogFailed)
+	require.Contains(t, a.Status(), " D")
+	_, _, err = a.ResyncWork(ctx)
+	require.ErrorIs(t, err, ErrFenced)
+	resp, err := c.client(t).Get(ctx, a.k.marks("a"), clientv3.WithPrefix())
+	require.NoError(t, err)
+	require.Empty(t, resp.Kvs, "a fenced node's flush reached etcd")
+	clean, err := b.IsClean(ctx, 9)
+	require.NoError(t, err)
+	require.True(t, clean)
+	evMu.Lock()
+	require.Len(t, events, 1)
+	require.Equal(t, dirtylog.EventLogFailed, events[0].Kind)
+	require.ErrorIs(t, events[0].Err, ErrFenced)
+	evMu.Unlock()
+
+	// The partition heals: Resume rejoins and recommits a's marks.
+	a.noRenew.Store(false)
+	require.NoError(t, a.Resume(ctx))
+	require.Contains(t, a.Status(), " A")
+	clean, err = b.IsClean(ctx, 9)
+	require.NoError(t, err)
+	require.False(t, clean, "a's mark was not recommitted after it rejoined")
+	a.ClearRegion(9)
+	a.ClearRegion(5)
+	require.NoError(t, a.Flush(ctx))
+	clean, err = b.IsClean(ctx, 9)
+	require.NoError(t, err)
+	require.True(t, clean)
+}
+
+// TestKillLeaderFlushesContinue: with three members, killing the raft
+// leader interrupts flushes only for the election; nodes keep their
+// leases and their flushes land.
+func TestKillLeaderFlushesContinue(t *testing.T) {
+	c := startCluster(t, 3)
+	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 3 * time.Second}
+	a := openNode(t, c.client(t), o, "a")
+	b := openNode(t, c.client(t), o, "b")
+	ctx := testCtx(t)
+	for r := dirtylog.Region(0); r < 10; r++ {
+		a.MarkRegion(r)
+		require.NoError(t, a.Flush(ctx))
+	}
+	leader := c.leader()
+	require.GreaterOrEqual(t, leader, 0)
+	t0 := time.Now()
+	c.stop(leader)
+	t.Logf("leader %d stopped in %v", leader, time.Since(t0))
+	// Every flush eventually succeeds (a failure during the election is
+	// reported, and the caller retries: the flush is idempotent).
+	for r := dirtylog.Region(10); r < 20; r++ {
+		a.MarkRegion(r)
+		var err error
+		deadline := time.Now().Add(20 * time.Second)
+		for err = a.Flush(ctx); err != nil; err = a.Flush(ctx) {
+			require.NotErrorIs(t, err, ErrFenced)
+			require.True(t, time.Now().Before(deadline), "flush still failing: %v", err)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	require.NotEqual(t, leader, c.leader())
+	for r := dirtylog.Region(0); r < 20; r++ {
+		clean, err := b.IsClean(ctx, r)
+		require.NoError(t, err)
+		require.False(t, clean, "region %d", r)
+	}
+	require.Contains(t, a.Status(), " A")
+}
+
+// TestRestartAllMembers: every member of a three-member cluster stops and
+// starts again; flushed marks, sync state and a crashed node's marks
+// survive, and the crashed node's marks still become resync work.
+func TestRestartAllMembers(t *testing.T) {
+	c := startCluster(t, 3)
+	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: time.Second}
+	ctx := testCtx(t)
+	func() {
+		cli := c.client(t)
+		a := openNode(t, cli, o, "a")
+		a.MarkRegion(3)
+		a.MarkRegion(60)
+		require.NoError(t, a.Flush(ctx))
+		a.SetRegionSync(7, false)
+		a.abandon() // crashes with its marks in etcd
+		cli.Close() // clients first: members then stop quickly
+	}()
+	c.stopAll()
+	var wg sync.WaitGroup
+	for i := range c.members {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.restart(i) }()
+	}
+	wg.Wait()
+	b := openNode(t, c.client(t), o, "b")
+	in, err := b.InSync(ctx, 7)
+	require.NoError(t, err)
+	require.False(t, in, "sync state lost across the restart")
+	eventually(t, 10*time.Second, func() bool {
+		x, _ := b.InSync(ctx, 3)
+		y, _ := b.InSync(ctx, 60)
+		return !x && !y
+	}, "the crashed node's marks were lost or never became resync work")
+	require.EqualValues(t, 97, b.SyncCount())
+}
+
+// TestWatchGapRebuildsCache: a node whose watch falls behind a compaction
+// rebuilds its cache from a linearizable read.
+func TestWatchGapRebuildsCache(t *testing.T) {
+	c := startCluster(t, 1)
+	cli := c.client(t)
+	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 5 * time.Second}
+	a := openNode(t, cli, o, "a")
+	b := openNode(t, c.client(t), o, "b")
+	ctx := testCtx(t)
+	resume := a.pauseWatch()
+	b.MarkRegion(11)
+	require.NoError(t, b.Flush(ctx))
+	b.SetRegionSync(20, false)
+	resp, err := cli.Get(ctx, "x")
+	require.NoError(t, err)
+	_, err = cli.Compact(ctx, resp.Header.Revision)
+	require.NoError(t, err)
+	in, err := a.InSync(nb, 20)
+	require.NoError(t, err)
+	require.True(t, in, "the paused cache saw a change: the test did not test")
+	resume()
+	eventually(t, 10*time.Second, func() bool { return a.rebuilds.Load() > 0 }, "no rebuild after a compacted watch")
+	in, err = a.InSync(nb, 20)
+	require.NoError(t, err)
+	require.False(t, in)
+	clean, err := a.IsClean(nb, 11)
+	require.NoError(t, err)
+	require.False(t, clean)
+	require.EqualValues(t, 99, a.SyncCount())
+	// And the watch works again afterwards.
+	b.ClearRegion(11)
+	require.NoError(t, b.Flush(ctx))
+	eventually(t, 10*time.Second, func() bool { c, _ := a.IsClean(nb, 11); return c }, "watch not resumed after rebuild")
+}
+
+func TestLayoutMismatch(t *testing.T) {
+	c := startCluster(t, 1)
+	cli := c.client(t)
+	ctx := testCtx(t)
+	o := Options{Name: "vol", Node: "a", RegionSize: 1 << 16, DeviceSize: 100 << 16, LeaseTTL: 5 * time.Second}
+	l := openNode(t, cli, o, "a")
+	require.NoError(t, l.Close())
+
+	for name, mut := range map[string]func(*Options){
+		"region size":  func(o *Options) { o.RegionSize = 1 << 15 },
+		"region count": func(o *Options) { o.DeviceSize = 101 << 16 },
+	} {
+		oo := o
+		mut(&oo)
+		_, err := Open(ctx, cli, oo)
+		require.ErrorIs(t, err, ErrLayoutMismatch, name)
+	}
+	// Same geometry, a shorter last region: same count, opens fine.
+	oo := o
+	oo.DeviceSize = 100<<16 - 512
+	l2, err := Open(ctx, cli, oo)
+	require.NoError(t, err)
+	require.NoError(t, l2.Close())
+
+	_, err = cli.Put(ctx, l.k.meta(), `{"format":7,"regionSize":65536,"regionCount":100,"chunkRegions":32768}`)
+	require.NoError(t, err)
+	_, err = Open(ctx, cli, o)
+	require.ErrorIs(t, err, ErrLayoutMismatch)
+	require.ErrorContains(t, err, "format version 7")
+	_, err = cli.Put(ctx, l.k.meta(), "garbage")
+	require.NoError(t, err)
+	_, err = Open(ctx, cli, o)
+	require.ErrorIs(t, err, ErrCorrupt)
+	_, err = Open(ctx, nil, o)
+	require.ErrorIs(t, err, ErrBadOptions)
+}
+
+func TestNodeInUse(t *testing.T) {
+	c := startCluster(t, 1)
+	cli := c.client(t)
+	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, LeaseTTL: 5 * time.Second}
+	openNode(t, cli, o, "a")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	o.Node = "a"
+	_, err := Open(ctx, c.client(t), o)
+	require.ErrorIs(t, err, ErrNodeInUse)
+}
+
+// TestRestartedNodeReapsOwnMarks: a node that crashed and restarts under
+// the same id waits for its old lease, then turns its leftover marks into
+// resync work in the transaction that registers it.
+func TestRestartedNodeReapsOwnMarks(t *testing.T) {
+	c := startCluster(t, 1)
+	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: time.Second}
+	ctx := testCtx(t)
+	a := openNode(t, c.client(t), o, "a")
+	a.MarkRegion(4)
+	a.MarkRegion(40)
+	require.NoError(t, a.Flush(ctx))
+	a.abandon()
+	a2 := openNode(t, c.client(t), o, "a")
+	for _, r := range []dirtylog.Region{4, 40} {
+		in, err := a2.InSync(ctx, r)
+		require.NoError(t, err)
+		require.False(t, in, "region %d", r)
+	}
+	require.EqualValues(t, 98, a2.SyncCount())
+	resp, err := c.client(t).Get(ctx, a2.k.marks("a"), clientv3.WithPrefix())
+	require.NoError(t, err)
+	require.Empty(t, resp.Kvs)
+}
+
+// logGoroutines counts goroutines running etcdlog code.
+func logGoroutines() int {
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	count := 0
+	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+		if strings.Contains(g, "etcdlog.(*Log)") {
+			count++
+		}
+	}
+	return count
+}
+
+func TestCloseStopsGoroutines(t *testing.T) {
+	c := startCluster(t, 1)
+	cli := c.client(t)
+	ctx := testCtx(t)
+	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.ForceSync, LeaseTTL: 5 * time.Second}
+	var logs []*Log
+	for i := range 3 {
+		l, err := Open(ctx, cli, Options{Name: o.Name, Node: fmt.Sprint("n", i), RegionSize: o.RegionSize, DeviceSize: o.DeviceSize, Sync: o.Sync, LeaseTTL: o.LeaseTTL})
+		require.NoError(t, err)
+		logs = append(logs, l)
+		l.MarkRegion(dirtylog.Region(i))
+		require.NoError(t, l.Flush(ctx))
+		_, err = l.RemoteRecovering(nb, 50) // starts a background priority request
+		require.NoError(t, err)
+		_, _, err = l.ResyncWork(ctx)
+		require.NoError(t, err)
+	}
+	require.Positive(t, logGoroutines())
+	for _, l := range logs {
+		l.ClearRegion(0)
+		require.NoError(t, l.Close())
+		require.NoError(t, l.Close(), "Close twice")
+		require.ErrorIs(t, l.Flush(ctx), dirtylog.ErrClosed)
+	}
+	eventually(t, 5*time.Second, func() bool { return logGoroutines() == 0 }, "goroutines left after Close: %d", logGoroutines())
+}
+
+// TestLargeLogIsBounded: a 1,048,576-region log costs a bounded number of
+// keys, and a flush touching every chunk is one transaction.
+func TestLargeLogIsBounded(t *testing.T) {
+	c := startCluster(t, 1)
+	cli := c.client(t)
+	ctx := testCtx(t)
+	const regions = 1 << 20
+	o := Options{Name: "big", RegionSize: 1 << 16, DeviceSize: regions << 16, LeaseTTL: 5 * time.Second}
+	a := openNode(t, cli, o, "a")
+	require.EqualValues(t, regions, a.RegionCount())
+	rng := rand.New(rand.NewPCG(3, 3))
+	for i := range 4096 { // every chunk, plenty of marks
+		a.MarkRegion(dirtylog.Region(i*(regions/4096) + rng.IntN(regions/4096)))
+	}
+	before, err := cli.Get(ctx, "x")
+	require.NoError(t, err)
+	require.NoError(t, a.Flush(ctx))
+	after, err := cli.Get(ctx, "x")
+	require.NoError(t, err)
+	require.Equal(t, before.Header.Revision+1, after.Header.Revision, "a flush must be one transaction")
+	keys, bytes := footprint(t, cli, a.k.p)
+	// meta, 32 sync and 32 pristine chunks, 32 mark chunks, the node key
+	// and the janitor election key.
+	require.LessOrEqual(t, keys, 1+3*maxChunks+2)
+	require.Less(t, bytes, 200<<10)
+	t.Logf("1,048,576 regions: %d keys, %d bytes", keys, bytes)
+}
+
+// footprint returns the keys and bytes (keys plus values) under prefix.
+func footprint(t testing.TB, cli *clientv3.Client, prefix string) (keys, bytes int) {
+	resp, err := cli.Get(context.Background(), prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		keys++
+		bytes += len(kv.Key) + len(kv.Value)
+	}
+	return keys, bytes
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"runtime"
 	"testing"
 
 	"github.com/dmlog/dmlog/internal/testdev"
@@ -105,4 +106,33 @@ func FuzzReplay(f *testing.F) {
 			checkLogErr(t, err)
 		}
 	})
+}
+
+// A tiny log claiming a huge sector size and many entries is rejected
+// without allocating buffers of the claimed sizes.
+func TestNoGiantAllocation(t *testing.T) {
+	img := newHandLog(512).bytes(1 << 40)
+	copy(img[24:], le32(MaxSectorSize))
+	img = img[:100]
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range 10 {
+		l, err := Open(bytes.NewReader(img))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, err := range l.Entries() {
+			if !errors.Is(err, ErrTruncated) {
+				t.Fatalf("want ErrTruncated, got %v", err)
+			}
+		}
+		if err := Replay(l, testdev.NewMemory(4096), ReplayOptions{}); !errors.Is(err, ErrTruncated) {
+			t.Fatalf("want ErrTruncated, got %v", err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if d := after.TotalAlloc - before.TotalAlloc; d > 10*(64<<10) {
+		t.Fatalf("allocated %d bytes for 10 opens of a 100-byte log", d)
+	}
 }

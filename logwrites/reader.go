@@ -65,7 +65,17 @@ func (l *Log) Entries() iter.Seq2[Entry, error] { return l.entries(l.r) }
 // read-ahead window over it).
 func (l *Log) entries(r io.ReaderAt) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
+		if l.nrEntries == 0 {
+			return
+		}
 		s := uint64(l.sectorSize)
+		// Check that the first header block exists before allocating a
+		// buffer of its size.
+		var one [1]byte
+		if err := readFull(r, one[:], int64(2*s-1)); err != nil {
+			yield(Entry{Block: 1}, &EntryError{Index: 0, Block: 1, Err: err})
+			return
+		}
 		buf := make([]byte, min(l.sectorSize, 64<<10))
 		block := uint64(1)
 		for i := uint64(0); i < l.nrEntries; i++ {

@@ -179,8 +179,12 @@ func (rp *replayer) run() error {
 		}
 	}
 	var count, applied uint64
-	rp.win = newWindow(rp.log.r, replayChunk)
-	for e, err := range rp.log.entries(rp.win) {
+	var r io.ReaderAt = rp.log.r // Find reads headers only
+	if !o.Find {
+		rp.win = newWindow(rp.log.r, replayChunk)
+		r = rp.win
+	}
+	for e, err := range rp.log.entries(r) {
 		if err != nil {
 			return &ReplayError{Entry: e, Applied: applied, Err: err}
 		}
@@ -286,7 +290,7 @@ func (rp *replayer) apply(e Entry) (Action, error) {
 	off, n := e.Offset(s), e.Length(s)
 	data := int64(e.Block+1) * int64(s)
 	for done := int64(0); done < n; {
-		b, err := rp.win.view(data+done, int(min(n-done, replayChunk)))
+		b, err := rp.win.view(data+done, int(min(n-done, int64(len(rp.win.buf)))))
 		if err != nil {
 			return Replayed, fmt.Errorf("reading data: %w", err)
 		}

@@ -17,7 +17,18 @@ type window struct {
 	n   int   // valid bytes in buf
 }
 
-func newWindow(r io.ReaderAt, size int) *window {
+// newWindow returns a window of up to max bytes, smaller if the log is
+// smaller (probed), so that reading a tiny log never allocates much more
+// than its size.
+func newWindow(r io.ReaderAt, max int) *window {
+	size := max
+	var one [1]byte
+	for size > 4096 {
+		if n, _ := r.ReadAt(one[:], int64(size-1)); n == 1 {
+			break
+		}
+		size /= 16
+	}
 	return &window{r: r, buf: make([]byte, size)}
 }
 

@@ -181,9 +181,11 @@ retry:
 		m.completeWriteLocked(w, rlo, rhi)
 		if err == errHold {
 			ch := m.held
-			m.mu.Unlock()
-			<-ch
-			m.mu.Lock()
+			if !m.closed.Load() {
+				m.mu.Unlock()
+				<-ch
+				m.mu.Lock()
+			}
 			if m.closed.Load() {
 				return nil, nil, fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
 			}

@@ -76,10 +76,10 @@ const (
 // sector is written by one goroutine, so the order is total).
 type history struct {
 	mu      sync.Mutex
-	seq     int64             // ack clock
-	sectors [][]sectorWrite   // per sector
-	durable int64             // acks with seq < durable were synced
-	_       [0]func()         // not comparable
+	seq     int64           // ack clock
+	sectors [][]sectorWrite // per sector
+	durable int64           // acks with seq < durable were synced
+	_       [0]func()       // not comparable
 }
 
 type sectorWrite struct {

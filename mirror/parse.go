@@ -57,6 +57,7 @@ func Parse(tableLine string, open Opener, opts ...Options) (*Mirror, error) {
 	if size == 0 {
 		size = o.Size
 	}
+	fromLegs := size == 0
 	for _, tl := range t.legs {
 		dev, err := open(tl.name)
 		if err != nil {
@@ -66,7 +67,7 @@ func Parse(tableLine string, open Opener, opts ...Options) (*Mirror, error) {
 		if c, ok := dev.(io.Closer); ok {
 			closers = append(closers, c.Close)
 		}
-		if size == 0 {
+		if fromLegs {
 			if s, ok := devSize(dev); ok {
 				if s -= tl.off; s > 0 && (size == 0 || s < size) {
 					size = s

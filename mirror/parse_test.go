@@ -54,7 +54,7 @@ func TestParse(t *testing.T) {
 
 	bad := []struct{ table, want string }{
 		{"", "target type"},
-		{"linear a 0", "target type"},
+		{"linear a 0", "expected"}, {"0 10 linear a 0", "target type"},
 		{"mirror", "Insufficient mirror log"},
 		{"mirror core 5 16", "Insufficient mirror log"},
 		{"mirror core 1 16 1 a 0", "Invalid number of mirrors"},

@@ -54,6 +54,7 @@ type EntryError struct {
 	Err   error
 }
 
+// Error formats the error as "entry <index> @<block>: <cause>".
 func (e *EntryError) Error() string {
 	return fmt.Sprintf("entry %d @%d: %v", e.Index, e.Block, e.Err)
 }

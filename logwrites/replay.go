@@ -91,6 +91,7 @@ type ReplayError struct {
 	Err     error
 }
 
+// Error names the entry, its log block and how many entries were applied.
 func (e *ReplayError) Error() string {
 	return fmt.Sprintf("logwrites: replay stopped at entry %d (log block %d) after applying %d entries: %v",
 		e.Entry.Index, e.Entry.Block, e.Applied, e.Err)

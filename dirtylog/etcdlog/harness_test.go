@@ -32,6 +32,7 @@ type member struct {
 type cluster struct {
 	t       testing.TB
 	members []*member
+	fsync   bool // benchmarks: fsync the WAL, as a deployment does
 }
 
 func freePort(t testing.TB) int {
@@ -48,8 +49,12 @@ func freePort(t testing.TB) int {
 // t.Cleanup. Clients made with c.client are closed first (cleanups run
 // last-registered first), which keeps member shutdown fast.
 func startCluster(t testing.TB, n int) *cluster {
+	return startClusterWith(t, n, false)
+}
+
+func startClusterWith(t testing.TB, n int, fsync bool) *cluster {
 	t.Helper()
-	c := &cluster{t: t}
+	c := &cluster{t: t, fsync: fsync}
 	var initial []string
 	for i := range n {
 		m := &member{name: fmt.Sprintf("m%d", i), dir: t.TempDir()}
@@ -81,7 +86,7 @@ func (c *cluster) start(i int, fresh bool) error {
 	cfg.Dir = m.dir
 	cfg.TickMs = 10
 	cfg.ElectionMs = 100
-	cfg.UnsafeNoFsync = true
+	cfg.UnsafeNoFsync = !c.fsync
 	cfg.ListenClientUrls = []url.URL{m.client}
 	cfg.AdvertiseClientUrls = []url.URL{m.client}
 	cfg.ListenPeerUrls = []url.URL{m.peer}

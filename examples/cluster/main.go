@@ -1,0 +1,295 @@
+// Command cluster shows a mirror shared by two nodes whose dirty-region
+// log lives in etcd (dirtylog/etcdlog), and what happens when one node
+// dies in the middle of a write.
+//
+// It starts a one-member etcd on loopback in a temporary directory, two
+// file-backed legs, and two nodes, each with its own etcd client, its own
+// etcdlog.Log and its own mirror.Mirror over the same legs. Both nodes
+// write concurrently (each to its own half of the device, as the users of
+// a shared disk would). Then node-a dies after one of its writes reached
+// the first leg but not the second: its lease expires, node-b's janitor
+// turns node-a's dirty regions into resync work, node-b's mirror copies
+// them, and the program prints the final status with both legs identical.
+//
+//	go run ./examples/cluster
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+
+	"github.com/dmlog/dmlog/dirtylog"
+	"github.com/dmlog/dmlog/dirtylog/etcdlog"
+	"github.com/dmlog/dmlog/mirror"
+)
+
+const (
+	regionSize = 64 << 10
+	regions    = 64
+	devSize    = regions * regionSize
+	block      = 4096
+	leaseTTL   = time.Second
+)
+
+func main() {
+	if err := run(os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "cluster:", err)
+		os.Exit(1)
+	}
+}
+
+// crashLeg is one node's handle on a shared leg file. Once the node is
+// "killed" its writes no longer reach the file, as for a dead process.
+// For leg 1 the kill can be armed: the next write is held until the same
+// write reached leg 0, then dropped, so the legs differ (a write torn
+// between the legs).
+type crashLeg struct {
+	f      *os.File
+	leg    int
+	killed *atomic.Bool
+	armed  *atomic.Bool
+	tore   chan struct{} // closed when leg 0 got the torn write
+	once   *sync.Once
+}
+
+func (c *crashLeg) ReadAt(p []byte, off int64) (int, error) { return c.f.ReadAt(p, off) }
+
+func (c *crashLeg) WriteAt(p []byte, off int64) (int, error) {
+	if c.killed.Load() {
+		return len(p), nil // the process is gone: nothing reaches the disk
+	}
+	if c.armed.Load() {
+		if c.leg == 0 {
+			n, err := c.f.WriteAt(p, off)
+			c.once.Do(func() { close(c.tore) })
+			return n, err
+		}
+		select { // leg 1: the node dies before this write is issued
+		case <-c.tore:
+		case <-time.After(time.Second):
+		}
+		c.killed.Store(true)
+		return len(p), nil
+	}
+	return c.f.WriteAt(p, off)
+}
+
+func (c *crashLeg) Sync() error {
+	if c.killed.Load() {
+		return nil
+	}
+	return c.f.Sync()
+}
+
+// node is one machine: an etcd client, a log and a mirror.
+type node struct {
+	name   string
+	cli    *clientv3.Client
+	log    *etcdlog.Log
+	m      *mirror.Mirror
+	killed atomic.Bool
+	armed  atomic.Bool
+}
+
+func openNode(ctx context.Context, name, endpoint string, legPaths []string) (*node, error) {
+	n := &node{name: name}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, Logger: zap.NewNop(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	n.cli = cli
+	s := new(mirror.LegsSyncer)
+	n.log, err = etcdlog.Open(ctx, cli, etcdlog.Options{
+		Name: "vol1", Node: name, RegionSize: regionSize, DeviceSize: devSize,
+		Sync: dirtylog.NoSync, LeaseTTL: leaseTTL, FlushCallback: s.Sync,
+	})
+	if err != nil {
+		return nil, err
+	}
+	tore, once := make(chan struct{}), new(sync.Once)
+	var legs []mirror.Leg
+	for i, p := range legPaths {
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			return nil, err
+		}
+		legs = append(legs, &crashLeg{f: f, leg: i, killed: &n.killed, armed: &n.armed, tore: tore, once: once})
+	}
+	n.m, err = mirror.New(legs, n.log, mirror.Options{Size: devSize, Names: []string{"leg0", "leg1"}, Syncer: s, ClearDelay: time.Second})
+	return n, err
+}
+
+// writer writes random blocks to regions [lo, hi) until stop, recording
+// the writes the mirror acknowledged.
+func (n *node) writer(seed uint64, lo, hi int, stop <-chan struct{}, acked map[int64][]byte, mu *sync.Mutex) {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		off := int64(lo*regionSize) + int64(rng.IntN((hi-lo)*regionSize/block))*block
+		p := make([]byte, block)
+		for i := range p {
+			p[i] = byte(rng.Uint32())
+		}
+		if n.killed.Load() {
+			return
+		}
+		if _, err := n.m.WriteAt(p, off); err != nil || n.killed.Load() {
+			return // a write the node died in is not acknowledged
+		}
+		mu.Lock()
+		acked[off] = p
+		mu.Unlock()
+	}
+}
+
+func startEtcd(dir string) (*embed.Etcd, error) {
+	cfg := embed.NewConfig()
+	cfg.Dir = filepath.Join(dir, "etcd")
+	cfg.TickMs, cfg.ElectionMs = 10, 100
+	lc, _ := url.Parse("http://127.0.0.1:0")
+	lp, _ := url.Parse("http://127.0.0.1:0")
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*lc}, []url.URL{*lc}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*lp}, []url.URL{*lp}
+	cfg.InitialCluster = cfg.Name + "=" + lp.String()
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		return e, nil
+	case <-time.After(30 * time.Second):
+		e.Close()
+		return nil, errors.New("etcd not ready after 30 s")
+	}
+}
+
+func run(out io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "dmlog-cluster")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	e, err := startEtcd(dir)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	endpoint := "http://" + e.Clients[0].Addr().String()
+	fmt.Fprintf(out, "etcd: one member at %s, data in a temporary directory\n", endpoint)
+
+	var legPaths []string
+	for i := range 2 {
+		p := filepath.Join(dir, fmt.Sprintf("leg%d.img", i))
+		if err := os.WriteFile(p, make([]byte, devSize), 0o600); err != nil {
+			return err
+		}
+		legPaths = append(legPaths, p)
+	}
+	a, err := openNode(ctx, "node-a", endpoint, legPaths)
+	if err != nil {
+		return err
+	}
+	b, err := openNode(ctx, "node-b", endpoint, legPaths)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		b.m.Close()
+		b.log.Close()
+		b.cli.Close()
+	}()
+	fmt.Fprintf(out, "legs: 2 files of %d KiB, %d regions of %d KiB; nodes node-a and node-b\n", devSize>>10, regions, regionSize>>10)
+
+	// Both nodes write concurrently, each to its own half.
+	var mu sync.Mutex
+	acked := map[int64][]byte{}
+	stopA, stopB := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); a.writer(1, 0, regions/2, stopA, acked, &mu) }()
+	go func() { defer wg.Done(); b.writer(2, regions/2, regions, stopB, acked, &mu) }()
+	time.Sleep(300 * time.Millisecond)
+
+	// node-a dies in the middle of a write: its next write reaches leg 0
+	// only, and then the node is gone (its etcd connection too).
+	a.armed.Store(true)
+	for !a.killed.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	a.cli.Close() // no more lease renewals: the lease will expire
+	close(stopA)
+	dirty := 0
+	for r := dirtylog.Region(0); r < regions; r++ {
+		if clean, err := b.log.IsClean(ctx, r); err == nil && !clean && r < regions/2 {
+			dirty++
+		}
+	}
+	fmt.Fprintf(out, "node-a killed mid-write: %d of its regions are marked dirty in etcd; legs differ: %v\n",
+		dirty, !bytes.Equal(mustRead(legPaths[0]), mustRead(legPaths[1])))
+
+	// node-b keeps writing while node-a's lease runs out; its janitor then
+	// turns node-a's marks into resync work, and its mirror copies them.
+	t0 := time.Now()
+	for b.log.SyncCount() == regions {
+		if ctx.Err() != nil {
+			return errors.New("node-a's marks never became resync work")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Fprintf(out, "node-b's janitor: node-a's lease expired after %.1fs; %d regions out of sync\n",
+		time.Since(t0).Seconds(), regions-int(b.log.SyncCount()))
+	close(stopB)
+	wg.Wait()
+	if err := b.m.WaitInSync(ctx); err != nil {
+		return fmt.Errorf("waiting for resync: %w", err)
+	}
+	if err := b.m.Sync(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "node-b resynced them: %d/%d regions in sync\n", b.log.SyncCount(), regions)
+
+	l0, l1 := mustRead(legPaths[0]), mustRead(legPaths[1])
+	lost := 0
+	for off, p := range acked {
+		if !bytes.Equal(l0[off:off+block], p) || !bytes.Equal(l1[off:off+block], p) {
+			lost++
+		}
+	}
+	fmt.Fprintf(out, "mirror status (node-b): %s\n", b.m.Status())
+	fmt.Fprintf(out, "log status (node-b):    %s\n", b.log.Status())
+	fmt.Fprintf(out, "legs identical: %v; acknowledged writes: %d, lost: %d\n", bytes.Equal(l0, l1), len(acked), lost)
+	if !bytes.Equal(l0, l1) || lost != 0 {
+		return errors.New("the legs differ or an acknowledged write was lost")
+	}
+	return nil
+}
+
+func mustRead(p string) []byte {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

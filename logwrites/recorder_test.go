@@ -527,3 +527,46 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}
 	require.NoError(t, errors.Join(errs...))
 }
+
+// The source comment's example Wa,Wb,Wc,Cc,Ca,FLUSH,FUAd,Cb,CFLUSH,CFUAd:
+// by the code (and the rst doc) the splice happens when the flush is
+// issued, so b, completed after that, lands after the flush and the FUA
+// write: c,a,flush,fuad,b (not the 2019 comment's c,a,b,flush,fuad).
+func TestCommentOrderingExample(t *testing.T) {
+	mem, logDev := testdev.NewMemory(1<<20), testdev.NewMemory(1<<20)
+	g := newGated(mem)
+	rec, err := New(g, logDev, Options{})
+	require.NoError(t, err)
+	const a, b, c, d = 512, 1024, 1536, 2048
+	done := map[int64]chan struct{}{}
+	write := func(off int64, f WriteFlags) {
+		g.hold(off)
+		done[off] = make(chan struct{})
+		go func() {
+			defer close(done[off])
+			_, err := rec.WriteAtFlags(fill(512, byte(off/512)), off, f)
+			require.NoError(t, err)
+		}()
+		g.waitStarted(off)
+	}
+	write(a, 0)
+	write(b, 0)
+	write(c, 0)
+	g.release(c)
+	<-done[c]
+	g.release(a)
+	<-done[a]
+	g.holdSync()
+	entered, gate := g.syncEntered, g.syncGate
+	flushDone := make(chan error)
+	go func() { flushDone <- rec.Sync() }()
+	<-entered // FLUSH issued: c and a spliced
+	write(d, FUA)
+	g.release(b)
+	<-done[b] // Cb, after the flush was issued
+	close(gate)
+	require.NoError(t, <-flushDone) // CFLUSH
+	g.release(d)
+	<-done[d] // CFUAd
+	require.Equal(t, []entrySig{W(3, 1), W(1, 1), F(), WF(FlagFUA, 4, 1), W(2, 1), M(EndMark)}, closedSigs(t, rec, logDev))
+}

@@ -127,6 +127,11 @@ func (c *cache) notifyLocked() {
 func (c *cache) load(kvs []*mvccpb.KeyValue, rev int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if rev <= c.rev.Load() {
+		// The watch already brought the cache past this read: replacing
+		// it would lose the events it applied after rev.
+		return
+	}
 	old := make([]uint64, len(c.sync))
 	for i := range c.sync {
 		old[i] = c.sync[i].Load()

@@ -394,6 +394,15 @@ func TestExploreErrors(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidEntry)
 	_, err = Explore(context.Background(), l, nil, ExploreOptions{DeviceSize: 4096}, nil)
 	require.ErrorIs(t, err, ErrInvalidEntry)
+	// A bad entry after the ones a state needs does not stop ReplayState.
+	img = newXlog(512).w(0, FlagFUA, xdata('x', 1)).w(1, 0, xdata('y', 1)).image()
+	img = img[:len(img)-100] // entry 1's data is cut short
+	trunc, err := Open(bytes.NewReader(img))
+	require.NoError(t, err)
+	dev := &xmem{b: make([]byte, 4096)}
+	require.NoError(t, ReplayState(trunc, Description{Prefix: 1}, dev))
+	require.Equal(t, xdata('x', 1), dev.b[:512])
+	require.ErrorIs(t, ReplayState(trunc, Description{Prefix: 2}, dev), ErrTruncated)
 	// ReplayState refuses a description beyond the log.
 	require.ErrorIs(t, ReplayState(l, Description{Prefix: 5}, &xmem{b: make([]byte, 4096)}), ErrInvalidEntry)
 }

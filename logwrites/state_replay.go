@@ -28,11 +28,11 @@ func ReplayState(log *Log, d Description, target io.WriterAt) error {
 	}
 	later := make([]Entry, len(d.Apply))
 	for e, err := range log.Entries() {
+		if e.Index >= need {
+			break // what comes later (even a bad entry) does not matter
+		}
 		if err != nil {
 			return err
-		}
-		if e.Index >= need {
-			break
 		}
 		if e.Index < d.Prefix {
 			if err := replayEntry(log, e, nil, target); err != nil {

@@ -14,7 +14,10 @@ import (
 // package's sentinel errors or produces states that ReplayState rebuilds
 // byte for byte.
 //
-//	go test -run '^$' -fuzz FuzzExplore -fuzztime 30s ./logwrites
+//	go test -run '^$' -fuzz FuzzExplore -fuzztime 60s -fuzzminimizetime 50x ./logwrites
+//
+// (Minimizing each new input at the default 60 s would spend most of the
+// time there, since one run explores a whole log.)
 func FuzzExplore(f *testing.F) {
 	f.Add(newXlog(512).w(0, 0, xdata('a', 2)).w(3, FlagFUA, xdata('b', 1)).flush().w(1, FlagFlush, xdata('c', 3)).discard(0, 4).mark("m").image(), uint8(0))
 	f.Add(xrandomLog(1, 8, 16).image(), uint8(1))

@@ -24,14 +24,19 @@ const (
 // blk is the immutable content of one 512-byte block and its hash.
 type blk struct {
 	data *[blockSize]byte
-	h    uint64
+	h    sum128 // two independent 64-bit hashes of data
 }
 
 var (
-	hashSeed = maphash.MakeSeed()
-	zeroData [blockSize]byte
-	zeroBlk  = &blk{data: &zeroData, h: maphash.Bytes(hashSeed, zeroData[:])}
+	hashSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+	zeroData  [blockSize]byte
+	zeroBlk   = &blk{data: &zeroData, h: blockHash(zeroData[:])}
 )
+
+// blockHash is the 128-bit hash of a block's content.
+func blockHash(b []byte) sum128 {
+	return sum128{maphash.Bytes(hashSeeds[0], b), maphash.Bytes(hashSeeds[1], b)}
+}
 
 // newBlks splits data (a multiple of blockSize long) into hashed blocks that
 // share data's memory.
@@ -39,7 +44,7 @@ func newBlks(data []byte) []blk {
 	bs := make([]blk, len(data)/blockSize)
 	for i := range bs {
 		d := (*[blockSize]byte)(data[i*blockSize:])
-		bs[i] = blk{data: d, h: maphash.Bytes(hashSeed, d[:])}
+		bs[i] = blk{data: d, h: blockHash(d[:])}
 	}
 	return bs
 }
@@ -268,7 +273,7 @@ func slotSum(j int, b *blk) sum128 {
 	if b == nil {
 		return sum128{}
 	}
-	return childSum(0, j, sum128{b.h, ^b.h})
+	return childSum(0, j, b.h)
 }
 
 // kidSum is a child's contribution to its parent's hash; an absent child

@@ -329,6 +329,12 @@ func (c *Client) redial() {
 					cc.fail(ErrUnreachable)
 					return
 				}
+				if cc.failed() {
+					// Lost again before it was installed: its connLost
+					// found nothing to do, so go round again.
+					c.mu.Unlock()
+					continue
+				}
 				c.cc = cc
 				c.redialing = false
 				close(c.ready)
@@ -406,11 +412,9 @@ func (c *Client) conn(ctx context.Context, until time.Time) (*clientConn, error)
 			return cc, nil
 		}
 		if cc != nil {
-			// Failed but connLost has not run yet; it will shortly.
-			select {
-			case <-ready:
-			case <-time.After(time.Millisecond):
-			}
+			// Failed, and its connLost may not have run yet: run it (it
+			// is idempotent), which drops cc and starts the redial.
+			c.connLost(cc, errConnLost)
 			continue
 		}
 		wait := time.Until(until)
@@ -446,8 +450,11 @@ func (c *Client) do(ctx context.Context, reqs []request) ([]reply, error) {
 		}
 		reps, err := cc.roundTrips(ctx, c.opts.UUID, c.opts.Node, reqs)
 		if err != nil {
-			if errors.Is(err, errConnLost) && ctx.Err() == nil {
+			if errors.Is(err, errConnLost) && ctx.Err() == nil && time.Now().Before(until) {
 				continue
+			}
+			if errors.Is(err, errConnLost) && ctx.Err() == nil {
+				return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 			}
 			return nil, err
 		}

@@ -26,6 +26,10 @@ type hostedLog struct {
 
 	backing dirtylog.Log
 
+	// holdUntil: no resync work is handed out before this time (a disk log
+	// reopened after a restart waits for its nodes to replay their marks).
+	holdUntil time.Time
+
 	mu        sync.Mutex
 	st        *coherence
 	members   map[NodeID]*member
@@ -126,6 +130,7 @@ func (s *Server) newHostedLog(uuid string, sp ctrSpec) (*hostedLog, error) {
 	typ, args := "core", sp.logArgs
 	var grownFrom uint64
 	var dev dirtylog.Device
+	existing := false
 	opened := false
 	if sp.kind == "clustered-disk" {
 		typ = "disk"
@@ -140,8 +145,9 @@ func (s *Server) newHostedLog(uuid string, sp ctrSpec) (*hostedLog, error) {
 		// an existing log: they only decide the state of regions the log
 		// grows by. Open an existing log in the default mode.
 		var hdr [16]byte
-		if _, err := dev.ReadAt(hdr[:], 0); err == nil && binary.LittleEndian.Uint32(hdr[:]) == dirtylog.DiskMagic &&
-			sp.sync != dirtylog.DefaultSync {
+		_, rerr := dev.ReadAt(hdr[:], 0)
+		existing = rerr == nil && binary.LittleEndian.Uint32(hdr[:]) == dirtylog.DiskMagic
+		if existing && sp.sync != dirtylog.DefaultSync {
 			args = args[:2]
 			if sp.sync == dirtylog.NoSync {
 				grownFrom = binary.LittleEndian.Uint64(hdr[8:])
@@ -175,7 +181,20 @@ func (s *Server) newHostedLog(uuid string, sp ctrSpec) (*hostedLog, error) {
 			return nil, err
 		}
 	}
-	return &hostedLog{srv: s, uuid: uuid, spec: sp, backing: b, st: st, members: map[NodeID]*member{}}, nil
+	hl := &hostedLog{srv: s, uuid: uuid, spec: sp, backing: b, st: st, members: map[NodeID]*member{}}
+	if existing {
+		// The log outlived a server (or cluster) restart. The nodes that
+		// were writing lost their per-node marks with the old server and
+		// replay them when they reconnect; until they had the chance, a
+		// region they write must not be resynced and cleaned under them.
+		// Its flushed marks keep it out of sync meanwhile.
+		grace := s.opts.DeadAfter
+		if grace <= 0 {
+			grace = DefaultDeadAfter
+		}
+		hl.holdUntil = time.Now().Add(grace)
+	}
+	return hl, nil
 }
 
 // join attaches node n, speaking on sc, to the log. A node that is
@@ -382,6 +401,10 @@ func (hl *hostedLog) handle(ctx context.Context, n NodeID, t RequestType, p []by
 			out = appendU64(appendBool(out, rec), hint)
 		}
 	case RequestGetResyncWork:
+		if !hl.holdUntil.IsZero() && time.Now().Before(hl.holdUntil) {
+			out = appendU64(appendBool(out, false), 0)
+			break
+		}
 		r, ok := st.resyncWork(n)
 		out = appendU64(appendBool(out, ok), uint64(r))
 	case RequestSetRegionSync:

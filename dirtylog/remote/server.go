@@ -42,6 +42,11 @@ type ServerOptions struct {
 	// out of sync (resync work) and a recovery claim it holds is released.
 	// Zero means DefaultDeadAfter; a negative value never declares a node
 	// dead (cmirrord's behaviour: its regions stay dirty).
+	//
+	// It is also the grace a clustered-disk log that already existed on
+	// its device (the server restarted) gives its nodes to reconnect and
+	// replay their marks: no resync work is handed out before then
+	// (DefaultDeadAfter if DeadAfter is negative).
 	DeadAfter time.Duration
 	// FrameTimeout bounds the time to receive the rest of a frame once its
 	// first byte arrived; a peer stalling mid-frame is dropped. Idle peers

@@ -536,7 +536,7 @@ func TestUnreachableAndRedial(t *testing.T) {
 func TestServerRestartKeepsFlushedMarks(t *testing.T) {
 	checkGoroutines(t)
 	devs := &memDevices{}
-	ts := startServer(t, ServerOptions{Open: devs.open, DeadAfter: -1})
+	ts := startServer(t, ServerOptions{Open: devs.open, DeadAfter: time.Second})
 	ctx := context.Background()
 	args := []string{"clustered-disk", "ld", tRS, "nosync"}
 	a := ts.dial(t, ClientOptions{UUID: "restart", Node: 1, DeviceSize: tDevice, Args: args})
@@ -570,7 +570,20 @@ func TestServerRestartKeepsFlushedMarks(t *testing.T) {
 		require.Equal(t, want, clean, "region %d clean", r)
 		require.Equal(t, want, in, "region %d in sync", r)
 	}
+	// The reopened log waits DeadAfter for its nodes to replay their marks
+	// before it hands out resync work.
+	_, ok, err := b.ResyncWork(ctx)
+	require.NoError(t, err)
+	require.False(t, ok, "resync work during the restart grace")
 	got := map[dirtylog.Region]bool{}
+	eventually(t, 10*time.Second, func() bool {
+		r, ok, err := b.ResyncWork(ctx)
+		if err == nil && ok {
+			got[r] = true
+			b.SetRegionSync(r, true)
+		}
+		return ok
+	}, "no resync work after the grace")
 	for {
 		r, ok, err := b.ResyncWork(ctx)
 		require.NoError(t, err)

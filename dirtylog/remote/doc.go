@@ -47,8 +47,11 @@
 //   - The disk backend persists the clean bits in the kernel's format; a
 //     region that is marked or out of sync is never clean on disk, so a
 //     restarted server loses nothing that was flushed: such regions come
-//     back out of sync and are resynced. As in cmirrord, "sync"/"nosync"
-//     do not re-initialise an existing clustered-disk log.
+//     back out of sync and are resynced. The nodes replay the marks they
+//     hold when they reconnect, and a reopened log hands out no resync
+//     work for DeadAfter, so a region a node is still writing is not
+//     resynced and cleaned under it. As in cmirrord, "sync"/"nosync" do
+//     not re-initialise an existing clustered-disk log.
 //
 // # Protocol
 //

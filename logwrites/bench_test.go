@@ -134,26 +134,38 @@ func benchRecorder(b *testing.B, open func(b *testing.B, name string, size int) 
 					b.StartTimer()
 				}
 				base := int64(i*benchPerSync*benchWrite) % benchDevSize
+				plainOnce := func() {
+					for j := 0; j < benchPerSync; j++ {
+						if _, err := plain.WriteAt(p, base+int64(j*benchWrite)); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := plain.Sync(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				recOnce := func() {
+					for j := 0; j < benchPerSync; j++ {
+						if _, err := rec.WriteAt(p, base+int64(j*benchWrite)); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := rec.Sync(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				// Alternate which goes first, so that neither always
+				// follows the other's cache or disk activity.
+				first, second, t1st, t2nd := plainOnce, recOnce, &tPlain, &tRec
+				if i%2 == 1 {
+					first, second, t1st, t2nd = recOnce, plainOnce, &tRec, &tPlain
+				}
 				t0 := time.Now()
-				for j := 0; j < benchPerSync; j++ {
-					if _, err := plain.WriteAt(p, base+int64(j*benchWrite)); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := plain.Sync(); err != nil {
-					b.Fatal(err)
-				}
+				first()
 				t1 := time.Now()
-				for j := 0; j < benchPerSync; j++ {
-					if _, err := rec.WriteAt(p, base+int64(j*benchWrite)); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := rec.Sync(); err != nil {
-					b.Fatal(err)
-				}
-				tRec += time.Since(t1)
-				tPlain += t1.Sub(t0)
+				second()
+				*t1st += t1.Sub(t0)
+				*t2nd += time.Since(t1)
 			}
 			b.StopTimer()
 			if err := rec.Close(); err != nil {

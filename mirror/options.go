@@ -33,7 +33,8 @@ func (p ReadPolicy) String() string {
 	return fmt.Sprintf("ReadPolicy(%d)", int(p))
 }
 
-// Options configures a Mirror. The zero value (plus Size) is a working
+// Options configures a Mirror; New copies it, so changing it later has no
+// effect. The zero value (plus Size) is a working
 // configuration: round-robin reads, kernel error handling without
 // handle_errors, four parallel resync copies and no rate limit.
 type Options struct {
@@ -171,7 +172,8 @@ func (k EventKind) String() string {
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
 
-// Event is something the mirror reports through Options.OnEvent.
+// Event is something the mirror reports through Options.OnEvent. It is a
+// plain value, safe to copy and share.
 type Event struct {
 	Kind EventKind
 	// Leg is the leg concerned (EventLegFailed, EventLegJoined,
@@ -181,6 +183,7 @@ type Event struct {
 	Err error
 }
 
+// String describes the event.
 func (e Event) String() string {
 	if e.Err != nil {
 		return fmt.Sprintf("%s leg=%d: %v", e.Kind, e.Leg, e.Err)
@@ -188,7 +191,8 @@ func (e Event) String() string {
 	return fmt.Sprintf("%s leg=%d", e.Kind, e.Leg)
 }
 
-// Progress reports resync progress.
+// Progress reports resync progress. It is a plain value, safe to copy and
+// share.
 type Progress struct {
 	// InSync and Total count regions (the log's SyncCount and RegionCount).
 	InSync, Total uint64

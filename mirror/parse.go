@@ -280,7 +280,10 @@ func offsetLeg(dev Leg, off int64) Leg {
 	return &offLeg{dev: dev, off: off}
 }
 
-func (l *offLeg) ReadAt(p []byte, off int64) (int, error)  { return l.dev.ReadAt(p, off+l.off) }
+// ReadAt reads at off from the leg's start.
+func (l *offLeg) ReadAt(p []byte, off int64) (int, error) { return l.dev.ReadAt(p, off+l.off) }
+
+// WriteAt writes at off from the leg's start.
 func (l *offLeg) WriteAt(p []byte, off int64) (int, error) { return l.dev.WriteAt(p, off+l.off) }
 
 // Sync syncs the device if it can.

@@ -191,7 +191,8 @@ func (m *Mirror) recoverRegion(ctx context.Context, r dirtylog.Region) {
 }
 
 // checkInSyncLocked notices the mirror reaching full sync: as the kernel,
-// it resets every leg's error state and reports EventInSync once.
+// it resets every leg's error state (not the sticky log failure) and
+// reports EventInSync once.
 func (m *Mirror) checkInSyncLocked() bool {
 	if m.inSync || m.log.SyncCount() != m.nregions {
 		return false
@@ -201,7 +202,6 @@ func (m *Mirror) checkInSyncLocked() bool {
 		l.errTypes.Store(0)
 		l.errCount.Store(0)
 	}
-	m.logFailure = false
 	m.cond.Broadcast()
 	return true
 }

@@ -55,7 +55,7 @@ func (m *Mirror) Table() string {
 	return b.String()
 }
 
-// LegStats describes one leg.
+// LegStats describes one leg (a plain value, part of Stats).
 type LegStats struct {
 	Name   string
 	Offset int64 // bytes, as printed (in sectors) by Table
@@ -74,7 +74,8 @@ type LegStats struct {
 	JoinLeft int64
 }
 
-// Stats is a snapshot of the mirror's state and counters.
+// Stats is a snapshot of the mirror's state and counters: a plain value,
+// safe to copy and share; it does not change after Stats returns.
 type Stats struct {
 	Legs       []LegStats
 	RegionSize int64

@@ -9,7 +9,7 @@ import (
 	"github.com/dmlog/dmlog/dirtylog"
 )
 
-// VerifyResult reports what Verify found.
+// VerifyResult reports what Verify found (a plain value, safe to share).
 type VerifyResult struct {
 	// Checked counts the in-sync regions compared.
 	Checked uint64

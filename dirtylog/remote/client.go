@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math/bits"
 	"net"
 	"strconv"
@@ -329,19 +330,19 @@ func (c *Client) redial() {
 					cc.fail(ErrUnreachable)
 					return
 				}
-				if cc.failed() {
-					// Lost again before it was installed: its connLost
-					// found nothing to do, so go round again.
+				if !cc.failed() {
+					c.cc = cc
+					c.redialing = false
+					close(c.ready)
 					c.mu.Unlock()
-					continue
+					return
 				}
-				c.cc = cc
-				c.redialing = false
-				close(c.ready)
+				// Lost again before it was installed: its connLost found
+				// nothing to do, so go round again after the backoff.
 				c.mu.Unlock()
-				return
+			} else {
+				cc.fail(fmt.Errorf("%w: %w", errConnLost, err))
 			}
-			cc.fail(fmt.Errorf("%w: %w", errConnLost, err))
 		}
 		cancel()
 		select {
@@ -361,7 +362,8 @@ func (c *Client) replay(ctx context.Context, cc *clientConn) error {
 	if c.resumed {
 		reqs = append(reqs, request{t: RequestResume})
 	}
-	for r, in := range c.pendingSync {
+	sent := maps.Clone(c.pendingSync)
+	for r, in := range sent {
 		reqs = append(reqs, request{t: RequestSetRegionSync, p: setSyncPayload(r, in)})
 	}
 	c.mu.Unlock()
@@ -385,7 +387,11 @@ func (c *Client) replay(ctx context.Context, cc *clientConn) error {
 		return err
 	}
 	c.mu.Lock()
-	clear(c.pendingSync)
+	for r, in := range sent {
+		if v, ok := c.pendingSync[r]; ok && v == in {
+			delete(c.pendingSync, r)
+		}
+	}
 	c.mu.Unlock()
 	return nil
 }
@@ -740,14 +746,15 @@ func (c *Client) SetRegionSync(r dirtylog.Region, inSync bool) {
 	c.mu.Unlock()
 	ctx, cancel := c.timeoutCtx()
 	defer cancel()
-	if _, err := c.call(ctx, RequestSetRegionSync, setSyncPayload(r, inSync)); err != nil {
-		var re *RemoteError
-		if !errors.As(err, &re) {
-			c.mu.Lock()
-			c.pendingSync[r] = inSync
-			c.mu.Unlock()
-		}
+	_, err := c.call(ctx, RequestSetRegionSync, setSyncPayload(r, inSync))
+	var re *RemoteError
+	c.mu.Lock()
+	if err != nil && !errors.As(err, &re) {
+		c.pendingSync[r] = inSync // sent after the redial
+	} else {
+		delete(c.pendingSync, r) // an older pending value is stale now
 	}
+	c.mu.Unlock()
 }
 
 // SyncCount asks the server how many regions are in sync; 0 if it cannot

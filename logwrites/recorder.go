@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 )
 
 // WriteFlags are the request flags of a write passed to WriteAtFlags. They
@@ -66,14 +65,19 @@ type Options struct {
 //
 // A Recorder is safe for concurrent use by many goroutines. Each method
 // issues its I/O to the data device and "completes" when that I/O returns;
-// the order of completion is the order of logging. The data logged is a copy
-// taken when the write is submitted.
+// the order of completion is the order of logging. The data logged is the
+// data passed in (a plain write's data is copied when it completes, since it
+// is held until the next flush; the caller may not change p during the call,
+// as io.WriterAt requires).
 //
 // Failures to log (log full, log write error) never fail data I/O: logging
 // stops for good, Status ends in "logging_disabled", and Err returns the
 // cause. A write, discard or flush that fails on the data device returns the
 // error and is not logged (the kernel would log it anyway; the log here
 // describes only what the device acknowledged).
+//
+// A Recorder starts no goroutines; Close only logs what is held and writes
+// the final super block.
 type Recorder struct {
 	dev     Device
 	logDev  io.WriterAt
@@ -84,39 +88,51 @@ type Recorder struct {
 	ops    sync.RWMutex // shared by operations, exclusive for Close
 	closed bool         // guarded by ops
 
-	enabled atomic.Bool // fast path check; the truth is disabled under mu
-
 	mu        sync.Mutex // guards the fields below and serialises log writes
-	unflushed []*pending // completed plain writes and discards, in completion order
+	held      *batch     // completed plain writes and discards, in completion order
 	nextBlock uint64     // next free log block
 	logged    uint64     // entries logged (the kernel's logged_entries)
 	disabled  bool
 	err       error
 	super     []byte // a super block buffer of one sector
+	scratch   []byte // header block (+ small data) buffer for direct entries
 }
 
-// pending is an entry waiting to be logged: its header block (and data).
-type pending struct {
-	flags Flags
-	nr    uint64 // data sectors following the header (0 for discards)
-	buf   []byte // header block, then data
+// batch holds entries waiting for a flush: their header blocks and data
+// back to back, exactly as they will appear in the log, so that a flush
+// logs them with one write.
+type batch struct {
+	buf  []byte
+	ents []batchEntry
 }
 
-var bufPool sync.Pool // of *[]byte
-
-func getBuf(n int) []byte {
-	if bp, ok := bufPool.Get().(*[]byte); ok && cap(*bp) >= n {
-		b := (*bp)[:n]
-		return b
-	}
-	return make([]byte, n)
+type batchEntry struct {
+	off    int    // offset of the header block in buf
+	blocks uint64 // header block plus data blocks
 }
 
-func putBuf(b []byte) {
-	if cap(b) > 4<<20 {
+var batchPool = sync.Pool{New: func() any { return new(batch) }}
+
+func newBatch() *batch { return batchPool.Get().(*batch) }
+
+func (b *batch) free() {
+	if b == nil {
 		return
 	}
-	bufPool.Put(&b)
+	if cap(b.buf) > 64<<20 {
+		b.buf = nil // do not keep huge buffers alive
+	}
+	b.buf, b.ents = b.buf[:0], b.ents[:0]
+	batchPool.Put(b)
+}
+
+// add appends an entry: a header block (sector, nr, flags) and data.
+func (b *batch) add(s int, sector, nr uint64, flags Flags, data []byte) {
+	off := len(b.buf)
+	b.buf = append(b.buf, make([]byte, s)...)
+	putHeader(b.buf[off:], sector, nr, flags, "")
+	b.buf = append(b.buf, data...)
+	b.ents = append(b.ents, batchEntry{off: off, blocks: 1 + uint64(len(data)/s)})
 }
 
 // New returns a Recorder that passes I/O to dev and logs it to logDev. It
@@ -130,7 +146,7 @@ func New(dev Device, logDev io.WriterAt, o Options) (*Recorder, error) {
 	if s < 0 || !validSectorSize(uint64(s)) {
 		return nil, fmt.Errorf("%w: %d", ErrBadSectorSize, o.SectorSize)
 	}
-	r := &Recorder{dev: dev, logDev: logDev, s: s, logSize: -1, durable: o.Durable, nextBlock: 1}
+	r := &Recorder{dev: dev, logDev: logDev, s: s, logSize: -1, durable: o.Durable, nextBlock: 1, held: newBatch()}
 	switch {
 	case o.LogSize > 0:
 		r.logSize = o.LogSize
@@ -145,6 +161,7 @@ func New(dev Device, logDev io.WriterAt, o Options) (*Recorder, error) {
 		return nil, fmt.Errorf("%w: log device of %d bytes cannot hold one entry", ErrLogFull, r.logSize)
 	}
 	r.super = make([]byte, s)
+	r.scratch = make([]byte, s)
 	putSuper(r.super, 0, s)
 	if _, err := logDev.WriteAt(r.super, 0); err != nil {
 		return nil, fmt.Errorf("logwrites: writing the super block: %w", err)
@@ -154,7 +171,6 @@ func New(dev Device, logDev io.WriterAt, o Options) (*Recorder, error) {
 			return nil, fmt.Errorf("logwrites: syncing the log: %w", err)
 		}
 	}
-	r.enabled.Store(true)
 	return r, nil
 }
 
@@ -192,22 +208,11 @@ func (r *Recorder) WriteAtFlags(p []byte, off int64, f WriteFlags) (int, error) 
 	if r.closed {
 		return 0, ErrClosed
 	}
-	var pend *pending
-	if r.enabled.Load() {
-		// Copy the data at submission, as the kernel does.
-		nr := uint64(len(p) / r.s)
-		buf := getBuf(r.s + len(p))
-		clear(buf[:r.s])
-		putHeader(buf, uint64(off)/uint64(r.s), nr, Flags(f), "")
-		copy(buf[r.s:], p)
-		pend = &pending{flags: Flags(f), nr: nr, buf: buf}
-	}
-	var spliced []*pending
+	var spliced *batch
 	if f&Preflush != 0 {
 		spliced = r.splice()
 		if err := syncDev(r.dev); err != nil {
 			r.unsplice(spliced)
-			r.drop(pend)
 			return 0, err
 		}
 	}
@@ -217,10 +222,21 @@ func (r *Recorder) WriteAtFlags(p []byte, off int64, f WriteFlags) (int, error) 
 	}
 	if err != nil {
 		r.unsplice(spliced)
-		r.drop(pend)
 		return n, err
 	}
-	r.complete(pend, spliced)
+	sector, nr := uint64(off)/uint64(r.s), uint64(len(p)/r.s)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case f&Preflush != 0:
+		r.logBatchLocked(spliced)
+		r.logDirectLocked(sector, nr, Flags(f), "", p)
+		r.flushedLocked()
+	case f&FUA != 0:
+		r.logDirectLocked(sector, nr, Flags(f), "", p)
+	case !r.disabled:
+		r.held.add(r.s, sector, nr, Flags(f), p)
+	}
 	return n, nil
 }
 
@@ -244,14 +260,11 @@ func (r *Recorder) flush(flags Flags) error {
 		r.unsplice(spliced)
 		return err
 	}
-	var pend *pending
-	if r.enabled.Load() {
-		buf := getBuf(r.s)
-		clear(buf)
-		putHeader(buf, 0, 0, flags, "")
-		pend = &pending{flags: flags, buf: buf}
-	}
-	r.complete(pend, spliced)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.logBatchLocked(spliced)
+	r.logDirectLocked(0, 0, flags, "", nil)
+	r.flushedLocked()
 	return nil
 }
 
@@ -270,20 +283,16 @@ func (r *Recorder) Discard(off, n int64) error {
 	if r.closed {
 		return ErrClosed
 	}
-	var pend *pending
-	if r.enabled.Load() {
-		buf := getBuf(r.s)
-		clear(buf)
-		putHeader(buf, uint64(off)/uint64(r.s), uint64(n)/uint64(r.s), FlagDiscard, "")
-		pend = &pending{flags: FlagDiscard, buf: buf}
-	}
 	if d, ok := r.dev.(discarder); ok {
 		if err := d.Discard(off, n); err != nil {
-			r.drop(pend)
 			return err
 		}
 	}
-	r.complete(pend, nil)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.disabled {
+		r.held.add(r.s, uint64(off)/uint64(r.s), uint64(n)/uint64(r.s), FlagDiscard, nil)
+	}
 	return nil
 }
 
@@ -306,20 +315,13 @@ func (r *Recorder) Mark(name string) error {
 	if r.closed {
 		return ErrClosed
 	}
-	return r.mark(name)
-}
-
-func (r *Recorder) mark(name string) error {
-	buf := getBuf(r.s)
-	clear(buf)
-	putHeader(buf, 0, 0, FlagMark, name)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.disabled {
-		putBuf(buf)
-		return fmt.Errorf("mark %q: %w", name, r.err)
-	}
-	r.logLocked(&pending{flags: FlagMark, buf: buf})
+	return r.markLocked(name)
+}
+
+func (r *Recorder) markLocked(name string) error {
+	r.logDirectLocked(0, 0, FlagMark, name, nil)
 	if r.disabled {
 		return fmt.Errorf("mark %q: %w", name, r.err)
 	}
@@ -360,15 +362,11 @@ func (r *Recorder) Close() error {
 	}
 	r.closed = true
 	r.mu.Lock()
-	held := r.unflushed
-	r.unflushed = nil
-	for _, p := range held {
-		r.logLocked(p)
-	}
-	r.mu.Unlock()
-	_ = r.mark(EndMark) // an error here is also in r.err
-	r.mu.Lock()
 	defer r.mu.Unlock()
+	held := r.held
+	r.held = nil
+	r.logBatchLocked(held)
+	_ = r.markLocked(EndMark) // an error here is also in r.err
 	if r.err != nil {
 		return r.err
 	}
@@ -387,83 +385,120 @@ func (r *Recorder) aligned(op string, off, n int64) error {
 }
 
 // splice takes the writes completed so far, for a flush being issued.
-func (r *Recorder) splice() []*pending {
+func (r *Recorder) splice() *batch {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	l := r.unflushed
-	r.unflushed = nil
-	return l
+	b := r.held
+	r.held = newBatch()
+	return b
 }
 
 // unsplice puts back the writes of a flush that failed, ahead of later ones.
-func (r *Recorder) unsplice(l []*pending) {
-	if len(l) == 0 {
+func (r *Recorder) unsplice(b *batch) {
+	if b == nil {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.unflushed = append(l, r.unflushed...)
-}
-
-func (r *Recorder) drop(p *pending) {
-	if p != nil {
-		putBuf(p.buf)
-	}
-}
-
-// complete handles the completion of an operation: p (nil if logging was
-// off at submission) and, for a flush, the writes spliced at its issue.
-func (r *Recorder) complete(p *pending, spliced []*pending) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.disabled {
-		for _, q := range spliced {
-			putBuf(q.buf)
-		}
-		r.drop(p)
+	if r.disabled || len(b.ents) == 0 {
+		b.free()
 		return
 	}
-	switch {
-	case p != nil && p.flags&FlagFlush != 0:
-		for _, q := range spliced {
-			r.logLocked(q)
-		}
-		r.logLocked(p)
-		if r.durable && !r.disabled {
-			r.writeSuperLocked()
-		}
-	case p != nil && p.flags&FlagFUA != 0:
-		r.logLocked(p)
-	case p != nil:
-		r.unflushed = append(r.unflushed, p)
-	default:
-		// Logging was disabled at submission: nothing to log. A flush
-		// with no entry still owes its spliced writes nothing.
-		for _, q := range spliced {
-			putBuf(q.buf)
-		}
+	later := r.held
+	for _, e := range later.ents {
+		b.ents = append(b.ents, batchEntry{off: e.off + len(b.buf), blocks: e.blocks})
+	}
+	b.buf = append(b.buf, later.buf...)
+	later.free()
+	r.held = b
+}
+
+// flushedLocked finishes a flush: with Durable, the log is synced and the
+// count rewritten so that the log survives a crash up to this flush.
+func (r *Recorder) flushedLocked() {
+	if r.durable && !r.disabled {
+		r.writeSuperLocked()
 	}
 }
 
-// logLocked appends one entry to the log, as the kernel's log thread does.
-// r.mu is held.
-func (r *Recorder) logLocked(p *pending) {
-	defer putBuf(p.buf)
-	if r.disabled {
+// reserveLocked allocates blocks for the next entry as the kernel's log
+// thread does (the position advances, then the end is checked: the last
+// block of the log is never used) and counts it. It returns false, having
+// disabled logging, if the log is full.
+func (r *Recorder) reserveLocked(blocks uint64) (pos uint64, ok bool) {
+	pos = r.nextBlock
+	r.nextBlock += blocks
+	if r.logSize >= 0 && r.nextBlock*uint64(r.s) >= uint64(r.logSize) {
+		r.disableLocked(ErrLogFull)
+		return 0, false
+	}
+	r.logged++
+	return pos, true
+}
+
+// logBatchLocked logs held entries, with one log write when they fit.
+func (r *Recorder) logBatchLocked(b *batch) {
+	defer b.free()
+	if b == nil || r.disabled || len(b.ents) == 0 {
+		return
+	}
+	total := uint64(len(b.buf) / r.s)
+	if r.logSize >= 0 && (r.nextBlock+total)*uint64(r.s) >= uint64(r.logSize) {
+		// The log fills up within the batch: go entry by entry, to stop
+		// exactly where the kernel would.
+		for _, e := range b.ents {
+			pos, ok := r.reserveLocked(e.blocks)
+			if !ok {
+				return
+			}
+			end := e.off + int(e.blocks)*r.s
+			if _, err := r.logDev.WriteAt(b.buf[e.off:end], int64(pos)*int64(r.s)); err != nil {
+				r.disableLocked(fmt.Errorf("writing entry %d at block %d: %w", r.logged-1, pos, err))
+				return
+			}
+		}
 		return
 	}
 	pos := r.nextBlock
-	r.nextBlock += 1 + p.nr
-	if r.logSize >= 0 && r.nextBlock*uint64(r.s) >= uint64(r.logSize) {
-		r.disableLocked(ErrLogFull)
+	first := r.logged
+	r.nextBlock += total
+	r.logged += uint64(len(b.ents))
+	if _, err := r.logDev.WriteAt(b.buf, int64(pos)*int64(r.s)); err != nil {
+		r.disableLocked(fmt.Errorf("writing entries %d-%d at block %d: %w", first, r.logged-1, pos, err))
+	}
+}
+
+// logDirectLocked logs one entry at once: a FUA write, a flush, a mark. The
+// super block is rewritten after a FUA or MARK entry.
+func (r *Recorder) logDirectLocked(sector, nr uint64, flags Flags, mark string, data []byte) {
+	if r.disabled {
 		return
 	}
-	r.logged++
-	if _, err := r.logDev.WriteAt(p.buf, int64(pos)*int64(r.s)); err != nil {
+	pos, ok := r.reserveLocked(1 + uint64(len(data)/r.s))
+	if !ok {
+		return
+	}
+	off := int64(pos) * int64(r.s)
+	hdr := r.scratch[:r.s]
+	clear(hdr)
+	putHeader(hdr, sector, nr, flags, mark)
+	var err error
+	if len(data) <= 16<<10 {
+		// Small: one write of header and data.
+		buf := append(hdr, data...)
+		_, err = r.logDev.WriteAt(buf, off)
+		r.scratch = buf[:0]
+	} else {
+		// Large: the header, then the data straight from the caller.
+		if _, err = r.logDev.WriteAt(hdr, off); err == nil {
+			_, err = r.logDev.WriteAt(data, off+int64(r.s))
+		}
+	}
+	if err != nil {
 		r.disableLocked(fmt.Errorf("writing entry %d at block %d: %w", r.logged-1, pos, err))
 		return
 	}
-	if p.flags&(FlagFUA|FlagMark) != 0 {
+	if flags&(FlagFUA|FlagMark) != 0 {
 		r.writeSuperLocked()
 	}
 }
@@ -495,12 +530,11 @@ func (r *Recorder) disableLocked(cause error) {
 		return
 	}
 	r.disabled = true
-	r.enabled.Store(false)
 	r.err = fmt.Errorf("%w: %w", ErrLoggingDisabled, cause)
-	for _, q := range r.unflushed {
-		putBuf(q.buf)
+	if r.held != nil {
+		r.held.free()
+		r.held = newBatch()
 	}
-	r.unflushed = nil
 }
 
 func syncDev(w any) error {

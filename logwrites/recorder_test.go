@@ -570,3 +570,48 @@ func TestCommentOrderingExample(t *testing.T) {
 	<-done[d] // CFUAd
 	require.Equal(t, []entrySig{W(3, 1), W(1, 1), F(), WF(FlagFUA, 4, 1), W(2, 1), M(EndMark)}, closedSigs(t, rec, logDev))
 }
+
+// Log full in the middle of the held writes a flush logs: the entries that
+// fit are logged, the rest and the flush are dropped, as in the kernel.
+func TestLogFullInBatch(t *testing.T) {
+	dev, logDev := testdev.NewMemory(1<<20), testdev.NewMemory(1<<20)
+	// Super + 3 entries of 2 blocks fit below block 8 (the last block is never used).
+	rec, err := New(dev, logDev, Options{LogSize: 9 * 512})
+	require.NoError(t, err)
+	require.NoError(t, rec.Mark("a")) // block 1; super count 1
+	for i := range 5 {
+		_, err := rec.WriteAt(fill(512, byte(i+1)), int64(i)*512)
+		require.NoError(t, err)
+	}
+	require.NoError(t, rec.Sync(), "data I/O goes on")
+	require.ErrorIs(t, rec.Err(), ErrLogFull)
+	require.Equal(t, "4 9 logging_disabled", rec.Status())
+	require.ErrorIs(t, rec.Close(), ErrLogFull)
+	// The super still says 1 (the last FUA/MARK); the entries that made it
+	// are intact after it.
+	img := logDev.Bytes()
+	l := openBytes(t, img)
+	require.Equal(t, []entrySig{M("a")}, sigs(allEntries(t, l)))
+	copy(img[16:], le64(4))
+	require.Equal(t, []entrySig{M("a"), W(0, 1), W(1, 1), W(2, 1)}, sigs(allEntries(t, openBytes(t, img))))
+	require.Equal(t, fill(512, 5), dev.Bytes()[2048:2560])
+}
+
+// A log write error while logging held writes disables logging.
+func TestLogWriteErrorInBatch(t *testing.T) {
+	logMem := testdev.NewMemory(1 << 20)
+	logDev := testdev.NewFaulty(logMem)
+	rec, err := New(testdev.NewMemory(1<<20), logDev, Options{})
+	require.NoError(t, err)
+	_, err = rec.WriteAt(fill(512, 1), 0)
+	require.NoError(t, err)
+	logDev.Add(testdev.Rule{Op: testdev.OpWrite})
+	require.NoError(t, rec.Sync())
+	require.ErrorIs(t, rec.Err(), testdev.ErrInjected)
+	require.Contains(t, rec.Status(), "logging_disabled")
+	logDev.Clear()
+	_, err = rec.WriteAt(fill(512, 2), 512)
+	require.NoError(t, err)
+	require.ErrorIs(t, rec.Close(), ErrLoggingDisabled)
+	require.Equal(t, uint64(0), openBytes(t, logMem.Bytes()).NumEntries())
+}

@@ -466,3 +466,34 @@ func footprint(t testing.TB, cli *clientv3.Client, prefix string) (keys, bytes i
 	}
 	return keys, bytes
 }
+
+// TestOneJanitor: exactly one live node is the elected janitor; when it
+// dies another takes over.
+func TestOneJanitor(t *testing.T) {
+	c := startCluster(t, 1)
+	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: time.Second}
+	nodes := []*Log{openNode(t, c.client(t), o, "a"), openNode(t, c.client(t), o, "b"), openNode(t, c.client(t), o, "c")}
+	janitors := func() (n int, who int) {
+		for i, l := range nodes {
+			if !l.closed.Load() && l.janitoring.Load() {
+				n, who = n+1, i
+			}
+		}
+		return n, who
+	}
+	eventually(t, 10*time.Second, func() bool { n, _ := janitors(); return n == 1 }, "no single janitor elected")
+	_, who := janitors()
+	survivor := nodes[(who+1)%3]
+	survivor.MarkRegion(1)
+	require.NoError(t, survivor.Flush(testCtx(t)))
+	nodes[who].MarkRegion(50)
+	require.NoError(t, nodes[who].Flush(testCtx(t)))
+	nodes[who].abandon()
+	eventually(t, 10*time.Second, func() bool { n, w := janitors(); return n == 1 && w != who }, "no new janitor after the first died")
+	// The new janitor reaped the old one's marks, and nobody else's.
+	eventually(t, 10*time.Second, func() bool { in, _ := survivor.InSync(nb, 50); return !in }, "the dead janitor's marks were not reaped")
+	in, err := survivor.InSync(testCtx(t), 1)
+	require.NoError(t, err)
+	require.True(t, in)
+	require.EqualValues(t, 99, survivor.SyncCount())
+}

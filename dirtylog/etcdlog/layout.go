@@ -123,11 +123,15 @@ func (k keys) parse(key string) (parsedKey, bool) {
 }
 
 // Meta is the value of the meta key: the log's geometry and the version of
-// its layout. It is written once, when the first node creates the log.
+// its layout. It is written once, when the first node creates the log. It
+// is a plain value, safe to copy and share.
 type Meta struct {
-	Format       int    `json:"format"`
-	RegionSize   int64  `json:"regionSize"`
-	RegionCount  uint64 `json:"regionCount"`
+	// Format is the layout version (FormatVersion).
+	Format int `json:"format"`
+	// RegionSize in bytes and RegionCount: the log's geometry.
+	RegionSize  int64  `json:"regionSize"`
+	RegionCount uint64 `json:"regionCount"`
+	// ChunkRegions is how many regions one chunk key holds.
 	ChunkRegions uint64 `json:"chunkRegions"`
 	// Created is the sync mode the log was created with ("", "sync",
 	// "nosync"); informational.

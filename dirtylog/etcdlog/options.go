@@ -15,7 +15,9 @@ const DefaultLeaseTTL = 10 * time.Second
 // DefaultPrefix is the key prefix used when Options.Prefix is empty.
 const DefaultPrefix = "/dirtylog/"
 
-// Options configures one node's view of a clustered log.
+// Options configures one node's view of a clustered log. It is a plain
+// value: Open copies it, and the callbacks it holds may be called from
+// the Log's goroutines.
 type Options struct {
 	// Name names the log: every node of one mirror opens the same Name.
 	// It must be non-empty, at most 128 bytes, without '/' or spaces.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/dmlog/dmlog/internal/testdev"
@@ -54,7 +55,25 @@ type kernelManifest struct {
 	} `json:"steps"`
 }
 
+var kernelOnce struct {
+	sync.Mutex
+	log, data []byte
+	m         kernelManifest
+}
+
+// loadKernel returns the kernel fixture (decompressed and checked once per
+// test binary; callers must not modify the slices).
 func loadKernel(t testing.TB) (logImg, dataImg []byte, m kernelManifest) {
+	t.Helper()
+	kernelOnce.Lock()
+	defer kernelOnce.Unlock()
+	if kernelOnce.log == nil {
+		kernelOnce.log, kernelOnce.data, kernelOnce.m = loadKernelFiles(t)
+	}
+	return kernelOnce.log, kernelOnce.data, kernelOnce.m
+}
+
+func loadKernelFiles(t testing.TB) (logImg, dataImg []byte, m kernelManifest) {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(kernelDir, "manifest.json"))
 	require.NoError(t, err)

@@ -26,6 +26,25 @@
 // Options.Durable the log device is also synced at every flush, so the log
 // read after a crash of the recording program is a clean prefix.
 //
+// # Reading and replaying
+//
+// Open validates the super block; Log.Entries validates each entry as
+// fstests' replay-log does (all-zero headers, junk after the 32-byte
+// header, MARK combined with another flag are malformed, named by their log
+// block) and also checks that sizes do not overflow and that each write's
+// data is present, so a truncated log or a count beyond the data is an
+// error (wrapping ErrTruncated) rather than a short replay. Replay and Find
+// take every replay-log option (ReplayOptions) and fix its pitfalls: a
+// missing end mark is an error before anything is written, discards always
+// zero their range, the sector range filters discards too, and a checker
+// fails by error or panic. The command examples/replay-log is a drop-in
+// replay-log built on them.
+//
+// Errors wrap the package's sentinel errors (ErrMalformed, ErrTruncated,
+// ErrUnaligned, ErrLoggingDisabled, ...) with context; *EntryError and
+// *ReplayError say which entry, at which log block, and how many entries
+// had been applied.
+//
 // # Concurrency
 //
 // A Recorder is safe for concurrent use by many goroutines. A Log is

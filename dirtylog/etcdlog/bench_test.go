@@ -95,7 +95,7 @@ func pct(lat []time.Duration, p float64) float64 {
 	if len(lat) == 0 {
 		return 0
 	}
-	return float64(lat[min(len(lat)-1, int(float64(len(lat))*p))].Microseconds())
+	return float64(lat[min(len(lat)-1, int(float64(len(lat))*p))].Nanoseconds()) / 1e3
 }
 
 // BenchmarkFlush32Marks: the latency of a flush carrying 32 marks (and 32

@@ -46,6 +46,7 @@ type cache struct {
 	cursor  uint64                    // this node's resync cursor
 	corrupt error                     // first undecodable value seen
 	tmp     []uint64
+	utmp    []uint64
 }
 
 // markChunk is one node's marks in one chunk, as stored at mod.
@@ -64,6 +65,7 @@ func newCache(k keys, self string, count, chunk uint64) *cache {
 		pristine: make([]atomic.Uint64, nw),
 		changed:  make(chan struct{}),
 		tmp:      make([]uint64, chunk/64),
+		utmp:     make([]uint64, chunk/64),
 	}
 	c.syncMod = make([]int64, c.nchunks)
 	c.prisMod = make([]int64, c.nchunks)
@@ -213,6 +215,8 @@ func (c *cache) putLocked(kv *mvccpb.KeyValue) {
 			mc = &markChunk{words: make([]uint64, (c.chunkBits(pk.chunk)+63)/64)}
 			m[pk.chunk] = mc
 		}
+		old := c.utmp[:len(mc.words)]
+		copy(old, mc.words)
 		if err := decodeChunk(kv.Value, c.chunkBits(pk.chunk), mc.words); err != nil {
 			c.noteCorruptLocked(kv.Key, err)
 			clear(mc.words)
@@ -222,7 +226,7 @@ func (c *cache) putLocked(kv *mvccpb.KeyValue) {
 			}
 		}
 		mc.mod = kv.ModRevision
-		c.unionLocked(pk.chunk)
+		c.unionLocked(pk.node, pk.chunk, old, mc.words)
 	case kindPristine:
 		if pk.chunk >= c.nchunks {
 			c.noteCorruptLocked(kv.Key, ErrCorrupt)
@@ -275,12 +279,13 @@ func (c *cache) deleteLocked(kv *mvccpb.KeyValue) {
 		c.recov = ""
 	case kindMark:
 		if m := c.marks[pk.node]; m != nil {
+			mc := m[pk.chunk]
 			delete(m, pk.chunk)
 			if len(m) == 0 {
 				delete(c.marks, pk.node)
 			}
-			if pk.chunk < c.nchunks {
-				c.unionLocked(pk.chunk)
+			if mc != nil {
+				c.unionLocked(pk.node, pk.chunk, mc.words, nil)
 			}
 		}
 	case kindClaim:
@@ -319,20 +324,36 @@ func (c *cache) pullCursorLocked(r uint64) {
 	}
 }
 
-// unionLocked recomputes others for chunk i.
-func (c *cache) unionLocked(i int) {
-	lo, hi := c.chunkWords(i)
-	for j := lo; j < hi; j++ {
+// unionLocked updates others after node's marks in chunk i changed from
+// old to new (nil: deleted). Words that only gained bits are OR-ed in;
+// a word that lost bits is recomputed from every other node's marks.
+func (c *cache) unionLocked(node string, i int, old, new []uint64) {
+	if node == c.self {
+		return
+	}
+	lo, _ := c.chunkWords(i)
+	for j, o := range old {
+		var n uint64
+		if new != nil {
+			n = new[j]
+		}
+		if o == n {
+			continue
+		}
+		if o&^n == 0 {
+			c.others[lo+j].Or(n)
+			continue
+		}
 		var u uint64
-		for node, m := range c.marks {
-			if node == c.self {
+		for other, m := range c.marks {
+			if other == c.self {
 				continue
 			}
 			if mc := m[i]; mc != nil {
-				u |= mc.words[j-lo]
+				u |= mc.words[j]
 			}
 		}
-		c.others[j].Store(u)
+		c.others[lo+j].Store(u)
 	}
 }
 

@@ -114,3 +114,27 @@ func ExampleDial_unreachable() {
 	// true
 	// dirtylog: operation would block
 }
+
+// The kernel's table grammar builds a client through the dirtylog
+// registry once the "userspace" type knows where the server is.
+func ExampleRegisterUserspace() {
+	dir, _ := os.MkdirTemp("", "dmlog")
+	defer os.RemoveAll(dir)
+	l, _ := remote.ListenUnix(filepath.Join(dir, "log.sock"))
+	srv := remote.NewServer(remote.ServerOptions{})
+	go srv.Serve(l)
+	defer srv.Close()
+
+	if err := remote.RegisterUserspace("unix", l.Addr().String(), remote.ClientOptions{Node: 1}); err != nil {
+		panic(err)
+	}
+	// userspace 4 volume-4 integrated_flush clustered-core 1024
+	log, err := dirtylog.New("userspace", []string{"volume-4", "integrated_flush", "clustered-core", "1024"},
+		dirtylog.Env{DeviceSize: 1 << 30})
+	if err != nil {
+		panic(err)
+	}
+	defer log.Close()
+	fmt.Printf("%q %d regions\n", log.Table(), log.RegionCount())
+	// Output: "userspace 4 volume-4 integrated_flush clustered-core 1024 " 2048 regions
+}

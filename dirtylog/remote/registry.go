@@ -25,7 +25,11 @@ import (
 // The type is not registered by default because it needs the server's
 // address. Registering twice fails with dirtylog.ErrExists.
 func RegisterUserspace(network, address string, base ClientOptions) error {
-	return dirtylog.Register("userspace", func(args []string, env dirtylog.Env) (dirtylog.Log, error) {
+	return registerUserspace("userspace", network, address, base)
+}
+
+func registerUserspace(name, network, address string, base ClientOptions) error {
+	return dirtylog.Register(name, func(args []string, env dirtylog.Env) (dirtylog.Log, error) {
 		o, err := parseUserspaceArgs(args, base)
 		if err != nil {
 			return nil, err

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -10,14 +11,20 @@ import (
 	"github.com/dmlog/dmlog/dirtylog"
 )
 
+var regSeq int
+
 func TestRegisterUserspace(t *testing.T) {
 	checkGoroutines(t)
 	ts := startServer(t, ServerOptions{})
-	require.NoError(t, RegisterUserspace("unix", ts.path, ClientOptions{Node: 3}))
-	require.ErrorIs(t, RegisterUserspace("unix", ts.path, ClientOptions{}), dirtylog.ErrExists)
+	// (ExampleRegisterUserspace registers the real name; a fresh name per
+	// run keeps -count=N working.)
+	regSeq++
+	name := fmt.Sprintf("userspace-test%d", regSeq)
+	require.NoError(t, registerUserspace(name, "unix", ts.path, ClientOptions{Node: 3}))
+	require.ErrorIs(t, registerUserspace(name, "unix", ts.path, ClientOptions{}), dirtylog.ErrExists)
 	env := dirtylog.Env{DeviceSize: tDevice}
 
-	l, err := dirtylog.New("userspace", []string{"reg-uuid", "Integrated_Flush", "clustered-core", tRS, "nosync"}, env)
+	l, err := dirtylog.New(name, []string{"reg-uuid", "Integrated_Flush", "clustered-core", tRS, "nosync"}, env)
 	require.NoError(t, err)
 	require.Equal(t, "userspace 5 reg-uuid integrated_flush clustered-core 128 nosync ", l.Table())
 	require.Equal(t, "1 clustered-core", l.Status())
@@ -27,7 +34,7 @@ func TestRegisterUserspace(t *testing.T) {
 	require.NoError(t, l.Flush(context.Background()))
 	require.NoError(t, l.Close())
 
-	l, err = dirtylog.New("userspace", []string{"u2", "clustered-core", tRS}, env)
+	l, err = dirtylog.New(name, []string{"u2", "clustered-core", tRS}, env)
 	require.NoError(t, err)
 	require.Equal(t, "userspace 3 u2 clustered-core 128 ", l.Table())
 	require.NoError(t, l.Close())
@@ -38,7 +45,7 @@ func TestRegisterUserspace(t *testing.T) {
 		{strings.Repeat("u", 129), "clustered-core", tRS},
 		{"u", "clustered-core", "1000"},
 	} {
-		_, err := dirtylog.New("userspace", args, env)
+		_, err := dirtylog.New(name, args, env)
 		require.ErrorIs(t, err, dirtylog.ErrBadArgs, "%q", args)
 	}
 }

@@ -57,6 +57,13 @@ type Options struct {
 	// recording program is a clean prefix ending at the last flush, FUA or
 	// mark. The kernel does not do this.
 	Durable bool
+	// ReadModifyWrite accepts writes not aligned to the sector size: the
+	// partial sectors at either end are read from the data device, merged,
+	// and the whole sectors written and logged. Such writes are serialised
+	// with each other, but an aligned write racing one to the same sector
+	// may be lost, as on a real device. Without it, unaligned writes fail
+	// with ErrUnaligned. Discards must always be aligned.
+	ReadModifyWrite bool
 }
 
 // Recorder wraps a data device and records every write, discard, flush and
@@ -84,6 +91,8 @@ type Recorder struct {
 	s       int
 	logSize int64 // -1: unlimited
 	durable bool
+	rmw     bool
+	rmwMu   sync.Mutex // serialises read-modify-write cycles
 
 	ops    sync.RWMutex // shared by operations, exclusive for Close
 	closed bool         // guarded by ops
@@ -146,7 +155,7 @@ func New(dev Device, logDev io.WriterAt, o Options) (*Recorder, error) {
 	if s < 0 || !validSectorSize(uint64(s)) {
 		return nil, fmt.Errorf("%w: %d", ErrBadSectorSize, o.SectorSize)
 	}
-	r := &Recorder{dev: dev, logDev: logDev, s: s, logSize: -1, durable: o.Durable, nextBlock: 1, held: newBatch()}
+	r := &Recorder{dev: dev, logDev: logDev, s: s, logSize: -1, durable: o.Durable, rmw: o.ReadModifyWrite, nextBlock: 1, held: newBatch()}
 	switch {
 	case o.LogSize > 0:
 		r.logSize = o.LogSize
@@ -182,7 +191,8 @@ func (r *Recorder) ReadAt(p []byte, off int64) (int, error) { return r.dev.ReadA
 
 // WriteAt writes p at off on the data device and logs it as a plain write,
 // held until the next flush. off and len(p) must be multiples of the sector
-// size (ErrUnaligned otherwise, and nothing is written).
+// size (ErrUnaligned otherwise, and nothing is written) unless
+// Options.ReadModifyWrite is set.
 func (r *Recorder) WriteAt(p []byte, off int64) (int, error) { return r.WriteAtFlags(p, off, 0) }
 
 // WriteAtFlags writes p at off with request flags (Preflush, FUA,
@@ -195,7 +205,10 @@ func (r *Recorder) WriteAtFlags(p []byte, off int64, f WriteFlags) (int, error) 
 		return 0, fmt.Errorf("logwrites: unknown write flags %#x", uint8(f))
 	}
 	if err := r.aligned("write", off, int64(len(p))); err != nil {
-		return 0, err
+		if !r.rmw || off < 0 {
+			return 0, err
+		}
+		return r.readModifyWrite(p, off, f)
 	}
 	if len(p) == 0 {
 		if f&Preflush != 0 {
@@ -238,6 +251,35 @@ func (r *Recorder) WriteAtFlags(p []byte, off int64, f WriteFlags) (int, error) 
 		r.held.add(r.s, sector, nr, Flags(f), p)
 	}
 	return n, nil
+}
+
+// readModifyWrite widens an unaligned write to whole sectors.
+func (r *Recorder) readModifyWrite(p []byte, off int64, f WriteFlags) (int, error) {
+	if len(p) == 0 {
+		return r.WriteAtFlags(nil, off&^int64(r.s-1), f)
+	}
+	s := int64(r.s)
+	start := off / s * s
+	end := (off + int64(len(p)) + s - 1) / s * s
+	buf := make([]byte, end-start)
+	r.rmwMu.Lock()
+	defer r.rmwMu.Unlock()
+	// Only the partial sectors at the ends need reading.
+	if off != start {
+		if err := readFull(r.dev, buf[:s], start); err != nil {
+			return 0, fmt.Errorf("logwrites: read-modify-write of sector at %d: %w", start, err)
+		}
+	}
+	if tail := end - s; (off+int64(len(p)))%s != 0 && (tail != start || off == start) {
+		if err := readFull(r.dev, buf[tail-start:], tail); err != nil {
+			return 0, fmt.Errorf("logwrites: read-modify-write of sector at %d: %w", tail, err)
+		}
+	}
+	copy(buf[off-start:], p)
+	if _, err := r.WriteAtFlags(buf, start, f); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // Sync flushes the data device (REQ_PREFLUSH). The writes and discards that

@@ -615,3 +615,48 @@ func TestLogWriteErrorInBatch(t *testing.T) {
 	require.ErrorIs(t, rec.Close(), ErrLoggingDisabled)
 	require.Equal(t, uint64(0), openBytes(t, logMem.Bytes()).NumEntries())
 }
+
+// Test idea 3, the other choice: with ReadModifyWrite, unaligned writes are
+// widened to whole sectors using the device's current contents.
+func TestReadModifyWrite(t *testing.T) {
+	for _, s := range []int{512, 4096} {
+		dev, logDev := testdev.NewMemory(1<<20), testdev.NewMemory(1<<20)
+		init := make([]byte, 1<<20)
+		for i := range init {
+			init[i] = byte(i % 251)
+		}
+		_, err := dev.WriteAt(init, 0)
+		require.NoError(t, err)
+		rec, err := New(dev, logDev, Options{SectorSize: s, ReadModifyWrite: true})
+		require.NoError(t, err)
+		model := bytes.Clone(init)
+		cases := []struct {
+			off int64
+			n   int
+			f   WriteFlags
+		}{
+			{300, 100, 0},                     // inside one sector
+			{int64(s) - 10, 20, 0},            // across a sector boundary
+			{int64(3 * s), s + 7, FUA},        // aligned start, ragged end
+			{int64(5*s) + 1, 2*s - 1, 0},      // ragged start, aligned end
+			{int64(8*s) + 5, 3 * s, Preflush}, // both ragged, several sectors
+			{int64(12 * s), s, 0},             // aligned: unchanged path
+		}
+		for i, c := range cases {
+			p := fill(c.n, byte(0xa0+i))
+			n, err := rec.WriteAtFlags(p, c.off, c.f)
+			require.NoError(t, err)
+			require.Equal(t, c.n, n)
+			copy(model[c.off:], p)
+		}
+		require.Equal(t, model, dev.Bytes())
+		require.NoError(t, rec.Close())
+		l := openBytes(t, logDev.Bytes())
+		target := testdev.NewMemoryFrom(init)
+		require.NoError(t, Replay(l, target, ReplayOptions{}))
+		require.Equal(t, model, target.Bytes())
+		es := allEntries(t, l)
+		require.Equal(t, entrySig{FlagFUA, 3, 2, ""}, sigs(es)[0])
+		require.ErrorIs(t, rec.Discard(1, int64(s)), ErrUnaligned)
+	}
+}

@@ -18,6 +18,14 @@ type reply struct {
 	h   Header
 	p   []byte
 	err error
+	i   int // index of the request in its batch
+}
+
+// waiter is where a request's reply goes: the batch's channel (one per
+// roundTrips call, buffered for the whole batch) and the request's index.
+type waiter struct {
+	ch chan reply
+	i  int
 }
 
 type request struct {
@@ -33,9 +41,10 @@ type clientConn struct {
 
 	wmu sync.Mutex
 	bw  *bufio.Writer
+	hb  [HeaderSize]byte // header scratch, under wmu
 
 	mu      sync.Mutex
-	pending map[uint32]chan reply
+	pending map[uint32]waiter
 	err     error
 	done    chan struct{}
 }
@@ -44,7 +53,7 @@ func newClientConn(c *Client, nc net.Conn) *clientConn {
 	cc := &clientConn{
 		c: c, nc: nc,
 		bw:      bufio.NewWriterSize(nc, 64<<10),
-		pending: map[uint32]chan reply{},
+		pending: map[uint32]waiter{},
 		done:    make(chan struct{}),
 	}
 	c.wg.Add(1)
@@ -83,11 +92,12 @@ func (cc *clientConn) readLoop() {
 
 func (cc *clientConn) deliver(seq uint32, r reply) {
 	cc.mu.Lock()
-	ch := cc.pending[seq]
+	w, ok := cc.pending[seq]
 	delete(cc.pending, seq)
 	cc.mu.Unlock()
-	if ch != nil {
-		ch <- r // buffered; a late reply to an abandoned seq is dropped
+	if ok {
+		r.i = w.i
+		w.ch <- r // buffered for the batch; a reply to an abandoned seq is dropped
 	}
 }
 
@@ -104,8 +114,8 @@ func (cc *clientConn) fail(err error) {
 	close(cc.done)
 	cc.mu.Unlock()
 	cc.nc.Close()
-	for _, ch := range pending {
-		ch <- reply{err: err}
+	for _, w := range pending {
+		w.ch <- reply{err: err, i: w.i}
 	}
 	cc.c.connLost(cc, err)
 }
@@ -122,8 +132,9 @@ func (cc *clientConn) failed() bool {
 // roundTrips sends reqs in order (pipelined, one write) and waits for
 // every reply. A reply carrying an error is returned as a *RemoteError.
 func (cc *clientConn) roundTrips(ctx context.Context, uuid string, node NodeID, reqs []request) ([]reply, error) {
-	chans := make([]chan reply, len(reqs))
-	seqs := make([]uint32, len(reqs))
+	ch := make(chan reply, len(reqs))
+	var seq0 [8]uint32
+	seqs := seq0[:0]
 	cc.mu.Lock()
 	if cc.err != nil {
 		err := cc.err
@@ -131,14 +142,13 @@ func (cc *clientConn) roundTrips(ctx context.Context, uuid string, node NodeID, 
 		return nil, err
 	}
 	for i := range reqs {
-		seqs[i] = cc.c.seq.Add(1)
-		chans[i] = make(chan reply, 1)
-		cc.pending[seqs[i]] = chans[i]
+		s := cc.c.seq.Add(1)
+		seqs = append(seqs, s)
+		cc.pending[s] = waiter{ch, i}
 	}
 	cc.mu.Unlock()
 
 	cc.wmu.Lock()
-	var hb [HeaderSize]byte
 	var werr error
 	if d, ok := ctx.Deadline(); ok {
 		cc.nc.SetWriteDeadline(d)
@@ -147,7 +157,7 @@ func (cc *clientConn) roundTrips(ctx context.Context, uuid string, node NodeID, 
 	}
 	for i, rq := range reqs {
 		h := Header{Version: Version, Seq: seqs[i], Type: rq.t, DataSize: uint32(len(rq.p)), LUID: node, UUID: uuid}
-		if _, werr = cc.bw.Write(appendHeader(hb[:0], &h)); werr != nil {
+		if _, werr = cc.bw.Write(appendHeader(cc.hb[:0], &h)); werr != nil {
 			break
 		}
 		if _, werr = cc.bw.Write(rq.p); werr != nil {
@@ -164,20 +174,20 @@ func (cc *clientConn) roundTrips(ctx context.Context, uuid string, node NodeID, 
 	}
 
 	out := make([]reply, len(reqs))
-	for i, ch := range chans {
+	for range reqs {
 		select {
 		case r := <-ch:
 			if r.err != nil {
-				cc.forget(seqs[i+1:])
+				cc.forget(seqs)
 				return nil, r.err
 			}
 			if r.h.Error != 0 {
-				r.err = &RemoteError{Type: reqs[i].t, Errno: -r.h.Error, Message: string(r.p)}
+				r.err = &RemoteError{Type: reqs[r.i].t, Errno: -r.h.Error, Message: string(r.p)}
 			}
-			out[i] = r
+			out[r.i] = r
 		case <-ctx.Done():
-			cc.forget(seqs[i:])
-			return nil, fmt.Errorf("remote: %v: %w", reqs[i].t, ctx.Err())
+			cc.forget(seqs)
+			return nil, fmt.Errorf("remote: %v: %w", reqs[0].t, ctx.Err())
 		}
 	}
 	return out, nil

@@ -158,7 +158,10 @@ func (e *HeaderError) Unwrap() error { return e.Err }
 // (unknown type, bad UUID, wrong version) are returned as *HeaderError;
 // a bad magic or an oversized payload is returned plainly: the stream
 // cannot be trusted any more.
-func decodeHeader(buf *[HeaderSize]byte) (Header, error) {
+//
+// prevUUID is reused, without allocating, when the frame carries the same
+// UUID (the common case: a connection speaks for one log).
+func decodeHeader(buf *[HeaderSize]byte, prevUUID string) (Header, error) {
 	var h Header
 	if m := binary.LittleEndian.Uint32(buf[0:]); m != Magic {
 		return h, fmt.Errorf("%w: bad magic %#08x", ErrBadFrame, m)
@@ -180,7 +183,11 @@ func decodeHeader(buf *[HeaderSize]byte) (Header, error) {
 	if n > MaxUUIDLen {
 		return h, &HeaderError{h, fmt.Errorf("%w: not NUL-terminated within %d bytes", ErrUUIDTooLong, MaxUUIDLen)}
 	}
-	h.UUID = string(u[:n])
+	if string(u[:n]) == prevUUID {
+		h.UUID = prevUUID
+	} else {
+		h.UUID = string(u[:n])
+	}
 	for _, c := range u[n:] {
 		if c != 0 {
 			return h, &HeaderError{h, fmt.Errorf("%w: bytes after the UUID's NUL", ErrBadFrame)}
@@ -209,9 +216,10 @@ func decodeHeader(buf *[HeaderSize]byte) (Header, error) {
 //
 // A FrameReader is not safe for concurrent use.
 type FrameReader struct {
-	r   io.Reader
-	hdr [HeaderSize]byte
-	buf []byte
+	r    io.Reader
+	hdr  [HeaderSize]byte
+	buf  []byte
+	uuid string // the last frame's UUID
 	// OnHeader, if set, is called once a frame's first byte has been read
 	// and before the rest of it is: a server sets a read deadline there so
 	// a peer stalling mid-frame is dropped, while an idle peer is not.
@@ -241,7 +249,8 @@ func (fr *FrameReader) ReadFrame() (Header, []byte, error) {
 		}
 		return Header{}, nil, err
 	}
-	h, herr := decodeHeader(&fr.hdr)
+	h, herr := decodeHeader(&fr.hdr, fr.uuid)
+	fr.uuid = h.UUID
 	var he *HeaderError
 	if herr != nil && !asHeaderError(herr, &he) {
 		return h, nil, herr

@@ -25,6 +25,7 @@ type serverConn struct {
 	nc      net.Conn // raw, or the TLS conn over it; owned by serve
 	id      uint64
 	members map[memberKey]*hostedLog // owned by the serving goroutine
+	hb      [HeaderSize]byte         // reply header scratch
 }
 
 const maxErrorMessage = 512
@@ -108,8 +109,7 @@ func (sc *serverConn) serve(tcfg *tls.Config) {
 			out = append(out[:0], msg...)
 		}
 		rh.DataSize = uint32(len(out))
-		var hb [HeaderSize]byte
-		bw.Write(appendHeader(hb[:0], &rh))
+		bw.Write(appendHeader(sc.hb[:0], &rh))
 		bw.Write(out)
 		if br.Buffered() == 0 || fatal || bw.Buffered() > 32<<10 {
 			sc.nc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))

@@ -28,7 +28,7 @@ func TestRandomClusterNothingAcknowledgedIsLost(t *testing.T) {
 	}
 	const nodes, regions = 4, 48
 	devs := &memDevices{}
-	ts := startServer(t, ServerOptions{Open: devs.open, DeadAfter: 200 * time.Millisecond})
+	ts := startServer(t, ServerOptions{Open: devs.open, DeadAfter: 400 * time.Millisecond})
 	ctx := context.Background()
 	opts := func(n int) ClientOptions {
 		return ClientOptions{UUID: "random", Node: NodeID(n + 1), DeviceSize: regions * tRegion,
@@ -96,7 +96,7 @@ func TestRandomClusterNothingAcknowledgedIsLost(t *testing.T) {
 		case op < 91: // crash and come back as the same node
 			c.crash()
 			if rng.IntN(2) == 0 {
-				time.Sleep(250 * time.Millisecond) // past DeadAfter: declared dead
+				time.Sleep(450 * time.Millisecond) // past DeadAfter: declared dead
 			}
 			cl[i] = ts.dial(t, opts(i))
 			clear(acked[i])
@@ -123,7 +123,7 @@ func TestRandomClusterNothingAcknowledgedIsLost(t *testing.T) {
 		require.NoError(t, c.Flush(ctx))
 		clear(acked[i])
 	}
-	time.Sleep(300 * time.Millisecond) // past DeadAfter: deaths landed, restart grace over
+	time.Sleep(500 * time.Millisecond) // past DeadAfter: deaths landed, restart grace over
 	for {
 		w, ok, err := cl[0].ResyncWork(ctx)
 		require.NoError(t, err)

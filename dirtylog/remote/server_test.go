@@ -410,7 +410,7 @@ func TestBatching(t *testing.T) {
 		t.Run(fmt.Sprint("integrated=", integrated), func(t *testing.T) {
 			o := coreOpts(fmt.Sprint("batch", integrated), 1, "nosync")
 			o.IntegratedFlush = integrated
-			o.ClearFlushDelay = 100 * time.Millisecond
+			o.ClearFlushDelay = 500 * time.Millisecond
 			c := ts.dial(t, o)
 			defer c.Close()
 			require.Equal(t, []string{"CTR/4", "GET_REGION_SIZE/0", "RESUME/0"}, take())
@@ -464,7 +464,7 @@ func TestBatching(t *testing.T) {
 				c.MarkRegion(9)
 				require.NoError(t, c.Flush(ctx))
 				require.Equal(t, []string{"CLEAR_REGION/1", "FLUSH/1"}, take())
-				time.Sleep(300 * time.Millisecond)
+				time.Sleep(800 * time.Millisecond)
 				require.Empty(t, take(), "a cancelled delayed flush was sent")
 			} else {
 				require.Equal(t, []string{"CLEAR_REGION/1", "MARK_REGION/1", "FLUSH/0"}, got)
@@ -536,7 +536,7 @@ func TestUnreachableAndRedial(t *testing.T) {
 func TestServerRestartKeepsFlushedMarks(t *testing.T) {
 	checkGoroutines(t)
 	devs := &memDevices{}
-	ts := startServer(t, ServerOptions{Open: devs.open, DeadAfter: time.Second})
+	ts := startServer(t, ServerOptions{Open: devs.open, DeadAfter: 2 * time.Second})
 	ctx := context.Background()
 	args := []string{"clustered-disk", "ld", tRS, "nosync"}
 	a := ts.dial(t, ClientOptions{UUID: "restart", Node: 1, DeviceSize: tDevice, Args: args})

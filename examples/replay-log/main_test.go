@@ -215,3 +215,49 @@ func TestGetoptPrefixes(t *testing.T) {
 	_, _, err = getoptLong([]string{"-x"}, "v", table)
 	require.ErrorContains(t, err, "invalid option -- 'x'")
 }
+
+// replay-log's -vv output, recorded from the C tool (xfstests 63a29724) on
+// the kernel log: seeks to a start entry, replayed and skipped entries.
+const goldenVV = `seek entry 0@1: 0, size 0, flags 0x8
+seek entry 1@2: 4096, size 8, flags 0x2
+seek entry 2@11: 0, size 8, flags 0x0
+replaying 3@21: sector 2048, size 65536, flags 0x0(NONE)
+skipping 4@150: sector 8193, size 1536, flags 0x0(NONE)
+replaying 5@154: sector 0, size 0, flags 0x1(FLUSH)
+replaying 6@155: sector 0, size 8192, flags 0x0(NONE)
+replaying 7@172: sector 0, size 0, flags 0x1(FLUSH)
+replaying 8@173: sector 0, size 0, flags 0x8(MARK)
+`
+
+// Likewise for a walk to a start mark and --find.
+const goldenFindVV = `seek entry 0@2: 0, size 0, flags 0x8(MARK)
+seek entry 1@3: 4096, size 8, flags 0x2(FUA)
+seek entry 2@12: 0, size 8, flags 0x0(NONE)
+seek entry 3@21: 2048, size 128, flags 0x0(NONE)
+seek entry 4@150: 8193, size 3, flags 0x0(NONE)
+seek entry 5@154: 0, size 0, flags 0x1(FLUSH)
+seek entry 6@155: 0, size 16, flags 0x0(NONE)
+seek entry 7@172: 0, size 0, flags 0x1(FLUSH)
+seek entry 8@173: 0, size 0, flags 0x8(MARK)
+seek entry 9@174: 2048, size 128, flags 0x4(DISCARD)
+seek entry 10@175: 14336, size 256, flags 0x0(NONE)
+seek entry 11@432: 16383, size 1, flags 0x0(NONE)
+seek entry 12@434: 6144, size 8, flags 0x0(NONE)
+seek entry 13@443: 6152, size 8, flags 0x0(NONE)
+seek entry 14@452: 0, size 0, flags 0x1(FLUSH)
+14@452
+`
+
+func TestVerboseOutput(t *testing.T) {
+	fx := newFixture(t)
+	code, out, _ := fx.run("--log", fx.log, "--replay", fx.dev, "-vv", "--start-entry", "3", "--end-mark", "mark2", "--end-sector", "8000")
+	require.Equal(t, 0, code)
+	require.Equal(t, goldenVV, out)
+	code, out, _ = fx.run("--log", fx.log, "-vv", "--start-mark", "mark2", "--find", "--next-flush")
+	require.Equal(t, 0, code)
+	require.Equal(t, goldenFindVV, out)
+	// On a regular file replay-log announces its fall-back to zeroing once.
+	code, out, _ = fx.run("--log", fx.log, "--replay", fx.dev, "-v", "--start-mark", "mark2")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "replaying 9@174: sector 2048, size 65536, flags 0x4(DISCARD)\nreplay device doesn't support discard, switching to writing zeros\nreplaying 10@175")
+}

@@ -40,6 +40,17 @@
 // fails by error or panic. The command examples/replay-log is a drop-in
 // replay-log built on them.
 //
+// # Crash states
+//
+// Explore goes beyond prefixes: from a log and the device image the
+// recording started from, it generates the states a power cut could have
+// left — every prefix at a FLUSH or FUA, plus bounded, seeded subsets and
+// reorderings of the writes not yet durable at the cut, optionally torn at
+// 512-byte granularity — as copy-on-write overlays over the base image,
+// de-duplicated and checked in parallel. A failing State's Description
+// replays exactly (ReplayState). The command examples/crashtest uses it to
+// crash-test a small key-value store.
+//
 // Errors wrap the package's sentinel errors (ErrMalformed, ErrTruncated,
 // ErrUnaligned, ErrLoggingDisabled, ...) with context; *EntryError and
 // *ReplayError say which entry, at which log block, and how many entries

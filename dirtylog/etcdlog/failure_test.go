@@ -70,7 +70,8 @@ func TestKillNodeMidWrite(t *testing.T) {
 	)
 	c := startCluster(t, 1)
 	o := Options{Name: "vol", RegionSize: regionSize, DeviceSize: regions * regionSize, Sync: dirtylog.NoSync, LeaseTTL: time.Second}
-	a := openNode(t, c.client(t), o, "a")
+	a := openNode(t, c.client(t), o, "a") // dies: a short lease
+	o.LeaseTTL = 5 * time.Second          // the survivor must not lose its lease under load
 	b := openNode(t, c.client(t), o, "b")
 	lg := &legs{}
 	lg.b[0] = make([]byte, regions*regionSize)
@@ -157,6 +158,7 @@ func TestPartitionFencing(t *testing.T) {
 		OnEvent: func(e dirtylog.Event) { evMu.Lock(); events = append(events, e); evMu.Unlock() }}
 	a := openNode(t, c.client(t), o, "a")
 	o.OnEvent = nil
+	o.LeaseTTL = 5 * time.Second
 	b := openNode(t, c.client(t), o, "b")
 	ctx := testCtx(t)
 
@@ -260,6 +262,7 @@ func TestRestartAllMembers(t *testing.T) {
 		cli.Close() // clients first: members then stop quickly
 	}()
 	c.stopAll()
+	o.LeaseTTL = 5 * time.Second
 	var wg sync.WaitGroup
 	for i := range c.members {
 		wg.Add(1)
@@ -374,6 +377,7 @@ func TestRestartedNodeReapsOwnMarks(t *testing.T) {
 	a.MarkRegion(40)
 	require.NoError(t, a.Flush(ctx))
 	a.abandon()
+	o.LeaseTTL = 5 * time.Second
 	a2 := openNode(t, c.client(t), o, "a")
 	for _, r := range []dirtylog.Region{4, 40} {
 		in, err := a2.InSync(ctx, r)
@@ -473,7 +477,7 @@ func footprint(t testing.TB, cli *clientv3.Client, prefix string) (keys, bytes i
 // dies another takes over.
 func TestOneJanitor(t *testing.T) {
 	c := startCluster(t, 1)
-	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: time.Second}
+	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 2 * time.Second}
 	nodes := []*Log{openNode(t, c.client(t), o, "a"), openNode(t, c.client(t), o, "b"), openNode(t, c.client(t), o, "c")}
 	janitors := func() (n int, who int) {
 		for i, l := range nodes {

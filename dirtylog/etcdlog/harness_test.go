@@ -28,7 +28,8 @@ type member struct {
 }
 
 // cluster is 1-3 in-process etcd members with short timers (10 ms tick,
-// 100 ms election, no fsync), for tests and benchmarks.
+// 100 ms election for one member, 50/500 ms for three; no fsync), for
+// tests and benchmarks.
 type cluster struct {
 	t       testing.TB
 	members []*member
@@ -84,8 +85,11 @@ func (c *cluster) start(i int, fresh bool) error {
 	cfg := embed.NewConfig()
 	cfg.Name = m.name
 	cfg.Dir = m.dir
-	cfg.TickMs = 10
-	cfg.ElectionMs = 100
+	cfg.TickMs, cfg.ElectionMs = 10, 100
+	if len(c.members) > 1 {
+		// Slower timers keep a loaded CI machine from spurious elections.
+		cfg.TickMs, cfg.ElectionMs = 50, 500
+	}
 	cfg.UnsafeNoFsync = !c.fsync
 	cfg.ListenClientUrls = []url.URL{m.client}
 	cfg.AdvertiseClientUrls = []url.URL{m.client}

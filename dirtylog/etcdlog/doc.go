@@ -32,6 +32,20 @@
 //   - A region is clean when no node marks it and it is in sync, or has
 //     stayed untouched since the log was created out of sync.
 //
+// # Fencing and outages
+//
+// Fencing is decided by etcd: a flush (or claim, or set-sync) commits only
+// if the node's liveness key is the one it created. When the node's
+// keepalive stops (etcd unreachable for a TTL, a member restart), the node
+// asks etcd whether its lease survived: if it did, it keeps using it (a
+// brief outage or a restart of every member costs nothing); if not, the
+// node is fenced (ErrFenced, Status D, an EventLogFailed) until Resume.
+// While etcd cannot be reached at all, Flush fails with an error wrapping
+// dirtylog.ErrLogFailed, and RemoteRecovering and the blocking queries
+// fail too, so a mirror stops issuing writes; a write to a region this
+// node had already marked durably may still reach the legs while the
+// lease runs out, the window every lease-based fence has.
+//
 // # Queries and the cache
 //
 // Each node keeps a local copy of the log's state, fed by a watch on the

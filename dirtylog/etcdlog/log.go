@@ -311,7 +311,12 @@ func (l *Log) leaseLoop(sess *concurrency.Session) {
 		ttl, err := l.cli.TimeToLive(ctx, sess.Lease())
 		cancel()
 		if err == nil && ttl.TTL <= 0 {
-			l.fence()
+			l.sessMu.Lock()
+			current := l.sess == sess
+			l.sessMu.Unlock()
+			if current { // not replaced by a Resume meanwhile
+				l.fence()
+			}
 			return
 		}
 		if err == nil {

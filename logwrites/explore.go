@@ -266,19 +266,35 @@ type xentry struct {
 	src *xsrc  // what it writes; nil if n == 0
 }
 
-// applyTo returns ov with x applied, only the sectors in tear if tear is
-// not nil.
-func (x *xentry) applyTo(ov overlay, tear []SectorRange) overlay {
+// applyTo returns ov with x applied: only the sectors in tear (counted
+// from the entry's start) if tear is not nil, and none of the device
+// blocks in mask (sorted, disjoint, absolute).
+func (x *xentry) applyTo(ov overlay, tear, mask []SectorRange) overlay {
 	if x.n == 0 {
 		return ov
 	}
-	if tear == nil {
+	if tear == nil && mask == nil {
 		return ov.write(x.src, x.src.start, x.src.start+x.n)
 	}
-	for _, r := range tear {
-		ov = ov.write(x.src, x.src.start+r.Start, x.src.start+r.End)
+	rs := []SectorRange{{x.src.start, x.src.start + x.n}}
+	if tear != nil {
+		rs = make([]SectorRange, len(tear))
+		for i, r := range tear {
+			rs[i] = SectorRange{x.src.start + r.Start, x.src.start + r.End}
+		}
+	}
+	if mask != nil {
+		rs = subtractRanges(rs, mask)
+	}
+	for _, r := range rs {
+		ov = ov.write(x.src, r.Start, r.End)
 	}
 	return ov
+}
+
+// overlapRange returns the device blocks that x and y both write.
+func overlapRange(x, y *xentry) SectorRange {
+	return SectorRange{max(x.src.start, y.src.start), min(x.src.start+x.n, y.src.start+y.n)}
 }
 
 // generator walks the log once, keeping the overlay of the full prefix and
@@ -335,7 +351,11 @@ func (g *generator) run(ctx context.Context, send func(State) bool) error {
 		lastFlush uint64   // entries before it are durable
 		extra     []uint64 // durable entries applied after lastFlush
 		volatile  []uint64 // non-durable entries since lastFlush, in log order
-		mark      string
+		// masks[k]: the device blocks of volatile[k] that a durable write
+		// later in log order (an entry of extra) covers; volatile[k] never
+		// lands there. Sorted, disjoint; nil if none.
+		masks [][]SectorRange
+		mark  string
 	)
 	// subsets emits the subset states of a cut; inflight is an entry whose
 	// completion the cut precedes but which may have (partly) reached the
@@ -349,6 +369,8 @@ func (g *generator) run(ctx context.Context, send func(State) bool) error {
 			cands = append(cands, candidate{index: i, sectors: xs[i].n})
 		}
 		if inflight != nil {
+			// Not durable at this cut, and later than every durable write:
+			// nothing masks it.
 			cands = append(cands, candidate{index: inflight.e.Index, sectors: inflight.n})
 		}
 		if len(cands) == 0 {
@@ -368,7 +390,11 @@ func (g *generator) run(ctx context.Context, send func(State) bool) error {
 					t = p.tear
 					tear = &Tear{Entry: x.e.Index, Kept: p.tear}
 				}
-				ov = x.applyTo(ov, t)
+				var m []SectorRange
+				if ci < len(masks) {
+					m = masks[ci]
+				}
+				ov = x.applyTo(ov, t, m)
 				apply = append(apply, x.e.Index)
 			}
 			var dropped []uint64
@@ -378,7 +404,7 @@ func (g *generator) run(ctx context.Context, send func(State) bool) error {
 				}
 			}
 			slices.Sort(dropped)
-			d := Description{Kind: SubsetState, Cut: cut, Prefix: lastFlush, Apply: apply, Dropped: dropped, Tear: tear, Mark: mark}
+			d := Description{Kind: SubsetState, Cut: cut, Prefix: lastFlush, Apply: apply, Durable: len(extra), Dropped: dropped, Tear: tear, Mark: mark}
 			if !emit(d, ov) {
 				return false
 			}
@@ -414,7 +440,7 @@ func (g *generator) run(ctx context.Context, send func(State) bool) error {
 		xs = append(xs, x)
 		flush, fua := e.Flags&FlagFlush != 0, e.Flags&FlagFUA != 0
 		before := full
-		full = x.applyTo(full, nil)
+		full = x.applyTo(full, nil, nil)
 		if e.Flags&FlagMark != 0 {
 			mark = e.Mark
 		}
@@ -442,22 +468,27 @@ func (g *generator) run(ctx context.Context, send func(State) bool) error {
 		}
 		switch {
 		case flush:
-			durable, lastFlush, extra, volatile = before, e.Index, nil, nil
+			durable, lastFlush, extra, volatile, masks = before, e.Index, nil, nil, nil
 			if x.n > 0 {
 				if fua {
-					durable = x.applyTo(durable, nil)
+					durable = x.applyTo(durable, nil, nil)
 					extra = []uint64{e.Index}
 				} else {
-					volatile = []uint64{e.Index}
+					volatile, masks = []uint64{e.Index}, [][]SectorRange{nil}
 				}
 			}
 		case fua:
 			if x.n > 0 {
-				durable = x.applyTo(durable, nil)
+				durable = x.applyTo(durable, nil, nil)
 				extra = append(extra, e.Index)
+				// The earlier non-durable writes can no longer land where
+				// this one wrote.
+				for k, i := range volatile {
+					masks[k] = addRange(masks[k], overlapRange(xs[i], x))
+				}
 			}
 		case x.n > 0:
-			volatile = append(volatile, e.Index)
+			volatile, masks = append(volatile, e.Index), append(masks, nil)
 		}
 	}
 	subsets(g.entries, nil)

@@ -3,6 +3,7 @@ package logwrites
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -15,7 +16,8 @@ const (
 	PrefixState StateKind = iota
 	// SubsetState: the writes made durable before the cut, plus a subset of
 	// the writes that were not yet durable, in some order, the last one
-	// possibly torn.
+	// possibly torn; none of those lands on a block that a durable write
+	// later in log order wrote (see Explore).
 	SubsetState
 )
 
@@ -44,11 +46,15 @@ type Tear struct {
 	Kept  []SectorRange // the sectors that were written, in increasing order
 }
 
-// Description says exactly which device image a crash state is: replaying
-// entries [0, Prefix) in log order and then the entries in Apply, in that
-// order (the last one torn if Tear is set), onto a copy of the base image
-// gives the state's image. ReplayState does just that; with Replay, the
-// same is ReplayOptions{Limit: Prefix} followed by the Apply entries.
+// Description says exactly which device image a crash state is: onto a
+// copy of the base image, replay entries [0, Prefix) in log order, then the
+// entries in Apply, in that order: the first Durable of them whole, each
+// later one only on the 512-byte blocks that no entry of Apply[:Durable]
+// with a larger index covers, and the last one, if Tear is set, only on
+// its kept sectors. ReplayState does just that. When no non-durable entry
+// of Apply overlaps a later durable one (always so when Durable is 0), it
+// is the same as ReplayOptions{Limit: Prefix} followed by writing the Apply
+// entries in order.
 //
 // A Description is plain data: safe to read from many goroutines, not to
 // modify while others read it (the States Explore hands out share theirs
@@ -69,6 +75,13 @@ type Description struct {
 	// durable ones after the flush (FUA writes), then the chosen subset of
 	// the writes that were not durable yet. Empty for a prefix state.
 	Apply []uint64
+	// Durable is how many leading entries of Apply were durable at the cut
+	// (FUA writes completed after the flush at Prefix, in log order). The
+	// others, Apply[Durable:], are the chosen non-durable writes in the
+	// order they reached the device; none of them lands on a block that a
+	// durable entry with a larger index wrote (a later durable write is
+	// never overwritten by an earlier write).
+	Durable int
 	// Dropped lists the non-durable writes and discards before the cut that
 	// the state does not have, in log order.
 	Dropped []uint64
@@ -81,7 +94,7 @@ type Description struct {
 }
 
 // String formats the description on one line, e.g.
-// "state 12 (subset, seed 1): cut before entry 9 (after mark "m1"): entries 0..4 replayed, then 7, 6 (6 torn: kept sectors 0-1); dropped 8".
+// "state 12 (subset, seed 1): cut before entry 9 (after mark "m1"): entries 0..4 replayed, then durable 5, then 7, 6 (6 torn: kept sectors 0-1); dropped 8".
 func (d Description) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "state %d (%v, seed %d): cut before entry %d", d.ID, d.Kind, d.Seed, d.Cut)
@@ -93,9 +106,14 @@ func (d Description) String() string {
 	} else {
 		fmt.Fprintf(&b, ": entries 0..%d replayed", d.Prefix-1)
 	}
-	if len(d.Apply) > 0 {
+	dur := min(max(d.Durable, 0), len(d.Apply))
+	if dur > 0 {
+		b.WriteString(", then durable ")
+		b.WriteString(joinIdx(d.Apply[:dur]))
+	}
+	if len(d.Apply) > dur {
 		b.WriteString(", then ")
-		b.WriteString(joinIdx(d.Apply))
+		b.WriteString(joinIdx(d.Apply[dur:]))
 	}
 	if d.Tear != nil {
 		fmt.Fprintf(&b, " (%d torn: kept sectors ", d.Tear.Entry)
@@ -178,4 +196,48 @@ func (s State) Bytes() ([]byte, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// addRange returns rs, a sorted list of disjoint, non-adjacent ranges, with
+// r added (merged with the ranges it overlaps or touches). rs is not
+// modified.
+func addRange(rs []SectorRange, r SectorRange) []SectorRange {
+	if r.Start >= r.End {
+		return rs
+	}
+	out := make([]SectorRange, 0, len(rs)+1)
+	i := 0
+	for ; i < len(rs) && rs[i].End < r.Start; i++ {
+		out = append(out, rs[i])
+	}
+	for ; i < len(rs) && rs[i].Start <= r.End; i++ {
+		r.Start, r.End = min(r.Start, rs[i].Start), max(r.End, rs[i].End)
+	}
+	out = append(out, r)
+	return append(out, rs[i:]...)
+}
+
+// subtractRanges returns the parts of the ranges in rs (in their order)
+// that lie outside mask, a sorted list of disjoint ranges.
+func subtractRanges(rs, mask []SectorRange) []SectorRange {
+	out := make([]SectorRange, 0, len(rs)+len(mask))
+	for _, r := range rs {
+		lo := r.Start
+		k, _ := slices.BinarySearchFunc(mask, lo, func(m SectorRange, t uint64) int {
+			if m.End <= t {
+				return -1
+			}
+			return 1
+		})
+		for ; k < len(mask) && mask[k].Start < r.End; k++ {
+			if mask[k].Start > lo {
+				out = append(out, SectorRange{lo, mask[k].Start})
+			}
+			lo = max(lo, mask[k].End)
+		}
+		if lo < r.End {
+			out = append(out, SectorRange{lo, r.End})
+		}
+	}
+	return out
 }

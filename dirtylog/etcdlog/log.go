@@ -261,9 +261,6 @@ func (l *Log) join(ctx context.Context) error {
 		l.joinRev.Store(resp.Header.Revision)
 		break
 	}
-	l.sessMu.Lock()
-	l.sess = sess
-	l.sessMu.Unlock()
 	// Our marks in etcd are gone: commit the in-memory ones afresh.
 	var d uint64
 	for i := range l.committed {
@@ -277,7 +274,10 @@ func (l *Log) join(ctx context.Context) error {
 		}
 	}
 	l.dirty.Or(d)
+	l.sessMu.Lock()
+	l.sess = sess
 	l.fenced.Store(false)
+	l.sessMu.Unlock()
 	l.wg.Add(2)
 	go l.leaseLoop(sess)
 	go l.janitorLoop(sess)
@@ -312,11 +312,10 @@ func (l *Log) leaseLoop(sess *concurrency.Session) {
 		cancel()
 		if err == nil && ttl.TTL <= 0 {
 			l.sessMu.Lock()
-			current := l.sess == sess
-			l.sessMu.Unlock()
-			if current { // not replaced by a Resume meanwhile
+			if l.sess == sess { // not replaced by a Resume meanwhile
 				l.fence()
 			}
+			l.sessMu.Unlock()
 			return
 		}
 		if err == nil {

@@ -40,7 +40,8 @@ type ExploreOptions struct {
 	// same IDs.
 	Seed uint64
 	// Tear adds torn writes: subset states in which only some 512-byte
-	// sectors of the last write applied reached the device.
+	// sectors of the last non-durable write applied reached the device
+	// (never over a later durable write, as for any non-durable write).
 	Tear bool
 	// Parallel is the number of checks run at once; 0 means
 	// runtime.GOMAXPROCS(0).
@@ -86,24 +87,55 @@ func (e *StateError) Unwrap() []error { return []error{ErrCheck, e.Err} }
 //
 // # States
 //
-// The log is cut into epochs by its FLUSH and FUA entries. At a cut, the
-// durable writes are those before the last FLUSH entry, plus FUA writes;
-// the writes and discards after that FLUSH (including the data of the FLUSH
-// itself, unless it is also FUA: a flush orders what came before, its own
-// data belongs to the next epoch) are not durable yet. Explore generates:
+// dm-log-writes logs a write when it completes, so log order is completion
+// order. The log is cut into epochs by its FLUSH and FUA entries. At a
+// cut (a power failure at some point of the log), a write or discard
+// before the cut is durable if a FLUSH entry before the cut follows it, or
+// if it is a FUA write (or the data of a FLUSH|FUA entry) that completed
+// before the cut. Every other one is non-durable: the writes after the
+// last FLUSH (including that FLUSH's own data, unless it is also FUA: a
+// flush orders what came before, its data belongs to the next epoch), and
+// a FUA write whose completion the cut precedes. Explore generates:
 //
 //   - prefix states: every entry up to and including each FLUSH or FUA
 //     entry (or every entry, with EveryEntry), applied in log order, exactly
 //     what Replay to that entry gives;
-//   - subset states, at each cut just before a FLUSH or FUA entry and at
-//     the end of the log: the durable writes, plus a subset of the
-//     non-durable ones applied in some order (systematic choices first, then
-//     random ones drawn from Seed), up to MaxSubsetStates per cut. A FUA
-//     write that had not completed at the cut is one of the candidates. With
-//     Tear, the last write applied may be torn at 512-byte granularity.
+//   - subset states, at each cut just before a FLUSH or FUA entry completes
+//     and at the end of the log: the durable writes, plus a subset of the
+//     non-durable ones (systematic choices first, then random ones drawn
+//     from Seed), up to MaxSubsetStates per cut. With Tear, the last
+//     non-durable write applied may be torn at 512-byte granularity: only
+//     some of its sectors reached the device.
 //
-// A durable write is never dropped. States whose images are equal block for
-// block (whatever writes produced them) are checked once (images are
+// The ordering model of a subset state, block by block (512 bytes):
+//
+//   - durable writes are applied in log order, so each block that some
+//     durable write covers holds the data of the last durable write to it,
+//     unless a non-durable write that completed later overwrote it;
+//   - the chosen non-durable writes land in any order among themselves
+//     (the chosen order: Description.Apply after its first
+//     Description.Durable entries), as in CrashMonkey, so an earlier one
+//     may land over a later one. This over-approximates on purpose: the log
+//     records completions, not submissions, so it cannot tell two writes to
+//     a block that were in flight together (either may reach the medium
+//     last) from two that were not (a well-behaved device keeps the later);
+//     a checker that relies on the order of two non-durable writes to the
+//     same block, without a flush between them, may see states its device
+//     cannot produce;
+//   - but a non-durable write never lands on a block that a durable write
+//     later in log order covers: a device that acknowledged that later
+//     write as stable never replaces it with data that was superseded
+//     before it completed. Such a write still lands on its other blocks.
+//     The same holds for the sectors a torn write kept.
+//
+// So in every state, each block that some durable write covers holds the
+// data of the last durable write to it or data from a write that completed
+// after it; a block no durable write covers holds the base image or data
+// from any non-durable write to it. A durable write is never dropped.
+// Each state's Description says which entries it holds, in which order,
+// and ReplayState rebuilds it byte for byte from the log.
+//
+// States whose images are equal block for block (whatever writes produced them) are checked once (images are
 // compared by a 128-bit hash of their overlay, kept up to date as the
 // overlay is built), and at most MaxStates states are checked.
 //
@@ -116,17 +148,20 @@ func (e *StateError) Unwrap() []error { return []error{ErrCheck, e.Err} }
 // States are immutable copy-on-write overlays over base: a tree of 512-byte
 // blocks in which a state shares everything but the blocks it changes with
 // the state it was derived from. Prefix states are built incrementally in
-// entry order and subset states from the durable state of their cut, so the
-// work grows with the size of the log (times MaxSubsetStates), not with the
-// square of the number of entries, and memory holds the log's data once.
+// entry order and subset states from the durable state of their cut; which
+// blocks of each non-durable write later durable ones cover is kept up to
+// date as FUA writes arrive (one pass over the epoch's non-durable writes
+// each). So the work grows with the size of the log (times
+// MaxSubsetStates), not with the square of the number of entries, and
+// memory holds the log's data once.
 // Reading a state costs a tree walk per block plus base reads.
 //
 // # Concurrency and failure
 //
 // States are generated by one goroutine in a deterministic order (their
 // Description.ID) and checked by Parallel goroutines at once, so check must
-// be safe for concurrent use; it is passed ctx itself. States are read-only and stay valid after
-// check returns. When check returns an error (or panics), no new states
+// be safe for concurrent use; it is passed ctx itself. States are
+// read-only and stay valid after check returns. When check returns an error (or panics), no new states
 // are generated or checked, the checks already running finish, and Explore
 // returns a *StateError for the failing state with the lowest ID, so the
 // state reported does not depend on Parallel (if check does not give up
@@ -273,8 +308,15 @@ func (x *xentry) applyTo(ov overlay, tear, mask []SectorRange) overlay {
 	if x.n == 0 {
 		return ov
 	}
-	if tear == nil && mask == nil {
+	switch {
+	case mask != nil:
+	case tear == nil:
 		return ov.write(x.src, x.src.start, x.src.start+x.n)
+	default:
+		for _, r := range tear {
+			ov = ov.write(x.src, x.src.start+r.Start, x.src.start+r.End)
+		}
+		return ov
 	}
 	rs := []SectorRange{{x.src.start, x.src.start + x.n}}
 	if tear != nil {
@@ -283,10 +325,7 @@ func (x *xentry) applyTo(ov overlay, tear, mask []SectorRange) overlay {
 			rs[i] = SectorRange{x.src.start + r.Start, x.src.start + r.End}
 		}
 	}
-	if mask != nil {
-		rs = subtractRanges(rs, mask)
-	}
-	for _, r := range rs {
+	for _, r := range subtractRanges(rs, mask) {
 		ov = ov.write(x.src, r.Start, r.End)
 	}
 	return ov

@@ -14,9 +14,9 @@ const (
 )
 
 // xbenchLog is a 10,000-entry log over a 64 MiB device: 4 KiB writes at
-// random aligned offsets, a flush after every 8 writes on average, one
-// write in 16 FUA, and a mark now and then.
-func xbenchLog(b *testing.B) *Log {
+// random aligned offsets within the first span bytes, a flush after every
+// 8 writes on average, one write in 16 FUA, and a mark now and then.
+func xbenchLog(b *testing.B, span int) *Log {
 	r := rand.New(rand.NewPCG(42, 42))
 	x := newXlog(512)
 	for x.n < xbenchEntries {
@@ -24,11 +24,11 @@ func xbenchLog(b *testing.B) *Log {
 		case k < 7:
 			x.flush()
 		case k < 11:
-			x.w(uint64(r.IntN(xbenchDev/4096))*8, FlagFUA, xdata(byte(x.n), 8))
+			x.w(uint64(r.IntN(span/4096))*8, FlagFUA, xdata(byte(x.n), 8))
 		case k < 12:
 			x.mark("m")
 		default:
-			x.w(uint64(r.IntN(xbenchDev/4096))*8, 0, xdata(byte(x.n), 8))
+			x.w(uint64(r.IntN(span/4096))*8, 0, xdata(byte(x.n), 8))
 		}
 	}
 	l, err := Open(bytes.NewReader(x.image()))
@@ -42,10 +42,13 @@ func xbenchLog(b *testing.B) *Log {
 // checker (one 4 KiB read), beside the plain way of producing the same
 // prefix states: copying the base image and replaying the prefix from
 // scratch for each one (timed on a sample of prefixes in the same run).
+// The "hot" variant confines the writes to the first 64 KiB (16 slots of
+// 4 KiB), so that non-durable writes often lie under later FUA writes and
+// the masking that keeps them off the FUA writes' blocks is exercised.
 //
 //	go test -run '^$' -bench BenchmarkExplore -benchtime 3x ./logwrites
 func BenchmarkExplore(b *testing.B) {
-	l := xbenchLog(b)
+	l, hot := xbenchLog(b, xbenchDev), xbenchLog(b, 64<<10)
 	base := make([]byte, xbenchDev)
 	check := func(ctx context.Context, s State) error {
 		var p [4096]byte
@@ -77,16 +80,18 @@ func BenchmarkExplore(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		o    ExploreOptions
+		l    *Log
 	}{
-		{"prefix", ExploreOptions{MaxSubsetStates: -1}},
-		{"subsets", ExploreOptions{}},
-		{"subsets+tear", ExploreOptions{Tear: true}},
+		{"prefix", ExploreOptions{MaxSubsetStates: -1}, l},
+		{"subsets", ExploreOptions{}, l},
+		{"subsets+tear", ExploreOptions{Tear: true}, l},
+		{"hot/subsets+tear", ExploreOptions{Tear: true}, hot},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			var states int
 			start := time.Now()
 			for b.Loop() {
-				st, err := Explore(context.Background(), l, bytes.NewReader(base), tc.o, check)
+				st, err := Explore(context.Background(), tc.l, bytes.NewReader(base), tc.o, check)
 				if err != nil {
 					b.Fatal(err)
 				}

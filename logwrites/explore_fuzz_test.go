@@ -23,6 +23,9 @@ func FuzzExplore(f *testing.F) {
 	f.Add(xrandomLog(1, 8, 16).image(), uint8(1))
 	f.Add(newXlog(4096).w(1, FlagFlush|FlagFUA, xdata('d', 8)).w(0, 0, xdata('e', 8)).image(), uint8(2))
 	f.Add(newXlog(512).discard(0, 1<<40).image(), uint8(3))
+	// A plain write, then a FUA write over part of it, then another plain
+	// write: the first may not land over the FUA write.
+	f.Add(newXlog(512).w(0, 0, xdata('p', 4)).w(1, FlagFUA, xdata('q', 2)).w(2, 0, xdata('r', 3)).image(), uint8(4))
 	const size = 64 * 512
 	f.Fuzz(func(t *testing.T, img []byte, seed uint8) {
 		l, err := Open(bytes.NewReader(img))

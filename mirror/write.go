@@ -44,14 +44,15 @@ func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
 	}
 	m.stats.writes.Add(1)
 
-	var routeBuf [4]bool
-	routes := routeBuf[:0]
-	if n := int(rhi-rlo) + 1; n > len(routeBuf) {
+	op := writeOps.Get().(*writeOp)
+	defer op.release()
+	routes := op.routeBuf[:0]
+	if n := int(rhi-rlo) + 1; n > len(op.routeBuf) {
 		routes = make([]bool, 0, n)
 	}
 
 	m.mu.Lock()
-	w, routes, err := m.registerWriteLocked(off, len(p), rlo, rhi, routes)
+	w, routes, err := m.registerWriteLocked(&op.w, off, len(p), rlo, rhi, routes)
 	if err != nil {
 		m.mu.Unlock()
 		return 0, err
@@ -63,7 +64,7 @@ func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
 	c := m.cfg.Load()
 	m.mu.Unlock()
 
-	werr := m.issue(c, p, off, rlo, routes)
+	werr := m.issue(op, c, p, off, rlo, routes)
 
 	m.mu.Lock()
 	m.completeWriteLocked(w, rlo, rhi)
@@ -91,6 +92,25 @@ func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
 
 var errHold = errors.New("mirror: hold")
 
+// writeOp is the per-write scratch space, pooled so that a write to an
+// already-marked region allocates little.
+type writeOp struct {
+	w        wop
+	segBuf   [1]segment
+	errBuf   [MaxLegs]error
+	routeBuf [4]bool
+	wg       sync.WaitGroup
+}
+
+var writeOps = sync.Pool{New: func() any { return new(writeOp) }}
+
+func (op *writeOp) release() {
+	op.w = wop{}
+	op.segBuf = [1]segment{}
+	op.errBuf = [MaxLegs]error{}
+	writeOps.Put(op)
+}
+
 // waitRemoteRecovering waits while another node resyncs any of the
 // regions (shared storage), polling as the kernel does every 200 ms.
 func (m *Mirror) waitRemoteRecovering(rlo, rhi dirtylog.Region) error {
@@ -114,7 +134,7 @@ func (m *Mirror) waitRemoteRecovering(rlo, rhi dirtylog.Region) error {
 // registerWriteLocked counts the write on each region, marks the regions
 // that need it, records the routing (true: all legs) and waits for the log
 // flush that makes the marks durable.
-func (m *Mirror) registerWriteLocked(off int64, n int, rlo, rhi dirtylog.Region, routes []bool) (*wop, []bool, error) {
+func (m *Mirror) registerWriteLocked(w *wop, off int64, n int, rlo, rhi dirtylog.Region, routes []bool) (*wop, []bool, error) {
 retry:
 	// Regions held for recovery, verify or a join copy park new writes.
 	for r := rlo; r <= rhi; r++ {
@@ -156,7 +176,7 @@ retry:
 		need = max(need, e.markGen)
 	}
 	m.seq++
-	w := &wop{lo: off, hi: off + int64(n), seq: m.seq}
+	*w = wop{lo: off, hi: off + int64(n), seq: m.seq}
 	m.inflight = append(m.inflight, w)
 
 	var err error
@@ -257,9 +277,8 @@ type segment struct {
 
 // issue writes p to the legs per region routing, in parallel, and handles
 // leg failures. It returns nil, errHold, or an error wrapping ErrIO.
-func (m *Mirror) issue(c *config, p []byte, off int64, rlo dirtylog.Region, routes []bool) error {
-	var segBuf [1]segment
-	segs := segBuf[:0]
+func (m *Mirror) issue(op *writeOp, c *config, p []byte, off int64, rlo dirtylog.Region, routes []bool) error {
+	segs := op.segBuf[:0]
 	end := off + int64(len(p))
 	for i := 0; i < len(routes); {
 		j := i
@@ -273,12 +292,11 @@ func (m *Mirror) issue(c *config, p []byte, off int64, rlo dirtylog.Region, rout
 		i = j + 1
 	}
 	nlegs := len(c.legs)
-	var errBuf [MaxLegs]error
-	var wg sync.WaitGroup
+	wg := &op.wg
 	for si := range segs {
 		s := &segs[si]
 		if len(segs) == 1 && nlegs <= MaxLegs {
-			s.errs = errBuf[:nlegs]
+			s.errs = op.errBuf[:nlegs]
 		} else {
 			s.errs = make([]error, nlegs)
 		}

@@ -343,16 +343,28 @@ func (m *Mirror) issue(op *writeOp, c *config, p []byte, off int64, rlo dirtylog
 			continue
 		}
 		if s.all {
+			// The kernel skips this after a log failure (it cannot record
+			// it durably); the mirror still must not read or resync the
+			// region as if its legs agreed, so it always goes out of sync.
 			m.mu.Lock()
-			if !m.logFailure {
-				for r := s.rlo; r <= s.rhi; r++ {
-					m.setOutOfSyncLocked(r, m.regions[r])
-				}
+			for r := s.rlo; r <= s.rhi; r++ {
+				m.setOutOfSyncLocked(r, m.regions[r])
 			}
 			m.mu.Unlock()
 		}
+		// Acknowledge only what the default leg holds: it is the source of
+		// every out-of-sync region's reads and resync. (The kernel
+		// completes a write that failed on the default leg if another leg
+		// took it, then resyncs the old data over it.)
+		nc := m.cfg.Load()
+		onDefault := false
+		for i, l := range c.legs {
+			if l == nc.legs[nc.def] && s.errs[i] == nil && (s.all || i == c.def) {
+				onDefault = true
+			}
+		}
 		switch {
-		case written == 0 || (m.opts.KeepLog && m.logFailure):
+		case written == 0 || !onDefault || (m.opts.KeepLog && m.logFailure):
 			failedErr = fmt.Errorf("%w: no leg holds the write at %d: %w", ErrIO, s.off, legErr)
 		case m.opts.HandleErrors && !m.opts.KeepLog:
 			hold = true

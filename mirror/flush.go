@@ -113,21 +113,23 @@ func (m *Mirror) flusher() {
 		m.stats.flushes.Add(1)
 
 		m.mu.Lock()
-		m.flushDone = gen
-		first := false
-		if err == nil {
-			m.okGen = gen
-		} else {
+		if err != nil {
 			m.logFailure = true
-			first = !m.logEventSent
+			first := !m.logEventSent
 			m.logEventSent = true
+			if first {
+				// Report before waking the writers that will fail.
+				m.mu.Unlock()
+				m.event(Event{Kind: EventLogFailed, Leg: -1, Err: err})
+				m.mu.Lock()
+			}
+		} else {
+			m.okGen = gen
 		}
+		m.flushDone = gen
 		m.cond.Broadcast()
 		again := m.flushWant > m.flushDone
 		m.mu.Unlock()
-		if first {
-			m.event(Event{Kind: EventLogFailed, Leg: -1, Err: err})
-		}
 		if again {
 			m.kick()
 		}

@@ -374,20 +374,20 @@ func TestAddAndReplaceLeg(t *testing.T) {
 	if _, err := r.m.WriteAt(fill(64<<10, 'a'), 0); err != nil {
 		t.Fatal(err)
 	}
-	// The new leg is gated: the join copy cannot finish until released.
-	nl := &gateLeg{Leg: testdev.NewMemory(64 << 10), gate: make(chan struct{}), waiting: make(chan struct{}, 1)}
+	// The new leg holds the join copy (whole-region writes) until released
+	// and records any read.
+	nl := &joinGateLeg{Memory: testdev.NewMemory(64 << 10), gate: make(chan struct{}), regionSize: 4096}
 	if err := r.m.AddLeg(nl); err != nil {
 		t.Fatal(err)
 	}
 	if s := r.m.Stats(); len(s.Legs) != 3 || !s.Legs[2].Joining {
 		t.Fatalf("stats after AddLeg: %+v", s.Legs)
 	}
-	// New writes reach the joining leg at once; reads never touch it
-	// (its ReadAt would block on the gate).
+	// New writes reach the joining leg at once; reads never touch it.
 	if _, err := r.m.WriteAt(fill(100, 'b'), 50); err != nil {
 		t.Fatal(err)
 	}
-	if got := nl.Leg.(*testdev.Memory).Bytes()[50:150]; !bytes.Equal(got, fill(100, 'b')) {
+	if got := nl.Bytes()[50:150]; !bytes.Equal(got, fill(100, 'b')) {
 		t.Fatal("joining leg did not receive a write")
 	}
 	buf := make([]byte, 4096)
@@ -396,12 +396,15 @@ func TestAddAndReplaceLeg(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	nl.mu.Lock()
+	if nl.reads.Load() != 0 {
+		t.Fatalf("a joining leg served %d reads", nl.reads.Load())
+	}
+	if s := r.m.Stats(); !s.Legs[2].Joining {
+		t.Fatal("leg joined before its copy was released")
+	}
 	close(nl.gate)
-	nl.gate = nil
-	nl.mu.Unlock()
 	waitFor(t, "leg to join", func() bool { return !r.m.Stats().Legs[2].Joining })
-	if !bytes.Equal(nl.Leg.(*testdev.Memory).Bytes(), r.legs[0].Bytes()) {
+	if !bytes.Equal(nl.Bytes(), r.legs[0].Bytes()) {
 		t.Fatal("joined leg differs")
 	}
 	if got := r.m.Status(); got != "3 leg0 leg1 leg2 16/16 1 AAA 1 core" {
@@ -455,4 +458,25 @@ func TestAddAndReplaceLeg(t *testing.T) {
 	if err := r.m.ReplaceLeg(7, repl); !errors.Is(err, ErrBadLeg) {
 		t.Fatalf("ReplaceLeg(7) = %v", err)
 	}
+}
+
+// joinGateLeg blocks whole-region writes (the join copy) until gate is
+// closed, and counts reads.
+type joinGateLeg struct {
+	*testdev.Memory
+	gate       chan struct{}
+	regionSize int
+	reads      atomic.Int64
+}
+
+func (l *joinGateLeg) WriteAt(p []byte, off int64) (int, error) {
+	if len(p) == l.regionSize {
+		<-l.gate
+	}
+	return l.Memory.WriteAt(p, off)
+}
+
+func (l *joinGateLeg) ReadAt(p []byte, off int64) (int, error) {
+	l.reads.Add(1)
+	return l.Memory.ReadAt(p, off)
 }

@@ -45,6 +45,27 @@
 // the log device at any moment: after reopening and resyncing, the legs
 // are identical and hold it.
 //
+// # Differences from dm-raid1
+//
+// Where the kernel can lose an acknowledged write, the mirror is stricter:
+//
+//   - A write is acknowledged only if the default leg (the source of every
+//     out-of-sync region's reads and resync) holds it; the kernel completes
+//     a write that failed on the default leg but reached another.
+//   - A write whose log flush failed is never issued and fails with
+//     ErrLogFailed (the kernel issues it unless handle_errors is set).
+//   - A leg write error always takes the region out of sync, even after a
+//     log failure.
+//   - A failed resync copy leaves the region out of sync and is retried
+//     after a back-off (the kernel, without handle_errors, marks it in
+//     sync); the kernel's cursor would not revisit it until a resume.
+//   - Writes held under HandleErrors are released by ReplaceLeg (they
+//     complete) or Close (they fail), as a table reload or suspend would.
+//
+// As in the kernel, leg error states are reset when every region is back
+// in sync, a failed default leg hands over only with HandleErrors, and the
+// sticky log failure stays until the mirror is reopened.
+//
 // # Persistent logs
 //
 // With a dirtylog.Disk log the log's flush callback must sync the legs.

@@ -112,7 +112,12 @@ type Client struct {
 	closed      bool
 	pendingSync map[dirtylog.Region]bool
 	claims      map[dirtylog.Region]struct{} // handed to us, not yet set
-	abandon     bool                         // test hook: simulate a crash, never redial
+	// claimsLost: a GET_RESYNC_WORK was sent but its reply not seen, so
+	// the server may hold a claim for us that we do not know of. The next
+	// ResyncWork rejoins (CTR) first, which makes the server offer our
+	// claims again.
+	claimsLost bool
+	abandon    bool // test hook: simulate a crash, never redial
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -710,10 +715,31 @@ func (c *Client) delayedFlush() {
 // several regions, each handed out once until SetRegionSync. After a
 // reconnect the server offers this node's claims again, in case a reply
 // was lost; regions this client already holds are skipped.
+//
+// A call that fails after its request may have reached the server (its
+// context ended, the server became unreachable) leaves the server possibly
+// holding a claim this client never saw; the next call first rejoins the
+// log (CTR), so that the server offers that claim again.
 func (c *Client) ResyncWork(ctx context.Context) (dirtylog.Region, bool, error) {
 	for range 1 << 20 {
+		c.mu.Lock()
+		lost := c.claimsLost
+		c.mu.Unlock()
+		if lost {
+			if _, err := c.call(ctx, RequestCtr, c.ctr); err != nil {
+				return 0, false, fmt.Errorf("remote: rejoining log %s for its recovery claims: %w", c.opts.UUID, err)
+			}
+			c.mu.Lock()
+			c.claimsLost = false
+			c.mu.Unlock()
+		}
 		p, err := c.call(ctx, RequestGetResyncWork, nil)
 		if err != nil {
+			if _, ok := errors.AsType[*RemoteError](err); !ok {
+				c.mu.Lock()
+				c.claimsLost = true
+				c.mu.Unlock()
+			}
 			return 0, false, err
 		}
 		if len(p) != 16 {

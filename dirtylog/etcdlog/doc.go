@@ -64,10 +64,13 @@
 // format version (FormatVersion), region size and count; opening with a
 // different geometry fails with ErrLayoutMismatch instead of
 // reinterpreting the state. Sync bits and each node's marks are stored in
-// chunks of at least 32 Ki regions (at most 32 chunks), each value in the
+// chunks of 32 Ki to 128 Ki regions (at most 32 chunks), each value in the
 // shortest of several encodings (all zeros, all ones, a list of set or
 // clear bits, a bitmap), so a 1,048,576-region log costs under a hundred
-// keys and a flush is a transaction of at most 32 puts.
+// keys. Every transaction stays within etcd's default limits (128
+// operations, 1.5 MiB) whatever the marks: a flush is at most 64 puts of
+// at most 16 KiB each. That caps a log at MaxRegions (4,194,304) regions;
+// a larger device needs a larger region size.
 //
 // # Concurrency
 //

@@ -158,7 +158,7 @@ func ParseMeta(b []byte) (Meta, error) {
 	if rs < 2*dirtylog.SectorSize || rs&(rs-1) != 0 || rs > 1<<40 {
 		return m, fmt.Errorf("%w: meta region size %d", ErrCorrupt, rs)
 	}
-	if m.RegionCount == 0 || m.RegionCount > 1<<32-1 {
+	if m.RegionCount == 0 || m.RegionCount > MaxRegions {
 		return m, fmt.Errorf("%w: meta region count %d", ErrCorrupt, m.RegionCount)
 	}
 	if m.ChunkRegions != chunkRegionsFor(m.RegionCount) {

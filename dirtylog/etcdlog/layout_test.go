@@ -81,10 +81,16 @@ func TestChunkSizing(t *testing.T) {
 	require.EqualValues(t, 32768, chunkRegionsFor(100))
 	require.EqualValues(t, 32768, chunkRegionsFor(1<<20))
 	require.EqualValues(t, 65536, chunkRegionsFor(1<<20+1))
-	for _, n := range []uint64{1, 1 << 20, 3 << 20, 1<<32 - 1} {
+	require.EqualValues(t, maxChunkRegions, chunkRegionsFor(MaxRegions))
+	for _, n := range []uint64{1, 1 << 20, 3 << 20, MaxRegions - 1, MaxRegions} {
 		c := chunkRegionsFor(n)
 		require.LessOrEqual(t, (n+c-1)/c, uint64(maxChunks), "regions %d", n)
+		require.LessOrEqual(t, c, uint64(maxChunkRegions), "regions %d", n)
 	}
+	// The longest flush: every mark chunk and every pristine chunk as a
+	// full bitmap, with their keys (a 128-byte node id) and compares.
+	worst := 2*maxChunks*(1+maxChunkRegions/8+len("/dirtylog/")+128+len("/marks/")+128+9) + 64<<10
+	require.Less(t, worst, 3<<19, "worst-case flush over etcd's 1.5 MiB default")
 }
 
 func TestOptionsValidation(t *testing.T) {
@@ -98,6 +104,7 @@ func TestOptionsValidation(t *testing.T) {
 		"region size": func(o *Options) { o.RegionSize = 1000 },
 		"too big":     func(o *Options) { o.RegionSize = 1 << 21 },
 		"no device":   func(o *Options) { o.DeviceSize = 0 },
+		"too many":    func(o *Options) { o.RegionSize, o.DeviceSize = 1024, (MaxRegions+1)*1024 },
 	} {
 		o := good
 		mut(&o)
@@ -105,4 +112,13 @@ func TestOptionsValidation(t *testing.T) {
 		require.Error(t, err, name)
 		require.True(t, errors.Is(err, ErrBadOptions) || errors.Is(err, dirtylog.ErrBadRegionSize), name)
 	}
+	o := good
+	o.RegionSize, o.DeviceSize = 1024, 16<<30 // 16 Mi regions
+	_, _, err = o.geometry()
+	require.ErrorIs(t, err, dirtylog.ErrBadRegionSize)
+	require.ErrorContains(t, err, "region size of at least 4096")
+	o.RegionSize = 4096
+	count, _, err := o.geometry()
+	require.NoError(t, err)
+	require.EqualValues(t, MaxRegions, count)
 }

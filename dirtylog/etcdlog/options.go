@@ -2,7 +2,6 @@ package etcdlog
 
 import (
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
@@ -67,6 +66,18 @@ const maxChunks = 32
 // minChunkRegions is the smallest chunk: 32 Ki regions, a 4 KiB bitmap.
 const minChunkRegions = 32 << 10
 
+// maxChunkRegions is the largest chunk: 128 Ki regions, a 16 KiB bitmap.
+// The longest transaction, a flush that rewrites every chunk of this
+// node's marks and every pristine chunk, then carries 2*maxChunks values
+// of at most 16 KiB + 1 byte: about 1 MiB, under etcd's default request
+// limit of 1.5 MiB (--max-request-bytes).
+const maxChunkRegions = 128 << 10
+
+// MaxRegions is the largest region count a log can have: maxChunks chunks
+// of 128 Ki regions, so that every transaction stays within etcd's default
+// limits whatever the marks. A larger device needs a larger region size.
+const MaxRegions = maxChunks * maxChunkRegions
+
 func validID(what, s string) error {
 	if s == "" || len(s) > 128 || strings.ContainsAny(s, "/ \t\n\r\x00") {
 		return fmt.Errorf("%w: %s %q must be 1 to 128 bytes without '/' or spaces", ErrBadOptions, what, s)
@@ -88,14 +99,20 @@ func (o *Options) geometry() (count, chunk uint64, err error) {
 			dirtylog.ErrBadRegionSize, rs, ds, 2*dirtylog.SectorSize)
 	}
 	count = uint64((ds + rs - 1) / rs)
-	if count > math.MaxUint32 {
-		return 0, 0, fmt.Errorf("%w: %d regions is more than %d", dirtylog.ErrBadRegionSize, count, uint64(math.MaxUint32))
+	if count > MaxRegions {
+		need := rs
+		for uint64((ds+need-1)/need) > MaxRegions {
+			need *= 2
+		}
+		return 0, 0, fmt.Errorf("%w: %d regions of %d bytes is more than %d (MaxRegions); use a region size of at least %d",
+			dirtylog.ErrBadRegionSize, count, rs, MaxRegions, need)
 	}
 	return count, chunkRegionsFor(count), nil
 }
 
-// chunkRegionsFor picks the chunk size for a log of count regions: 32 Ki
-// regions, or the power of two that keeps the chunk count at maxChunks.
+// chunkRegionsFor picks the chunk size for a log of count regions (at most
+// MaxRegions): 32 Ki regions, or the power of two that keeps the chunk
+// count at maxChunks.
 func chunkRegionsFor(count uint64) uint64 {
 	c := uint64(minChunkRegions)
 	for (count+c-1)/c > maxChunks {

@@ -43,11 +43,18 @@ var (
 	// ErrInvalidMark: a mark name is empty, too long for the sector size, or
 	// contains a NUL byte.
 	ErrInvalidMark = errors.New("logwrites: invalid mark name")
+	// ErrInvalidArgument: an argument out of its domain, such as unknown
+	// write flags, a negative Options.LogSize or a negative read offset.
+	ErrInvalidArgument = errors.New("logwrites: invalid argument")
+	// ErrDeviceSize: Explore does not know the device size (or it is
+	// invalid), or a log entry lies beyond the end of the device.
+	ErrDeviceSize = errors.New("logwrites: entry beyond the device or unknown device size")
 )
 
 // EntryError reports a problem with one log entry. It wraps one of the
 // sentinel errors (or an I/O error) and names the entry by index and by the
 // log block (in sector-size units) holding its header, as replay-log does.
+// It is a plain value, safe to read from many goroutines.
 type EntryError struct {
 	Index uint64 // 0-based entry number
 	Block uint64 // log block of the entry header

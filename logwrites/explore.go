@@ -74,6 +74,7 @@ type StateError struct {
 	Err   error
 }
 
+// Error describes the failing state and the checker's error.
 func (e *StateError) Error() string {
 	return fmt.Sprintf("logwrites: crash state check failed: %v: %v", e.State.Description, e.Err)
 }

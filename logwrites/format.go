@@ -2,6 +2,7 @@ package logwrites
 
 import (
 	"encoding/binary"
+	"strconv"
 	"strings"
 )
 
@@ -23,7 +24,8 @@ const (
 	EndMark = "dm-log-writes-end"
 )
 
-// Flags are the flag bits of a log entry, with the kernel's LOG_*_FLAG values.
+// Flags are the flag bits of a log entry, with the kernel's LOG_*_FLAG
+// values. A Flags is a plain value, safe for concurrent use.
 type Flags uint64
 
 // Entry flag bits.
@@ -51,7 +53,7 @@ func (f Flags) String() string {
 		}
 	}
 	if rest != 0 {
-		parts = append(parts, "UNKNOWN.0x"+hexString(uint64(rest)))
+		parts = append(parts, "UNKNOWN.0x"+strconv.FormatUint(uint64(rest), 16))
 	}
 	if len(parts) == 0 {
 		return "NONE"
@@ -59,22 +61,8 @@ func (f Flags) String() string {
 	return strings.Join(parts, "|")
 }
 
-func hexString(v uint64) string {
-	const digits = "0123456789abcdef"
-	if v == 0 {
-		return "0"
-	}
-	var b [16]byte
-	i := len(b)
-	for v != 0 {
-		i--
-		b[i] = digits[v&15]
-		v >>= 4
-	}
-	return string(b[i:])
-}
-
-// Entry is one entry of a log.
+// Entry is one entry of a log, as read from its header. It is a plain
+// value: safe to read from many goroutines.
 type Entry struct {
 	Index     uint64 // 0-based entry number
 	Block     uint64 // block number of the entry header in the log (sector-size units)

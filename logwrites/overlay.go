@@ -131,10 +131,6 @@ type overlayShape struct {
 	zero    []*node
 }
 
-// ErrDeviceSize is returned when the device size is unknown or invalid, or a
-// log entry lies beyond the end of the device.
-var ErrDeviceSize = errors.New("logwrites: entry beyond the device or unknown device size")
-
 func newShape(base io.ReaderAt, size int64) (*overlayShape, error) {
 	if size <= 0 {
 		return nil, fmt.Errorf("%w: size %d", ErrDeviceSize, size)
@@ -350,7 +346,7 @@ func (sh *overlayShape) set(n *node, level int, start, lo, hi uint64, src *xsrc)
 // requires.
 func (o overlay) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
-		return 0, fmt.Errorf("logwrites: negative offset %d", off)
+		return 0, fmt.Errorf("%w: negative offset %d", ErrInvalidArgument, off)
 	}
 	if off >= o.sh.size {
 		return 0, io.EOF

@@ -190,14 +190,6 @@ func (l *Log) ReadData(e Entry, p []byte) error {
 	return nil
 }
 
-// readData reads part of e's data: n bytes starting at byte off of the data.
-func (l *Log) readDataAt(e Entry, p []byte, off int64) error {
-	if err := readFull(l.r, p, int64(e.Block+1)*int64(l.sectorSize)+off); err != nil {
-		return &EntryError{Index: e.Index, Block: e.Block, Err: fmt.Errorf("reading data: %w", err)}
-	}
-	return nil
-}
-
 // readFull reads len(p) bytes at off; a short read is ErrTruncated.
 func readFull(r io.ReaderAt, p []byte, off int64) error {
 	n, err := r.ReadAt(p, off)

@@ -3,11 +3,13 @@ package logwrites
 import (
 	"fmt"
 	"io"
+	"math"
 	"sync"
 )
 
 // WriteFlags are the request flags of a write passed to WriteAtFlags. They
-// have the values of the entry flags they turn into.
+// have the values of the entry flags they turn into. A WriteFlags is a plain
+// value, safe for concurrent use.
 type WriteFlags uint8
 
 // Write flags.
@@ -28,6 +30,10 @@ const (
 // Sync() error it is synced for flushes and FUA writes; if it has
 // Discard(off, n int64) error discards are passed down, otherwise they are
 // only logged (the kernel target emulates discard the same way).
+//
+// A Recorder calls a Device's methods from as many goroutines as call the
+// Recorder, so a Device must be safe for concurrent use (as io.ReaderAt and
+// io.WriterAt implementations over distinct ranges normally are).
 type Device interface {
 	io.ReaderAt
 	io.WriterAt
@@ -41,7 +47,8 @@ type discarder interface {
 
 type sizer interface{ Size() int64 }
 
-// Options configure a Recorder.
+// Options configure a Recorder. It is a plain value; New keeps no
+// reference to it.
 type Options struct {
 	// SectorSize is the log's sector size in bytes: a power of two from 512
 	// to MaxSectorSize (the kernel uses the data device's logical block
@@ -160,7 +167,7 @@ func New(dev Device, logDev io.WriterAt, o Options) (*Recorder, error) {
 	case o.LogSize > 0:
 		r.logSize = o.LogSize
 	case o.LogSize < 0:
-		return nil, fmt.Errorf("logwrites: negative LogSize %d", o.LogSize)
+		return nil, fmt.Errorf("%w: negative LogSize %d", ErrInvalidArgument, o.LogSize)
 	default:
 		if sz, ok := logDev.(sizer); ok && sz.Size() >= 0 {
 			r.logSize = sz.Size()
@@ -202,7 +209,7 @@ func (r *Recorder) WriteAt(p []byte, off int64) (int, error) { return r.WriteAtF
 // is a flush (like Sync); other empty writes do nothing.
 func (r *Recorder) WriteAtFlags(p []byte, off int64, f WriteFlags) (int, error) {
 	if f&^(Preflush|FUA|Metadata) != 0 {
-		return 0, fmt.Errorf("logwrites: unknown write flags %#x", uint8(f))
+		return 0, fmt.Errorf("%w: unknown write flags %#x", ErrInvalidArgument, uint8(f))
 	}
 	if err := r.aligned("write", off, int64(len(p))); err != nil {
 		if !r.rmw || off < 0 {
@@ -259,6 +266,9 @@ func (r *Recorder) readModifyWrite(p []byte, off int64, f WriteFlags) (int, erro
 		return r.WriteAtFlags(nil, off&^int64(r.s-1), f)
 	}
 	s := int64(r.s)
+	if off > math.MaxInt64-int64(len(p))-s {
+		return 0, fmt.Errorf("%w: write of %d bytes at %d overflows", ErrInvalidArgument, len(p), off)
+	}
 	start := off / s * s
 	end := (off + int64(len(p)) + s - 1) / s * s
 	buf := make([]byte, end-start)

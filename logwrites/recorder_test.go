@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -367,7 +368,7 @@ func TestMarkNames(t *testing.T) {
 func TestWriteFlags(t *testing.T) {
 	rec, _, logDev := newRec(t, Options{})
 	_, err := rec.WriteAtFlags(fill(512, 1), 0, WriteFlags(FlagDiscard))
-	require.Error(t, err)
+	require.ErrorIs(t, err, ErrInvalidArgument)
 	_, err = rec.WriteAtFlags(fill(512, 1), 0, Metadata)
 	require.NoError(t, err)
 	_, err = rec.WriteAtFlags(nil, 0, FUA) // empty non-flush: nothing
@@ -410,6 +411,8 @@ func TestNewErrors(t *testing.T) {
 	}
 	_, err := New(testdev.NewMemory(1<<16), testdev.NewMemory(512), Options{})
 	require.ErrorIs(t, err, ErrLogFull)
+	_, err = New(testdev.NewMemory(1<<16), testdev.NewMemory(1<<16), Options{LogSize: -1})
+	require.ErrorIs(t, err, ErrInvalidArgument)
 	f := testdev.NewFaulty(testdev.NewMemory(1 << 16))
 	f.Add(testdev.Rule{Op: testdev.OpWrite})
 	_, err = New(testdev.NewMemory(1<<16), f, Options{})
@@ -485,13 +488,13 @@ func TestConcurrentWritersAndFlushes(t *testing.T) {
 	// Position in the log of every write, and of every flush entry.
 	pos := map[[2]uint32]int{}
 	var flushPos []int
-	buf := make([]byte, 8)
 	for i, e := range es {
 		switch {
 		case e.Flags&FlagFlush != 0:
 			flushPos = append(flushPos, i)
 		case e.HasData():
-			require.NoError(t, l.readDataAt(e, buf, 0))
+			buf := make([]byte, e.Length(l.SectorSize()))
+			require.NoError(t, l.ReadData(e, buf))
 			pos[[2]uint32{binary.LittleEndian.Uint32(buf), binary.LittleEndian.Uint32(buf[4:])}] = i
 		}
 	}
@@ -658,5 +661,8 @@ func TestReadModifyWrite(t *testing.T) {
 		es := allEntries(t, l)
 		require.Equal(t, entrySig{FlagFUA, 3, 2, ""}, sigs(es)[0])
 		require.ErrorIs(t, rec.Discard(1, int64(s)), ErrUnaligned)
+		// Offsets at the edge of int64 are refused, not a panic.
+		_, err = rec.WriteAt(fill(10, 1), math.MaxInt64-5)
+		require.ErrorIs(t, err, ErrInvalidArgument)
 	}
 }

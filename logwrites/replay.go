@@ -7,7 +7,12 @@ import (
 
 // ReplayOptions select which entries Replay applies and when it stops. The
 // zero value replays the whole log. Each field corresponds to an option of
-// fstests' replay-log (named in brackets); --num-entries is Log.NumEntries.
+// fstests' replay-log (named in brackets), except --num-entries: replay-log
+// prints the super block's count and exits without replaying, whatever the
+// other options, so it is Log.NumEntries rather than a field here.
+//
+// ReplayOptions is a plain value; Replay and Find copy it. Its callbacks
+// are called from the goroutine running Replay.
 //
 // Replay differs from replay-log where replay-log is a known pitfall: an
 // end mark that is not in the log is an error (ErrMarkNotFound) and nothing
@@ -57,6 +62,7 @@ type ReplayOptions struct {
 }
 
 // Action says what Replay did with an entry, for ReplayOptions.Progress.
+// It is a plain value, safe for concurrent use.
 type Action int
 
 // Actions.
@@ -84,7 +90,8 @@ func (a Action) String() string {
 
 // ReplayError is returned when Replay stops on an entry: the log is bad or
 // unreadable there, the target failed, or the checker failed. Entries
-// before it have been applied to the target.
+// before it have been applied to the target. It is a plain value, safe to
+// read from many goroutines.
 type ReplayError struct {
 	Entry   Entry  // the entry concerned (Index and Block are always set)
 	Applied uint64 // entries applied (from the start point) before the error
@@ -230,8 +237,8 @@ func (rp *replayer) run() error {
 func (rp *replayer) findMark(from uint64, name string) (Entry, error) {
 	for e, err := range rp.log.Entries() {
 		if err != nil {
-			// Let the replay itself report a bad log (after applying what
-			// it can), unless we are looking for a start point.
+			// A bad entry before the mark: whether the mark exists is
+			// unknown, so nothing is replayed and the error says why.
 			return Entry{}, err
 		}
 		if e.Index >= from && e.isMark() && e.Mark == name {

@@ -21,6 +21,7 @@ const (
 	SubsetState
 )
 
+// String returns "prefix" or "subset".
 func (k StateKind) String() string {
 	switch k {
 	case PrefixState:

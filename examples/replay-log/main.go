@@ -76,12 +76,6 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// exitError carries an exit status and the message to print.
-type exitError struct {
-	code int
-	msg  string
-}
-
 // config is the parsed command line.
 type config struct {
 	log, replay, fsck string

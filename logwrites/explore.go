@@ -244,6 +244,9 @@ func Explore(ctx context.Context, log *Log, base io.ReaderAt, o ExploreOptions, 
 				}
 				mu.Unlock()
 				if stop {
+					if testHookCheckFailed != nil {
+						testHookCheckFailed()
+					}
 					return errStop
 				}
 			}
@@ -265,6 +268,11 @@ func Explore(ctx context.Context, log *Log, base io.ReaderAt, o ExploreOptions, 
 	}
 	return stats, nil
 }
+
+// testHookCheckFailed, if not nil, is called by a checking goroutine after
+// it has recorded a failed check (so that no check of a later state starts
+// from then on). Tests set it; it is nil otherwise.
+var testHookCheckFailed func()
 
 // runCheck calls check, turning a panic into an error.
 func runCheck(ctx context.Context, check func(context.Context, State) error, s State) (err error) {

@@ -298,11 +298,24 @@ func TestExploreCheckerErrorStopsWithState(t *testing.T) {
 	x := xrandomLog(8, 400, 128)
 	l := x.open(t)
 	base := make([]byte, 128*512)
+	t.Cleanup(func() { testHookCheckFailed = nil })
 	for _, par := range []int{1, 4} {
-		var calls sync.Map
+		// Checks of states after the first failing one (40) wait until
+		// Explore has recorded that failure: each of the other par-1
+		// checkers can then hold at most one such state, and none may
+		// start once the failure is recorded. Without the wait, how many
+		// states the other checkers get through first is up to the
+		// scheduler.
+		recorded := make(chan struct{})
+		var once sync.Once
+		testHookCheckFailed = func() { once.Do(func() { close(recorded) }) }
+		var calls atomic.Int64
 		st, err := Explore(context.Background(), l, bytes.NewReader(base), ExploreOptions{Parallel: par, Tear: true, Seed: 3},
 			func(ctx context.Context, s State) error {
-				calls.Store(s.ID, true)
+				calls.Add(1)
+				if s.ID > 40 {
+					<-recorded
+				}
 				if s.ID >= 40 && s.ID%3 == 1 {
 					return fmt.Errorf("state %d: %w", s.ID, errXBad)
 				}
@@ -314,7 +327,9 @@ func TestExploreCheckerErrorStopsWithState(t *testing.T) {
 		var se *StateError
 		require.ErrorAs(t, err, &se)
 		require.Equal(t, 40, se.State.ID, "the first failing state is reported, whatever the parallelism")
-		require.Less(t, st.States, 200, "exploration stopped early")
+		require.Equal(t, int(calls.Load()), st.States)
+		require.GreaterOrEqual(t, st.States, 41, "every state before the failing one is checked")
+		require.LessOrEqual(t, st.States, 41+par-1, "no check starts after the failure is recorded (par %d)", par)
 		// The description rebuilds the failing state exactly.
 		img, ierr := se.State.Bytes()
 		require.NoError(t, ierr)

@@ -102,6 +102,7 @@ type Client struct {
 	flushMu    sync.Mutex
 	flushBuf   []byte
 	regs       []dirtylog.Region
+	flushReps  []reply
 	clearTimer *time.Timer // integrated flush: the delayed empty FLUSH
 
 	mu          sync.Mutex
@@ -216,7 +217,7 @@ func Dial(ctx context.Context, network, address string, opts ClientOptions) (*Cl
 		c.wg.Wait()
 		return nil, err
 	}
-	reps, err := cc.roundTrips(ctx, opts.UUID, opts.Node, []request{{t: RequestCtr, p: c.ctr}, {t: RequestGetRegionSize}})
+	reps, err := cc.roundTrips(ctx, opts.UUID, opts.Node, []request{{t: RequestCtr, p: c.ctr}, {t: RequestGetRegionSize}}, nil)
 	if err == nil {
 		err = firstErr(reps)
 	}
@@ -236,7 +237,7 @@ func Dial(ctx context.Context, network, address string, opts ClientOptions) (*Cl
 	c.marks = make([]atomic.Uint64, n)
 	c.clears = make([]atomic.Uint64, n)
 	c.held = make([]atomic.Uint64, n)
-	if reps, err = cc.roundTrips(ctx, opts.UUID, opts.Node, []request{{t: RequestResume}}); err == nil {
+	if reps, err = cc.roundTrips(ctx, opts.UUID, opts.Node, []request{{t: RequestResume}}, nil); err == nil {
 		err = firstErr(reps)
 	}
 	if err != nil {
@@ -384,7 +385,7 @@ func (c *Client) replay(ctx context.Context, cc *clientConn) error {
 		held = held[n:]
 	}
 	reqs = append(reqs, request{t: RequestFlush})
-	reps, err := cc.roundTrips(ctx, c.opts.UUID, c.opts.Node, reqs)
+	reps, err := cc.roundTrips(ctx, c.opts.UUID, c.opts.Node, reqs, nil)
 	if err == nil {
 		err = firstErr(reps)
 	}
@@ -451,7 +452,7 @@ func (c *Client) conn(ctx context.Context, until time.Time) (*clientConn, error)
 // do sends reqs in order and returns their replies, redialling and
 // retrying (every request of the protocol is idempotent for one node)
 // when the connection is lost. A reply with an error makes do fail.
-func (c *Client) do(ctx context.Context, reqs []request) ([]reply, error) {
+func (c *Client) do(ctx context.Context, reqs []request, out []reply) ([]reply, error) {
 	until := time.Now().Add(c.opts.RetryTimeout)
 	noLogRetried := false
 	for {
@@ -459,7 +460,7 @@ func (c *Client) do(ctx context.Context, reqs []request) ([]reply, error) {
 		if err != nil {
 			return nil, err
 		}
-		reps, err := cc.roundTrips(ctx, c.opts.UUID, c.opts.Node, reqs)
+		reps, err := cc.roundTrips(ctx, c.opts.UUID, c.opts.Node, reqs, out)
 		if err != nil {
 			if errors.Is(err, errConnLost) && ctx.Err() == nil && time.Now().Before(until) {
 				continue
@@ -483,7 +484,8 @@ func (c *Client) do(ctx context.Context, reqs []request) ([]reply, error) {
 }
 
 func (c *Client) call(ctx context.Context, t RequestType, p []byte) ([]byte, error) {
-	reps, err := c.do(ctx, []request{{t: t, p: p}})
+	var out [1]reply
+	reps, err := c.do(ctx, []request{{t: t, p: p}}, out[:0])
 	if err != nil {
 		return nil, err
 	}
@@ -659,7 +661,8 @@ func (c *Client) flushLocked(ctx context.Context, force bool) error {
 	default:
 		delayed = true
 	}
-	_, err := c.do(ctx, rq)
+	reps, err := c.do(ctx, rq, c.flushReps[:0])
+	c.flushReps = reps[:0]
 	if err != nil {
 		// Keep the entries for the next Flush, unless the region has a
 		// newer opposite entry.
@@ -818,7 +821,7 @@ func (c *Client) Suspend(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.do(ctx, []request{{t: RequestPresuspend}, {t: RequestPostsuspend}}); err != nil {
+	if _, err := c.do(ctx, []request{{t: RequestPresuspend}, {t: RequestPostsuspend}}, nil); err != nil {
 		return fmt.Errorf("remote: suspending log %s: %w", c.opts.UUID, err)
 	}
 	c.mu.Lock()
@@ -873,7 +876,7 @@ func (c *Client) Close() error {
 	err := c.flushLocked(ctx, force)
 	c.flushMu.Unlock()
 	if err == nil {
-		_, err = c.do(ctx, []request{{t: RequestDtr}})
+		_, err = c.do(ctx, []request{{t: RequestDtr}}, nil)
 	}
 	c.shutdown()
 	if err != nil {

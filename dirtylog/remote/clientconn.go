@@ -28,6 +28,13 @@ type waiter struct {
 	i  int
 }
 
+// batchPool holds reply channels of finished roundTrips calls. A channel
+// goes back only once every reply of its batch was received, so no late
+// reply can land in it.
+var batchPool = sync.Pool{New: func() any { return make(chan reply, minBatchChan) }}
+
+const minBatchChan = 8
+
 type request struct {
 	t RequestType
 	p []byte
@@ -42,6 +49,7 @@ type clientConn struct {
 	wmu sync.Mutex
 	bw  *bufio.Writer
 	hb  [HeaderSize]byte // header scratch, under wmu
+	wdl time.Time        // write deadline set from Timeout; zero after a ctx deadline
 
 	mu      sync.Mutex
 	pending map[uint32]waiter
@@ -130,9 +138,15 @@ func (cc *clientConn) failed() bool {
 }
 
 // roundTrips sends reqs in order (pipelined, one write) and waits for
-// every reply. A reply carrying an error is returned as a *RemoteError.
-func (cc *clientConn) roundTrips(ctx context.Context, uuid string, node NodeID, reqs []request) ([]reply, error) {
-	ch := make(chan reply, len(reqs))
+// every reply, which it stores in out (grown if it is too short; nil is
+// fine). A reply carrying an error is returned as a *RemoteError.
+func (cc *clientConn) roundTrips(ctx context.Context, uuid string, node NodeID, reqs []request, out []reply) ([]reply, error) {
+	var ch chan reply
+	if len(reqs) <= minBatchChan {
+		ch = batchPool.Get().(chan reply)
+	} else {
+		ch = make(chan reply, len(reqs))
+	}
 	var seq0 [8]uint32
 	seqs := seq0[:0]
 	cc.mu.Lock()
@@ -152,8 +166,12 @@ func (cc *clientConn) roundTrips(ctx context.Context, uuid string, node NodeID, 
 	var werr error
 	if d, ok := ctx.Deadline(); ok {
 		cc.nc.SetWriteDeadline(d)
-	} else {
-		cc.nc.SetWriteDeadline(time.Now().Add(cc.c.opts.Timeout))
+		cc.wdl = time.Time{}
+	} else if now := time.Now(); cc.wdl.Sub(now) < cc.c.opts.Timeout/2 {
+		// Renewed only when half used up: a write still gets between
+		// Timeout/2 and Timeout, without a timer update per request.
+		cc.wdl = now.Add(cc.c.opts.Timeout)
+		cc.nc.SetWriteDeadline(cc.wdl)
 	}
 	for i, rq := range reqs {
 		h := Header{Version: Version, Seq: seqs[i], Type: rq.t, DataSize: uint32(len(rq.p)), LUID: node, UUID: uuid}
@@ -173,7 +191,10 @@ func (cc *clientConn) roundTrips(ctx context.Context, uuid string, node NodeID, 
 		return nil, fmt.Errorf("%w: %w", errConnLost, werr)
 	}
 
-	out := make([]reply, len(reqs))
+	if cap(out) < len(reqs) {
+		out = make([]reply, len(reqs))
+	}
+	out = out[:len(reqs)]
 	for range reqs {
 		select {
 		case r := <-ch:
@@ -189,6 +210,9 @@ func (cc *clientConn) roundTrips(ctx context.Context, uuid string, node NodeID, 
 			cc.forget(seqs)
 			return nil, fmt.Errorf("remote: %v: %w", reqs[0].t, ctx.Err())
 		}
+	}
+	if cap(ch) == minBatchChan {
+		batchPool.Put(ch)
 	}
 	return out, nil
 }

@@ -53,7 +53,9 @@ type ServerOptions struct {
 	// (between frames) are never dropped. Zero means DefaultFrameTimeout.
 	FrameTimeout time.Duration
 	// WriteTimeout bounds writing a reply; a peer that does not read is
-	// dropped. Zero means DefaultWriteTimeout.
+	// dropped. (The deadline is renewed when half of it is used up, so a
+	// blocked write is given between WriteTimeout/2 and WriteTimeout.)
+	// Zero means DefaultWriteTimeout.
 	WriteTimeout time.Duration
 	// HandshakeTimeout bounds the TLS handshake. Zero means
 	// DefaultHandshakeTimeout.

@@ -66,9 +66,15 @@ func (sc *serverConn) serve(tcfg *tls.Config) {
 			deadline = true
 		}
 	}
-	var out []byte
+	var (
+		out []byte
+		h   Header // one per connection: dispatch takes its address
+		p   []byte
+		err error
+		wdl time.Time // the write deadline last set
+	)
 	for {
-		h, p, err := fr.ReadFrame()
+		h, p, err = fr.ReadFrame()
 		if deadline {
 			sc.nc.SetReadDeadline(time.Time{})
 			deadline = false
@@ -112,7 +118,13 @@ func (sc *serverConn) serve(tcfg *tls.Config) {
 		bw.Write(appendHeader(sc.hb[:0], &rh))
 		bw.Write(out)
 		if br.Buffered() == 0 || fatal || bw.Buffered() > 32<<10 {
-			sc.nc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+			if now := time.Now(); wdl.Sub(now) < s.opts.WriteTimeout/2 {
+				// Renewed only when half used up: a write still gets
+				// between WriteTimeout/2 and WriteTimeout, without a
+				// timer update per reply.
+				wdl = now.Add(s.opts.WriteTimeout)
+				sc.nc.SetWriteDeadline(wdl)
+			}
 			if err := bw.Flush(); err != nil {
 				lg.Warn("dropping connection: writing reply", "err", err)
 				return

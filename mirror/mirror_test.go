@@ -369,7 +369,7 @@ func TestVerifyAndRepair(t *testing.T) {
 func TestAddAndReplaceLeg(t *testing.T) {
 	var events []Event
 	var mu sync.Mutex
-	r := newRig(t, rigOpts{sync: dirtylog.NoSync, opts: Options{HandleErrors: true, ReadPolicy: RoundRobin,
+	r := newRig(t, rigOpts{sync: dirtylog.NoSync, opts: Options{HandleErrors: true, ReadPolicy: RoundRobin, ResyncParallel: 1,
 		OnEvent: func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() }}})
 	if _, err := r.m.WriteAt(fill(64<<10, 'a'), 0); err != nil {
 		t.Fatal(err)
@@ -383,11 +383,13 @@ func TestAddAndReplaceLeg(t *testing.T) {
 	if s := r.m.Stats(); len(s.Legs) != 3 || !s.Legs[2].Joining {
 		t.Fatalf("stats after AddLeg: %+v", s.Legs)
 	}
-	// New writes reach the joining leg at once; reads never touch it.
-	if _, err := r.m.WriteAt(fill(100, 'b'), 50); err != nil {
+	// New writes reach the joining leg at once (region 15: the held join
+	// copy works on region 0); reads never touch it.
+	const woff = 15*4096 + 50
+	if _, err := r.m.WriteAt(fill(100, 'b'), woff); err != nil {
 		t.Fatal(err)
 	}
-	if got := nl.Bytes()[50:150]; !bytes.Equal(got, fill(100, 'b')) {
+	if got := nl.Bytes()[woff : woff+100]; !bytes.Equal(got, fill(100, 'b')) {
 		t.Fatal("joining leg did not receive a write")
 	}
 	buf := make([]byte, 4096)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -135,8 +136,16 @@ func faultTrial(seed uint64) error {
 
 func TestFaultMatrix(t *testing.T) {
 	base := uint64(time.Now().UnixNano())
-	t.Logf("fault matrix from seed %d", base)
-	for i := range uint64(200) {
+	trials := uint64(300)
+	if os.Getenv("DMLOG_LONG") != "" {
+		trials = 3000
+	}
+	if s := os.Getenv("DMLOG_SEED"); s != "" {
+		fmt.Sscan(s, &base)
+		trials = 1
+	}
+	t.Logf("fault matrix: %d trials from seed %d (rerun one with DMLOG_SEED=<seed>)", trials, base)
+	for i := range trials {
 		if err := faultTrial(base + i); err != nil {
 			t.Fatalf("trial seed %d: %v", base+i, err)
 		}

@@ -1,8 +1,6 @@
 package remote
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -11,14 +9,17 @@ import (
 )
 
 // ListenUnix listens on a Unix socket at path whose file has mode 0600
-// from the moment it appears there: the socket is bound under a temporary
-// name in the same directory, restricted, then renamed into place (an
-// existing socket file at path is replaced). Closing the listener removes
-// path.
+// from the moment it appears there: the socket is bound in a private
+// (0700) temporary directory next to path, so nobody can connect before
+// it is restricted, then renamed into place (an existing socket file at
+// path is replaced). Closing the listener removes path.
 func ListenUnix(path string) (net.Listener, error) {
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(filepath.Dir(path), ".logserver-"+hex.EncodeToString(rnd[:]))
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".logserver-")
+	if err != nil {
+		return nil, fmt.Errorf("remote: listen on %s: %w", path, err)
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("remote: listen on %s: %w", path, err)
@@ -26,12 +27,10 @@ func ListenUnix(path string) (net.Listener, error) {
 	l.SetUnlinkOnClose(false)
 	if err := os.Chmod(tmp, 0o600); err != nil {
 		l.Close()
-		os.Remove(tmp)
 		return nil, fmt.Errorf("remote: securing socket %s: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		l.Close()
-		os.Remove(tmp)
 		return nil, fmt.Errorf("remote: placing socket at %s: %w", path, err)
 	}
 	return &unixListener{UnixListener: l, path: path}, nil

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,12 @@ func TestSocketIsPrivate(t *testing.T) {
 	fi, err := os.Stat(ts.path)
 	require.NoError(t, err)
 	require.Equal(t, os.ModeSocket|0o600, fi.Mode())
+	// Nothing else is left beside it (ListenUnix binds in a private
+	// temporary directory, then renames the socket into place).
+	ents, err := os.ReadDir(filepath.Dir(ts.path))
+	require.NoError(t, err)
+	require.Len(t, ents, 1)
+	require.Equal(t, filepath.Base(ts.path), ents[0].Name())
 
 	// Serve restricts a socket made by plain net.Listen too.
 	p := sockPath(t)

@@ -312,11 +312,15 @@ func (r *Recorder) flush(flags Flags) error {
 		r.unsplice(spliced)
 		return err
 	}
+	// The flush entry goes after the writes it flushes, in the same log
+	// write.
+	spliced.add(r.s, 0, 0, flags, nil)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.logBatchLocked(spliced)
-	r.logDirectLocked(0, 0, flags, "", nil)
-	r.flushedLocked()
+	if (flags&FlagFUA != 0 || r.durable) && !r.disabled {
+		r.writeSuperLocked()
+	}
 	return nil
 }
 

@@ -666,3 +666,48 @@ func TestReadModifyWrite(t *testing.T) {
 		require.ErrorIs(t, err, ErrInvalidArgument)
 	}
 }
+
+// The write path's cost: a plain write is one data-device write and no log
+// I/O; a flush is one data-device sync and one log write for the held
+// writes and the flush entry together; a FUA write is a write and a sync of
+// the data device, then the entry and the super block in the log. In the
+// steady state nothing is allocated.
+func TestWritePathCost(t *testing.T) {
+	rec, dev, logDev := newRec(t, Options{})
+	p := fill(4096, 1)
+	round := func() {
+		for i := range 16 {
+			_, err := rec.WriteAt(p, int64(i)*4096)
+			require.NoError(t, err)
+		}
+		require.NoError(t, rec.Sync())
+	}
+	round()
+	dev.ResetStats()
+	logDev.ResetStats()
+	round()
+	require.Equal(t, testdev.Stats{Writes: 16, Syncs: 1, BytesWritten: 16 * 4096}, dev.Stats())
+	require.Equal(t, testdev.Stats{Writes: 1, BytesWritten: 16*(512+4096) + 512}, logDev.Stats())
+
+	dev.ResetStats()
+	logDev.ResetStats()
+	_, err := rec.WriteAtFlags(p, 0, FUA)
+	require.NoError(t, err)
+	require.Equal(t, testdev.Stats{Writes: 1, Syncs: 1, BytesWritten: 4096}, dev.Stats())
+	require.Equal(t, testdev.Stats{Writes: 2, BytesWritten: 512 + 4096 + 512}, logDev.Stats())
+	require.NoError(t, rec.Close())
+
+	if !raceEnabled {
+		mrec, err := New(newMemDev(1<<20), newMemDev(64<<20), Options{})
+		require.NoError(t, err)
+		allocs := testing.AllocsPerRun(50, func() {
+			for i := range 16 {
+				mrec.WriteAt(p, int64(i)*4096)
+			}
+			mrec.Sync()
+			mrec.WriteAtFlags(p, 0, FUA)
+			mrec.Mark("m")
+		})
+		require.Zero(t, allocs, "allocations per 16 writes, a sync, a FUA write and a mark")
+	}
+}

@@ -261,3 +261,38 @@ func TestVerboseOutput(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "replaying 9@174: sector 2048, size 65536, flags 0x4(DISCARD)\nreplay device doesn't support discard, switching to writing zeros\nreplaying 10@175")
 }
+
+// --num-entries prints the super block's count, whatever the start point,
+// and replays nothing even with --replay (replay-log prints it and exits
+// before its replay loop); a start entry beyond the log still fails first.
+func TestNumEntries(t *testing.T) {
+	fx := newFixture(t)
+	for _, args := range [][]string{
+		{"--num-entries"},
+		{"--num-entries", "--start-entry", "5"},
+		{"--num-entries", "--start-mark", "mark2"},
+		{"--num-entries", "--replay", fx.dev},
+	} {
+		code, out, errs := fx.run(append([]string{"--log", fx.log}, args...)...)
+		require.Equal(t, 0, code, "%v: %s", args, errs)
+		require.Equal(t, "17\n", out, "%v", args)
+	}
+	require.Equal(t, make([]byte, 8<<20), must(os.ReadFile(fx.dev)), "--num-entries replays nothing")
+	code, _, errs := fx.run("--log", fx.log, "--num-entries", "--start-entry", "17")
+	require.Equal(t, 1, code)
+	require.Equal(t, "Invalid entry number\n", errs)
+
+	// A lagging count is printed as it is; an empty log prints 0.
+	b := must(os.ReadFile(fx.log))
+	b[16] = 3
+	lag := filepath.Join(fx.dir, "lag.img")
+	require.NoError(t, os.WriteFile(lag, b, 0o644))
+	code, out, _ := fx.run("--log", lag, "--num-entries")
+	require.Equal(t, 0, code)
+	require.Equal(t, "3\n", out)
+	b[16] = 0
+	require.NoError(t, os.WriteFile(lag, b, 0o644))
+	code, out, _ = fx.run("--log", lag, "--num-entries")
+	require.Equal(t, 0, code)
+	require.Equal(t, "0\n", out)
+}

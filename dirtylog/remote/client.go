@@ -77,7 +77,9 @@ type ClientOptions struct {
 // A lost server is redialled in the background with exponential backoff;
 // the client then replays CTR and RESUME (as the kernel does) and its
 // outstanding marks, and retries the interrupted request. While the server
-// is unreachable Flush fails with ErrUnreachable, and queries made with a
+// is unreachable Flush fails with ErrUnreachable (wrapping why the last
+// redial failed, e.g. ErrVersion for a server speaking another protocol
+// version), and queries made with a
 // dirtylog.NonBlocking context return dirtylog.ErrWouldBlock (they always
 // do: the answer lives on the server).
 //
@@ -109,6 +111,7 @@ type Client struct {
 	cc          *clientConn   // nil while disconnected
 	ready       chan struct{} // closed when cc is set again
 	redialing   bool
+	redialErr   error // why the last redial attempt failed
 	resumed     bool
 	closed      bool
 	pendingSync map[dirtylog.Region]bool
@@ -330,6 +333,7 @@ func (c *Client) redial() {
 			if err = c.replay(ctx, cc); err == nil {
 				cancel()
 				c.mu.Lock()
+				c.redialErr = nil
 				if c.closed || c.abandon {
 					c.redialing = false
 					c.mu.Unlock()
@@ -349,6 +353,11 @@ func (c *Client) redial() {
 			} else {
 				cc.fail(fmt.Errorf("%w: %w", errConnLost, err))
 			}
+		}
+		if err != nil {
+			c.mu.Lock()
+			c.redialErr = err
+			c.mu.Unlock()
 		}
 		cancel()
 		select {
@@ -415,7 +424,7 @@ func setSyncPayload(r dirtylog.Region, in bool) []byte {
 func (c *Client) conn(ctx context.Context, until time.Time) (*clientConn, error) {
 	for {
 		c.mu.Lock()
-		cc, ready, closed := c.cc, c.ready, c.closed
+		cc, ready, closed, rerr := c.cc, c.ready, c.closed, c.redialErr
 		c.mu.Unlock()
 		if closed {
 			return nil, dirtylog.ErrClosed
@@ -431,14 +440,17 @@ func (c *Client) conn(ctx context.Context, until time.Time) (*clientConn, error)
 		}
 		wait := time.Until(until)
 		if wait <= 0 {
-			return nil, fmt.Errorf("%w: %s", ErrUnreachable, c.address)
+			return nil, c.unreachable(rerr)
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ready:
 			t.Stop()
 		case <-t.C:
-			return nil, fmt.Errorf("%w: %s (redialling in the background)", ErrUnreachable, c.address)
+			c.mu.Lock()
+			rerr = c.redialErr
+			c.mu.Unlock()
+			return nil, c.unreachable(rerr)
 		case <-ctx.Done():
 			t.Stop()
 			return nil, ctx.Err()
@@ -447,6 +459,16 @@ func (c *Client) conn(ctx context.Context, until time.Time) (*clientConn, error)
 			return nil, dirtylog.ErrClosed
 		}
 	}
+}
+
+// unreachable is the error of a call given up while redialling: it wraps
+// ErrUnreachable and why the last attempt failed (a refused connection, a
+// TLS failure, a server speaking another version: ErrVersion), if any.
+func (c *Client) unreachable(last error) error {
+	if last == nil {
+		return fmt.Errorf("%w: %s (redialling in the background)", ErrUnreachable, c.address)
+	}
+	return fmt.Errorf("%w: %s (redialling in the background; last attempt: %w)", ErrUnreachable, c.address, last)
 }
 
 // do sends reqs in order and returns their replies, redialling and

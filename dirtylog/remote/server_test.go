@@ -391,6 +391,57 @@ func TestClientRefusesOtherVersion(t *testing.T) {
 	require.ErrorIs(t, err, ErrVersion)
 }
 
+// TestRedialToOtherVersionSaysSo: the server is replaced by one speaking
+// another protocol version. The client's calls fail (no hang) with
+// ErrUnreachable wrapping ErrVersion, so an operator sees why.
+func TestRedialToOtherVersionSaysSo(t *testing.T) {
+	checkGoroutines(t)
+	ts := startServer(t, ServerOptions{})
+	o := coreOpts("v4", 1)
+	o.RetryTimeout, o.RedialMax = 200*time.Millisecond, 20*time.Millisecond
+	c := ts.dial(t, o)
+	ts.stop()
+
+	l, err := net.Listen("unix", ts.path)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	defer func() {
+		c.Close() // fails (nobody speaks v3), but stops the redialling
+		l.Close()
+		wg.Wait()
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer nc.Close()
+				fr := NewFrameReader(nc)
+				for {
+					h, _, err := fr.ReadFrame()
+					if err != nil {
+						return
+					}
+					if _, err := nc.Write(appendHeader(nil, &Header{Version: 4, Seq: h.Seq, Type: h.Type, UUID: h.UUID})); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	eventually(t, 10*time.Second, func() bool {
+		_, err := c.IsClean(context.Background(), 0)
+		require.ErrorIs(t, err, ErrUnreachable)
+		return errors.Is(err, ErrVersion)
+	}, "the client never said the server speaks another version")
+}
+
 // TestBatching checks what goes on the wire for each flush.
 func TestBatching(t *testing.T) {
 	checkGoroutines(t)

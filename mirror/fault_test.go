@@ -188,7 +188,7 @@ func TestDefaultLegHandover(t *testing.T) {
 		t.Fatalf("write with keep_log: %v", err)
 	}
 	s := r.m.Stats()
-	if !s.Legs[1].Default || ev.count(EventDefaultChanged) != 1 || ev.count(EventLegFailed) != 1 {
+	if !s.Legs[1].Default || ev.count(EventDefaultChanged) != 1 || ev.count(EventLegFailed) < 1 {
 		t.Fatalf("no handover: %+v events %v", s.Legs, ev.ev)
 	}
 	got := make([]byte, 4096)

@@ -2,6 +2,7 @@ package logwrites_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/dmlog/dmlog/internal/testdev"
@@ -48,6 +49,54 @@ func ExampleNew() {
 	// 2 NONE  sector  0 n 8
 	// 3 FLUSH sector  0 n 0
 	// 4 MARK  sector  0 n 0 dm-log-writes-end
+}
+
+// Open a log, walk its entries, and see how a damaged log is reported:
+// with the entry, its log block and a sentinel error.
+func ExampleOpen() {
+	dev, logDev := testdev.NewMemory(1<<20), testdev.NewMemory(1<<20)
+	rec, _ := logwrites.New(dev, logDev, logwrites.Options{SectorSize: 4096})
+	rec.WriteAt(bytes.Repeat([]byte("x"), 8192), 4096)
+	rec.Discard(0, 4096)
+	rec.Sync()
+	rec.Close()
+	img := logDev.Bytes()
+
+	log, err := logwrites.Open(bytes.NewReader(img))
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("sector size %d, %d entries\n", log.SectorSize(), log.NumEntries())
+	for e, err := range log.Entries() {
+		if err != nil {
+			panic(err)
+		}
+		fmt.Printf("entry %d @%d: %v, sector %d, %d sectors", e.Index, e.Block, e.Flags, e.Sector, e.NrSectors)
+		if e.Mark != "" {
+			fmt.Printf(", %q", e.Mark)
+		}
+		fmt.Println()
+	}
+
+	// The same log cut short inside the first entry's data.
+	short, _ := logwrites.Open(bytes.NewReader(img[:3*4096]))
+	for _, err := range short.Entries() {
+		if err != nil {
+			fmt.Println("truncated:", errors.Is(err, logwrites.ErrTruncated))
+			fmt.Println(err)
+		}
+	}
+	_, err = logwrites.Open(bytes.NewReader(make([]byte, 4096)))
+	fmt.Println("bad magic:", errors.Is(err, logwrites.ErrBadMagic))
+	// Output:
+	// sector size 4096, 4 entries
+	// entry 0 @1: NONE, sector 1, 2 sectors
+	// entry 1 @4: DISCARD, sector 0, 1 sectors
+	// entry 2 @5: FLUSH, sector 0, 0 sectors
+	// entry 3 @6: MARK, sector 0, 0 sectors, "dm-log-writes-end"
+	// truncated: true
+	// entry 0 @1: data of 2 sectors: logwrites: log truncated: 0 of 1 bytes at offset 16383
+	// bad magic: true
 }
 
 // Rebuild the device as it was at a mark, and find where a mark is.

@@ -79,9 +79,8 @@ type ClientOptions struct {
 // outstanding marks, and retries the interrupted request. While the server
 // is unreachable Flush fails with ErrUnreachable (wrapping why the last
 // redial failed, e.g. ErrVersion for a server speaking another protocol
-// version), and queries made with a
-// dirtylog.NonBlocking context return dirtylog.ErrWouldBlock (they always
-// do: the answer lives on the server).
+// version), and queries made with a dirtylog.NonBlocking context return
+// dirtylog.ErrWouldBlock (they always do: the answer lives on the server).
 //
 // Client is safe for concurrent use. MarkRegion and ClearRegion are
 // lock-free and do not allocate; Flush calls are serialised.

@@ -811,46 +811,40 @@ func TestThousandConnections(t *testing.T) {
 	ts.srv.mu.Lock()
 	require.Len(t, ts.srv.conns, n)
 	ts.srv.mu.Unlock()
+	// each runs f on every client concurrently and waits.
+	each := func(f func(i int, c *Client) error) {
+		for i, c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := f(i, c); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	requireClean := func(c *Client, want bool) {
+		for _, r := range []dirtylog.Region{0, 499, 999, 1023} {
+			clean, err := c.IsClean(ctx, r)
+			require.NoError(t, err)
+			require.Equal(t, want, clean, "region %d", r)
+		}
+	}
 	// Every node marks its own region and one shared region, concurrently.
-	for i, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.MarkRegion(dirtylog.Region(i))
-			c.MarkRegion(1023)
-			if err := c.Flush(ctx); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	for _, r := range []dirtylog.Region{0, 499, 999, 1023} {
-		clean, err := clients[7].IsClean(ctx, r)
-		require.NoError(t, err)
-		require.False(t, clean, "region %d", r)
-	}
-	for i, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.ClearRegion(dirtylog.Region(i))
-			c.ClearRegion(1023)
-			if err := c.Flush(ctx); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	for _, r := range []dirtylog.Region{0, 499, 999, 1023} {
-		clean, err := clients[3].IsClean(ctx, r)
-		require.NoError(t, err)
-		require.True(t, clean, "region %d", r)
-	}
-	for _, c := range clients {
-		wg.Add(1)
-		go func() { defer wg.Done(); require.NoError(t, c.Close()) }()
-	}
-	wg.Wait()
+	each(func(i int, c *Client) error {
+		c.MarkRegion(dirtylog.Region(i))
+		c.MarkRegion(1023)
+		return c.Flush(ctx)
+	})
+	requireClean(clients[7], false)
+	each(func(i int, c *Client) error {
+		c.ClearRegion(dirtylog.Region(i))
+		c.ClearRegion(1023)
+		return c.Flush(ctx)
+	})
+	requireClean(clients[3], true)
+	each(func(_ int, c *Client) error { return c.Close() })
 	require.Empty(t, ts.srv.Logs())
 }
 

@@ -481,6 +481,15 @@ func (s *Server) ctr(sc *serverConn, h *Header, p []byte) ([]byte, error) {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("%w: this server already hosts %d logs", dirtylog.ErrBadArgs, len(s.logs))
 	}
+	if hl == nil && sp.dev != "" {
+		// Two logs on one device would overwrite each other's bitmaps.
+		for u, other := range s.logs {
+			if other.spec.dev == sp.dev {
+				s.mu.Unlock()
+				return nil, fmt.Errorf("%w: log device %s already holds log %s", dirtylog.ErrBadArgs, sp.dev, u)
+			}
+		}
+	}
 	if hl == nil {
 		hl, err = s.newHostedLog(h.UUID, sp)
 		if err != nil {

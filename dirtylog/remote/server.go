@@ -29,6 +29,10 @@ type ServerOptions struct {
 	// Open resolves the log device named in a clustered-disk CTR (a path
 	// or major:minor). If the device is an io.Closer it is closed when the
 	// log is destroyed. Without Open, clustered-disk logs are refused.
+	// A device holds one log at a time: a CTR for another UUID naming the
+	// device of a hosted log is refused. Names are compared as written,
+	// so an Open that accepts several names for one device must make
+	// them one (or refuse all but one).
 	Open func(name string) (dirtylog.Device, error)
 	// LogicalBlockSize of the disk log devices (default 512).
 	LogicalBlockSize int

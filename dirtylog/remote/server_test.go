@@ -171,6 +171,29 @@ func TestCtrErrors(t *testing.T) {
 	require.ErrorIs(t, err, ErrInsecure)
 }
 
+// TestOneLogPerDevice: a second log (another UUID) constructed on a device
+// that already holds a log is refused; the first one is untouched.
+func TestOneLogPerDevice(t *testing.T) {
+	checkGoroutines(t)
+	devs := &memDevices{}
+	ts := startServer(t, ServerOptions{Open: devs.open})
+	disk := func(uuid, dev string) ClientOptions {
+		return ClientOptions{UUID: uuid, Node: 1, DeviceSize: tDevice, Args: []string{"clustered-disk", dev, tRS}}
+	}
+	a := ts.dial(t, disk("first", "dev0"))
+	defer a.Close()
+	a.MarkRegion(7)
+	require.NoError(t, a.Flush(context.Background()))
+	_, err := Dial(context.Background(), "unix", ts.path, disk("second", "dev0"))
+	require.ErrorIs(t, err, dirtylog.ErrBadArgs)
+	require.Contains(t, err.Error(), "already holds log first")
+	b := ts.dial(t, disk("second", "dev1"))
+	require.NoError(t, b.Close())
+	clean, err := a.IsClean(context.Background(), 7)
+	require.NoError(t, err)
+	require.False(t, clean)
+}
+
 func TestBadInputDoesNotDisturbOthers(t *testing.T) {
 	checkGoroutines(t)
 	ts := startServer(t, ServerOptions{FrameTimeout: 200 * time.Millisecond})

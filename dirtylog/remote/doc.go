@@ -26,9 +26,15 @@
 //   - One node recovers at a time: while it holds recovery claims, other
 //     nodes get no resync work. A claimer may hold several regions (a
 //     mirror copies in parallel), each handed out once until
-//     SetRegionSync, as the dirtylog.Log contract says; a node that
-//     reconnects is offered its claims again, since the reply that handed
-//     one out may have been lost.
+//     SetRegionSync, as the dirtylog.Log contract says. This is where it
+//     departs from cmirrord, which hands its one recoverer the same
+//     region on every request until it is set: here asking again returns
+//     the same region to the same node only when the reply that handed
+//     it out may have been lost, that is after the node reconnected
+//     (the server offers it its claims again, first) or after one of its
+//     ResyncWork calls failed mid-way (the client rejoins before asking
+//     again, with the same effect). Regions the client already holds are
+//     not returned twice.
 //   - RemoteRecovering is true for any out-of-sync region, so a writer
 //     waits for it to be resynced, and asking moves that region to the
 //     front of the resync queue.

@@ -125,3 +125,18 @@ func TestSyncModeOnlyAtCreation(t *testing.T) {
 	require.Equal(t, "etcd 3 vol 128 nosync ", a.Table())
 	require.Equal(t, "3 etcd vol A", b.Status())
 }
+
+// TestSyncCountSeesOtherNodes: SyncCount on one node counts a
+// SetRegionSync another node's call already returned from, even while the
+// first node's watch lags behind.
+func TestSyncCountSeesOtherNodes(t *testing.T) {
+	c := startCluster(t, 1)
+	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 5 * time.Second}
+	a := openNode(t, c.client(t), o, "a")
+	b := openNode(t, c.client(t), o, "b")
+	resume := b.pauseWatch()
+	a.SetRegionSync(5, false)
+	require.EqualValues(t, 100, b.c.syncCount.Load(), "b's paused cache saw the change: the test did not test")
+	go func() { time.Sleep(200 * time.Millisecond); resume() }()
+	require.EqualValues(t, 99, b.SyncCount())
+}

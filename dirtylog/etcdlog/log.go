@@ -19,10 +19,11 @@ import (
 // implements dirtylog.Log.
 //
 // Log is safe for concurrent use by multiple goroutines. MarkRegion and
-// ClearRegion are lock-free and allocation-free; IsClean and InSync answer
-// from the watch-fed cache without blocking; Flush, ResyncWork,
-// SetRegionSync, RemoteRecovering (with a context that may block),
-// Suspend, Resume and Close talk to etcd. Close stops every goroutine the
+// ClearRegion are lock-free and allocation-free; IsClean, InSync and
+// RemoteRecovering with dirtylog.NonBlocking answer from the watch-fed
+// cache without blocking; Flush, ResyncWork, SetRegionSync, SyncCount,
+// the queries with a context that may block, Suspend, Resume and Close
+// talk to etcd. Close stops every goroutine the
 // Log started; it does not close the etcd client, which the caller owns.
 type Log struct {
 	opts    Options
@@ -591,8 +592,20 @@ func (l *Log) flushLocked(ctx context.Context) error {
 	return nil
 }
 
-// SyncCount returns the number of regions in sync, from the cache.
-func (l *Log) SyncCount() uint64 { return l.c.syncCount.Load() }
+// SyncCount returns the number of regions in sync. Like a blocking InSync
+// it first catches up with everything etcd had committed when it was
+// called (one round trip shared by concurrent callers, bounded by
+// Options.RequestTimeout), so a SetRegionSync acknowledged on any node is
+// counted; if etcd cannot be reached, or the log is closed, it answers
+// from the cache (Revision).
+func (l *Log) SyncCount() uint64 {
+	if !l.closed.Load() {
+		ctx, cancel := context.WithTimeout(l.bg, l.opts.requestTimeout())
+		_ = l.linearize(ctx) // on failure: the cache's count
+		cancel()
+	}
+	return l.c.syncCount.Load()
+}
 
 // Suspend flushes this node's marks and stops handing out resync work
 // until Resume.

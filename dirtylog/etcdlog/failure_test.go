@@ -224,17 +224,28 @@ func TestKillLeaderFlushesContinue(t *testing.T) {
 	c.stop(leader)
 	t.Logf("leader %d stopped in %v", leader, time.Since(t0))
 	// Every flush eventually succeeds (a failure during the election is
-	// reported, and the caller retries: the flush is idempotent).
+	// reported, and the caller retries: the flush is idempotent). Each
+	// attempt gets a second: a proposal the dead leader never committed
+	// would otherwise wait out etcd's request timeout (about 6 s here).
+	flush := func() error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		return a.Flush(ctx)
+	}
+	failures := 0
 	for r := dirtylog.Region(10); r < 20; r++ {
 		a.MarkRegion(r)
 		var err error
 		deadline := time.Now().Add(20 * time.Second)
-		for err = a.Flush(ctx); err != nil; err = a.Flush(ctx) {
+		for err = flush(); err != nil; err = flush() {
+			failures++
 			require.NotErrorIs(t, err, ErrFenced)
+			require.ErrorIs(t, err, dirtylog.ErrLogFailed)
 			require.True(t, time.Now().Before(deadline), "flush still failing: %v", err)
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	t.Logf("flushes done %v after the stop (%d failed attempts)", time.Since(t0), failures)
 	require.NotEqual(t, leader, c.leader())
 	for r := dirtylog.Region(0); r < 20; r++ {
 		clean, err := b.IsClean(ctx, r)

@@ -3,6 +3,7 @@ package etcdlog
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
@@ -17,12 +18,15 @@ import (
 	"google.golang.org/grpc/backoff"
 )
 
-// member is one in-process etcd member on loopback.
+// member is one in-process etcd member on loopback. Its clients and peers
+// reach it through two proxies whose ports the OS chose when the cluster
+// was built; the member itself listens on ports the OS chooses at each
+// start, so no test ever guesses a free port.
 type member struct {
 	name       string
 	dir        string
-	client     url.URL
-	peer       url.URL
+	client     *proxy
+	peer       *proxy
 	e          *embed.Etcd
 	clusterCfg string
 }
@@ -36,19 +40,116 @@ type cluster struct {
 	fsync   bool // benchmarks: fsync the WAL, as a deployment does
 }
 
-func freePort(t testing.TB) int {
+// proxy forwards the TCP connections accepted on an OS-chosen loopback
+// port to a member's current address. cut drops every connection at once,
+// as a crashed member's would be, so the member's shutdown does not wait
+// for its clients' streams (gRPC's graceful stop waits up to 5 s for them,
+// the peer server 1 s).
+type proxy struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	target string // "" while the member is down: connections are refused
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+func newProxy(t testing.TB) *proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	p := &proxy{ln: ln, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.serve()
+	return p
+}
+
+func (p *proxy) url() url.URL { return url.URL{Scheme: "http", Host: p.ln.Addr().String()} }
+
+func (p *proxy) serve() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		target := p.target
+		p.mu.Unlock()
+		if target == "" {
+			c.Close()
+			continue
+		}
+		p.wg.Add(1)
+		go p.forward(c, target)
+	}
+}
+
+// track registers c, or closes it and reports false if the target changed
+// (the member went down) since the connection was accepted.
+func (p *proxy) track(c net.Conn, target string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.target != target {
+		c.Close()
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *proxy) forward(c net.Conn, target string) {
+	defer p.wg.Done()
+	if !p.track(c, target) {
+		return
+	}
+	d, err := net.Dial("tcp", target)
+	if err != nil || !p.track(d, target) {
+		p.drop(c)
+		return
+	}
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) { _, _ = io.Copy(dst, src); done <- struct{}{} }
+	go pipe(d, c)
+	go pipe(c, d)
+	<-done
+	p.drop(c)
+	p.drop(d)
+	<-done
+}
+
+func (p *proxy) drop(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+	c.Close()
+}
+
+// setTarget points the proxy at a member's address; "" cuts every
+// connection and refuses new ones.
+func (p *proxy) setTarget(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = addr
+	if addr == "" {
+		for c := range p.conns {
+			c.Close()
+		}
+	}
+}
+
+// close stops the proxy and waits for its goroutines.
+func (p *proxy) close() {
+	p.ln.Close()
+	p.setTarget("")
+	p.wg.Wait()
 }
 
 // startCluster starts n members and registers their shutdown with
 // t.Cleanup. Clients made with c.client are closed first (cleanups run
-// last-registered first), which keeps member shutdown fast.
+// last-registered first), and a stopped member's connections are cut
+// first, which keeps member shutdown fast.
 func startCluster(t testing.TB, n int) *cluster {
 	return startClusterWith(t, n, false)
 }
@@ -58,10 +159,11 @@ func startClusterWith(t testing.TB, n int, fsync bool) *cluster {
 	c := &cluster{t: t, fsync: fsync}
 	var initial []string
 	for i := range n {
-		m := &member{name: fmt.Sprintf("m%d", i), dir: t.TempDir()}
-		m.client = url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-		m.peer = url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-		initial = append(initial, m.name+"="+m.peer.String())
+		m := &member{name: fmt.Sprintf("m%d", i), dir: t.TempDir(), client: newProxy(t), peer: newProxy(t)}
+		t.Cleanup(m.client.close)
+		t.Cleanup(m.peer.close)
+		u := m.peer.url()
+		initial = append(initial, m.name+"="+u.String())
 		c.members = append(c.members, m)
 	}
 	for _, m := range c.members {
@@ -91,10 +193,11 @@ func (c *cluster) start(i int, fresh bool) error {
 		cfg.TickMs, cfg.ElectionMs = 50, 500
 	}
 	cfg.UnsafeNoFsync = !c.fsync
-	cfg.ListenClientUrls = []url.URL{m.client}
-	cfg.AdvertiseClientUrls = []url.URL{m.client}
-	cfg.ListenPeerUrls = []url.URL{m.peer}
-	cfg.AdvertisePeerUrls = []url.URL{m.peer}
+	any := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
+	cfg.ListenClientUrls = []url.URL{any}
+	cfg.AdvertiseClientUrls = []url.URL{m.client.url()}
+	cfg.ListenPeerUrls = []url.URL{any}
+	cfg.AdvertisePeerUrls = []url.URL{m.peer.url()}
 	cfg.InitialCluster = m.clusterCfg
 	cfg.InitialClusterToken = "etcdlog-test"
 	if !fresh {
@@ -105,9 +208,13 @@ func (c *cluster) start(i int, fresh bool) error {
 	if err != nil {
 		return fmt.Errorf("start %s: %w", m.name, err)
 	}
+	m.peer.setTarget(e.Peers[0].Listener.Addr().String())
+	m.client.setTarget(e.Clients[0].Addr().String())
 	select {
 	case <-e.Server.ReadyNotify():
 	case <-time.After(30 * time.Second):
+		m.client.setTarget("")
+		m.peer.setTarget("")
 		e.Close()
 		return fmt.Errorf("start %s: not ready after 30 s", m.name)
 	}
@@ -115,18 +222,19 @@ func (c *cluster) start(i int, fresh bool) error {
 	return nil
 }
 
-// stop closes member i (a no-op if it is down).
+// stop kills member i (a no-op if it is down): its connections drop, as
+// a crashed process's would, then the server stops.
 func (c *cluster) stop(i int) {
 	if m := c.members[i]; m.e != nil {
-		// Stop the server first: gRPC's graceful stop would otherwise wait
-		// up to 5 s for the clients' watch and keepalive streams.
+		m.client.setTarget("")
+		m.peer.setTarget("")
 		m.e.Server.HardStop()
 		m.e.Close()
 		m.e = nil
 	}
 }
 
-// stopAll stops every member, in parallel (each takes about a second).
+// stopAll stops every member, in parallel.
 func (c *cluster) stopAll() {
 	var wg sync.WaitGroup
 	for i := range c.members {
@@ -136,7 +244,8 @@ func (c *cluster) stopAll() {
 	wg.Wait()
 }
 
-// restart starts member i again on its data directory and ports.
+// restart starts member i again on its data directory, behind the same
+// proxies.
 func (c *cluster) restart(i int) {
 	c.t.Helper()
 	if err := c.start(i, false); err != nil {
@@ -148,7 +257,8 @@ func (c *cluster) restart(i int) {
 func (c *cluster) endpoints() []string {
 	var eps []string
 	for _, m := range c.members {
-		eps = append(eps, m.client.String())
+		u := m.client.url()
+		eps = append(eps, u.String())
 	}
 	return eps
 }

@@ -298,7 +298,7 @@ func (rp *replayer) apply(e Entry) (Action, error) {
 	off, n := e.Offset(s), e.Length(s)
 	data := int64(e.Block+1) * int64(s)
 	for done := int64(0); done < n; {
-		b, err := rp.win.view(data+done, int(min(n-done, int64(len(rp.win.buf)))))
+		b, err := rp.win.next(data+done, int(min(n-done, int64(len(rp.win.buf)))))
 		if err != nil {
 			return Replayed, fmt.Errorf("reading data: %w", err)
 		}

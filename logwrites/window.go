@@ -57,6 +57,21 @@ func (w *window) view(off int64, n int) ([]byte, error) {
 	return w.buf[i : i+n], nil
 }
 
+// next returns the bytes from off on, at most max of them and at least one,
+// as far as they are resident, refilling from off only if off itself is not:
+// a sequential pass reads each byte of the log once, never re-reading the
+// part of an entry's data that the previous fill already holds. The slice
+// is valid until the next call.
+func (w *window) next(off int64, max int) ([]byte, error) {
+	if off < w.off || off >= w.off+int64(w.n) {
+		if err := w.fill(off, 1); err != nil {
+			return nil, err
+		}
+	}
+	i := int(off - w.off)
+	return w.buf[i:min(w.n, i+max)], nil
+}
+
 // ReadAt serves reads from the window, refilling it as needed; reads
 // larger than the window go straight to the log.
 func (w *window) ReadAt(p []byte, off int64) (int, error) {

@@ -11,8 +11,8 @@ import (
 )
 
 // memDev is a plain in-memory device: a byte slice, Sync a no-op. It is the
-// baseline "device" of the memory variants (testdev.Memory does crash
-// bookkeeping that would dominate).
+// baseline "device" of the benchmarks' memory variants (testdev.Memory does
+// crash bookkeeping that would dominate) and the tests' plain target.
 type memDev struct {
 	mu sync.RWMutex
 	b  []byte
@@ -36,7 +36,7 @@ func (m *memDev) ReadAt(p []byte, off int64) (int, error) {
 func (m *memDev) WriteAt(p []byte, off int64) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if off+int64(len(p)) > int64(len(m.b)) {
+	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
 		return 0, fmt.Errorf("memDev: write beyond the end")
 	}
 	return copy(m.b[off:], p), nil

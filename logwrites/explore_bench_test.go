@@ -66,7 +66,7 @@ func BenchmarkExplore(b *testing.B) {
 		}
 	}
 	const samples = 8
-	target := &xmem{b: make([]byte, xbenchDev)}
+	target := &memDev{b: make([]byte, xbenchDev)}
 	start := time.Now()
 	for i := range samples {
 		cut := cuts[(len(cuts)-1)*i/(samples-1)]

@@ -48,7 +48,7 @@ func FuzzExplore(f *testing.F) {
 				cerr = err
 				return false
 			}
-			dev := &xmem{b: bytes.Clone(base)}
+			dev := &memDev{b: bytes.Clone(base)}
 			if err := ReplayState(l, s.Description, dev); err != nil {
 				cerr = err
 				return false

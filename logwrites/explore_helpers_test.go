@@ -2,10 +2,7 @@ package logwrites
 
 import (
 	"bytes"
-	"compress/gzip"
-	"io"
 	"math/rand/v2"
-	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -101,32 +98,10 @@ func xrandomLog(seed uint64, n, devSectors int) *xlog {
 // Replay.
 func xreplayFrom(t testing.TB, l *Log, base []byte, limit uint64) []byte {
 	t.Helper()
-	dev := &xmem{b: bytes.Clone(base)}
+	dev := &memDev{b: bytes.Clone(base)}
 	if limit == 0 {
 		return dev.b
 	}
 	require.NoError(t, Replay(l, dev, ReplayOptions{Limit: limit}))
 	return dev.b
-}
-
-// xmem is a minimal in-memory io.WriterAt.
-type xmem struct{ b []byte }
-
-func (m *xmem) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
-		return 0, io.ErrShortWrite
-	}
-	return copy(m.b[off:], p), nil
-}
-
-func xgunzip(t testing.TB, path string) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	require.NoError(t, err)
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	require.NoError(t, err)
-	b, err := io.ReadAll(zr)
-	require.NoError(t, err)
-	return b
 }

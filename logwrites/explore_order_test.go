@@ -29,7 +29,7 @@ func TestExploreLaterDurableWriteWins(t *testing.T) {
 			require.Positive(t, st.Subset)
 			sawV1Rest := false
 			for _, s := range states {
-				dev := &xmem{b: bytes.Clone(base)}
+				dev := &memDev{b: bytes.Clone(base)}
 				require.NoError(t, ReplayState(l, s.d, dev))
 				require.True(t, bytes.Equal(dev.b, s.img), "%v replays byte for byte", s.d)
 				if s.d.Cut <= 2 {

@@ -50,8 +50,8 @@ func xexplore(t testing.TB, l *Log, base []byte, o ExploreOptions) ([]xstate, Ex
 }
 
 func TestExplorePrefixStatesEqualReplayKernelLog(t *testing.T) {
-	logImg := xgunzip(t, "../testdata/log-writes/sector512/log.img.gz")
-	final := xgunzip(t, "../testdata/log-writes/sector512/data.img.gz")
+	logImg := gunzip(t, "../testdata/log-writes/sector512/log.img.gz")
+	final := gunzip(t, "../testdata/log-writes/sector512/data.img.gz")
 	l, err := Open(bytes.NewReader(logImg))
 	require.NoError(t, err)
 	base := make([]byte, len(final)) // the kernel test started from zeros
@@ -105,7 +105,7 @@ func xdurable(t testing.TB, l *Log, base []byte, cut uint64, inflight bool) (dur
 	}
 	durable = xreplayFrom(t, l, base, f)
 	maybe = map[int64][][]byte{}
-	dev := &xmem{b: durable}
+	dev := &memDev{b: durable}
 	for i := f; i < cut; i++ {
 		e := es[i]
 		if e.NrSectors == 0 || e.Flags&FlagMark != 0 {
@@ -138,7 +138,7 @@ func TestExploreSubsetStatesKeepDurableWrites(t *testing.T) {
 		require.Positive(t, st.Torn)
 		for _, s := range states {
 			// Every state is exactly what ReplayState of its description gives.
-			dev := &xmem{b: bytes.Clone(base)}
+			dev := &memDev{b: bytes.Clone(base)}
 			require.NoError(t, ReplayState(l, s.d, dev))
 			require.Equal(t, dev.b, s.img, "%v", s.d)
 			if s.d.Kind != SubsetState {
@@ -333,7 +333,7 @@ func TestExploreCheckerErrorStopsWithState(t *testing.T) {
 		// The description rebuilds the failing state exactly.
 		img, ierr := se.State.Bytes()
 		require.NoError(t, ierr)
-		dev := &xmem{b: bytes.Clone(base)}
+		dev := &memDev{b: bytes.Clone(base)}
 		require.NoError(t, ReplayState(l, se.State.Description, dev))
 		require.Equal(t, img, dev.b)
 		require.Contains(t, err.Error(), se.State.Description.String())
@@ -424,15 +424,15 @@ func TestExploreErrors(t *testing.T) {
 	img = img[:len(img)-100] // entry 1's data is cut short
 	trunc, err := Open(bytes.NewReader(img))
 	require.NoError(t, err)
-	dev := &xmem{b: make([]byte, 4096)}
+	dev := &memDev{b: make([]byte, 4096)}
 	require.NoError(t, ReplayState(trunc, Description{Prefix: 1}, dev))
 	require.Equal(t, xdata('x', 1), dev.b[:512])
 	require.ErrorIs(t, ReplayState(trunc, Description{Prefix: 2}, dev), ErrTruncated)
 	// ReplayState refuses a description beyond the log.
-	require.ErrorIs(t, ReplayState(l, Description{Prefix: 5}, &xmem{b: make([]byte, 4096)}), ErrInvalidEntry)
+	require.ErrorIs(t, ReplayState(l, Description{Prefix: 5}, &memDev{b: make([]byte, 4096)}), ErrInvalidEntry)
 	// ... and a Durable count outside Apply.
-	require.ErrorIs(t, ReplayState(l, Description{Apply: []uint64{0}, Durable: 2}, &xmem{b: make([]byte, 8192)}), ErrInvalidEntry)
-	require.ErrorIs(t, ReplayState(l, Description{Durable: -1}, &xmem{b: make([]byte, 8192)}), ErrInvalidEntry)
+	require.ErrorIs(t, ReplayState(l, Description{Apply: []uint64{0}, Durable: 2}, &memDev{b: make([]byte, 8192)}), ErrInvalidEntry)
+	require.ErrorIs(t, ReplayState(l, Description{Durable: -1}, &memDev{b: make([]byte, 8192)}), ErrInvalidEntry)
 }
 
 type xmemReader struct{}

@@ -5,9 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"sync"
 
+	"github.com/dmlog/dmlog/internal/testdev"
 	"github.com/dmlog/dmlog/logwrites"
 )
 
@@ -16,8 +15,8 @@ import (
 // without the record. Explore finds that state.
 func ExampleExplore() {
 	const size = 64 << 10
-	dev := &exampleMem{b: make([]byte, size)}
-	logDev := &exampleMem{grow: true}
+	dev := testdev.NewMemory(size)       // the data device
+	logDev := testdev.NewMemory(1 << 20) // the log device
 	rec, err := logwrites.New(dev, logDev, logwrites.Options{})
 	if err != nil {
 		panic(err)
@@ -54,36 +53,4 @@ func ExampleExplore() {
 	// commit without its record
 	// state 2 (subset, seed 0): cut before entry 2: no entries replayed, then 1; dropped 0
 	// 3 states checked
-}
-
-// exampleMem is a minimal in-memory device (it grows on write if grow).
-type exampleMem struct {
-	mu   sync.Mutex
-	b    []byte
-	grow bool
-}
-
-func (m *exampleMem) ReadAt(p []byte, off int64) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if off >= int64(len(m.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, m.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-func (m *exampleMem) WriteAt(p []byte, off int64) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if end := off + int64(len(p)); end > int64(len(m.b)) {
-		if !m.grow {
-			return 0, io.ErrShortWrite
-		}
-		m.b = append(m.b, make([]byte, end-int64(len(m.b)))...)
-	}
-	return copy(m.b[off:], p), nil
 }

@@ -121,6 +121,9 @@ func checkImage(img io.ReaderAt, mark string, puts []Record) error {
 		}
 		return fmt.Errorf("store does not open (%d records acknowledged before the cut): %w", acked, err)
 	}
+	if len(got) > len(puts) {
+		return fmt.Errorf("%d records recovered, only %d were put", len(got), len(puts))
+	}
 	for i, r := range got {
 		if r != puts[i] {
 			return fmt.Errorf("record %d is %q, put %q", i+1, r.Key, puts[i].Key)

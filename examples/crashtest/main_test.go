@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/logwrites"
 	"github.com/stretchr/testify/require"
 )
 
@@ -66,4 +67,17 @@ func TestCrashtestBugIsFound(t *testing.T) {
 // do) the missing fsync goes unnoticed: the reordering is what finds it.
 func TestCrashtestPrefixesAloneMissTheBug(t *testing.T) {
 	require.NoError(t, run(config{puts: 12, bug: true, maxSubset: -1}, &bytes.Buffer{}))
+}
+
+// The checker reports, never panics on, an image holding more records than
+// were put (a store bug that writes records of its own).
+func TestCheckImageMoreRecordsThanPut(t *testing.T) {
+	dev := testdev.NewMemory(devSize)
+	s := Create(dev)
+	puts := []Record{{Key: "a", Value: "1"}, {Key: "b", Value: "2"}}
+	for _, r := range puts {
+		require.NoError(t, s.Put(r))
+	}
+	require.NoError(t, checkImage(dev, logwrites.EndMark, puts))
+	require.ErrorContains(t, checkImage(dev, logwrites.EndMark, puts[:1]), "2 records recovered, only 1 were put")
 }

@@ -78,6 +78,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	if *deadAfter == 0 {
 		return errors.New("-dead-after must be positive, or negative for never")
 	}
+	if *logSize < 4096 {
+		return fmt.Errorf("-log-size %d: want at least 4096 bytes (a header and a bitmap block)", *logSize)
+	}
 	if *logDir != "" {
 		dir, size := *logDir, *logSize
 		opts.Open = func(name string) (dirtylog.Device, error) {

@@ -91,6 +91,7 @@ func TestFlags(t *testing.T) {
 		{"-listen", "tcp:127.0.0.1:0"},
 		{"-listen", "tcp:127.0.0.1:0", "-tls-cert", "a", "-tls-key", "b", "-tls-ca", "c"},
 		{"-listen", "unix:/x", "-dead-after", "0s"},
+		{"-listen", "unix:/x", "-log-size", "0"},
 		{"-listen", "unix:/x", "extra"},
 	} {
 		var stderr syncBuf

@@ -94,8 +94,8 @@ type Client struct {
 	regionSize int64
 	count      uint64
 
-	marks  []atomic.Uint64 // marks not yet sent
-	clears []atomic.Uint64 // clears not yet sent
+	marks  pendingSet      // marks not yet sent
+	clears pendingSet      // clears not yet sent
 	held   []atomic.Uint64 // marked and not cleared: replayed after a redial
 
 	seq atomic.Uint32
@@ -236,8 +236,8 @@ func Dial(ctx context.Context, network, address string, opts ClientOptions) (*Cl
 	c.regionSize = int64(rs) * dirtylog.SectorSize
 	c.count = uint64((opts.DeviceSize + c.regionSize - 1) / c.regionSize)
 	n := (c.count + 63) / 64
-	c.marks = make([]atomic.Uint64, n)
-	c.clears = make([]atomic.Uint64, n)
+	c.marks = newPendingSet(c.count)
+	c.clears = newPendingSet(c.count)
 	c.held = make([]atomic.Uint64, n)
 	if reps, err = cc.roundTrips(ctx, opts.UUID, opts.Node, []request{{t: RequestResume}}, nil); err == nil {
 		err = firstErr(reps)
@@ -583,13 +583,9 @@ func (c *Client) MarkRegion(r dirtylog.Region) {
 	if uint64(r) >= c.count {
 		return
 	}
+	c.clears.remove(r)
+	c.marks.add(r)
 	w, m := r/64, uint64(1)<<(r%64)
-	if c.clears[w].Load()&m != 0 {
-		c.clears[w].And(^m)
-	}
-	if c.marks[w].Load()&m == 0 {
-		c.marks[w].Or(m)
-	}
 	if c.held[w].Load()&m == 0 {
 		c.held[w].Or(m)
 	}
@@ -601,29 +597,12 @@ func (c *Client) ClearRegion(r dirtylog.Region) {
 	if uint64(r) >= c.count {
 		return
 	}
+	c.marks.remove(r)
 	w, m := r/64, uint64(1)<<(r%64)
-	if c.marks[w].Load()&m != 0 {
-		c.marks[w].And(^m)
-	}
 	if c.held[w].Load()&m != 0 {
 		c.held[w].And(^m)
 	}
-	if c.clears[w].Load()&m == 0 {
-		c.clears[w].Or(m)
-	}
-}
-
-// take empties a pending bitmap into regs.
-func take(bm []atomic.Uint64, regs []dirtylog.Region) []dirtylog.Region {
-	for w := range bm {
-		if bm[w].Load() == 0 {
-			continue
-		}
-		for v := bm[w].Swap(0); v != 0; v &= v - 1 {
-			regs = append(regs, dirtylog.Region(uint64(w)*64+uint64(bits.TrailingZeros64(v))))
-		}
-	}
-	return regs
+	c.clears.add(r)
 }
 
 // Flush sends the pending clears, then the pending marks, and makes them
@@ -644,9 +623,9 @@ func (c *Client) Flush(ctx context.Context) error {
 }
 
 func (c *Client) flushLocked(ctx context.Context, force bool) error {
-	regs := take(c.clears, c.regs[:0])
+	regs := c.clears.take(c.regs[:0])
 	nClears := len(regs)
-	regs = take(c.marks, regs)
+	regs = c.marks.take(regs)
 	c.regs = regs
 	clears, marks := regs[:nClears], regs[nClears:]
 	if len(regs) == 0 && !force {
@@ -688,15 +667,13 @@ func (c *Client) flushLocked(ctx context.Context, force bool) error {
 		// Keep the entries for the next Flush, unless the region has a
 		// newer opposite entry.
 		for _, r := range clears {
-			w, m := r/64, uint64(1)<<(r%64)
-			if c.marks[w].Load()&m == 0 {
-				c.clears[w].Or(m)
+			if !c.marks.has(r) {
+				c.clears.add(r)
 			}
 		}
 		for _, r := range marks {
-			w, m := r/64, uint64(1)<<(r%64)
-			if c.clears[w].Load()&m == 0 {
-				c.marks[w].Or(m)
+			if !c.clears.has(r) {
+				c.marks.add(r)
 			}
 		}
 		return fmt.Errorf("remote: flushing log %s: %w", c.opts.UUID, err)

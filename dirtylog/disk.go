@@ -438,7 +438,8 @@ func (d *Disk) Table() string {
 // Failed reports whether the log device has failed (status D or F).
 func (d *Disk) Failed() bool { return d.devFailed.Load() }
 
-// Close flushes the log and, if the log opened its device (New with an
+// Close flushes the log, syncs the device (so the last clears are
+// durable too) and, if the log opened its device (New with an
 // opener returning an io.Closer), closes the device. Later calls return
 // ErrClosed.
 func (d *Disk) Close() error {
@@ -448,6 +449,16 @@ func (d *Disk) Close() error {
 	d.flushMu.Lock()
 	defer d.flushMu.Unlock()
 	err := d.flushLocked()
+	if err == nil {
+		// Unlike the kernel's postsuspend, sync the final clears too, so
+		// a clean shutdown leaves a clean log and the next activation
+		// resyncs nothing.
+		if serr := d.dev.Sync(); serr != nil {
+			serr = fmt.Errorf("%w: syncing %s: %w", ErrLogFailed, d.opts.name(), serr)
+			d.fail(serr, true)
+			err = serr
+		}
+	}
 	if d.closeDevice {
 		if c, ok := d.dev.(io.Closer); ok {
 			err = errors.Join(err, c.Close())

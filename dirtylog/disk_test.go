@@ -484,3 +484,20 @@ func TestDiskConcurrentMarksRaceFlush(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestDiskCloseMakesClearsDurable(t *testing.T) {
+	ctx := context.Background()
+	mem := testdev.NewMemory(4096)
+	o := diskOpts(16)
+	o.Sync = dirtylog.NoSync
+	d, err := dirtylog.OpenDisk(mem, o)
+	require.NoError(t, err)
+	d.MarkRegion(1)
+	require.NoError(t, d.Flush(ctx))
+	d.ClearRegion(1)
+	require.NoError(t, d.Close())
+	mem.Crash(testdev.CrashOptions{Mode: testdev.DropAll})
+	img, err := dirtylog.ReadDiskImage(mem, mem.Size())
+	require.NoError(t, err)
+	require.Empty(t, img.Dirty(), "a clean shutdown leaves a clean log")
+}

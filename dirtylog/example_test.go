@@ -3,9 +3,10 @@ package dirtylog_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/dmlog/dmlog/dirtylog"
-	"github.com/dmlog/dmlog/internal/testdev"
 )
 
 func ExampleNewCore() {
@@ -41,7 +42,21 @@ func ExampleNewCore() {
 
 func ExampleOpenDisk() {
 	ctx := context.Background()
-	dev := testdev.NewMemory(1 << 20) // any io.ReaderAt + io.WriterAt + Sync
+	dir, err := os.MkdirTemp("", "dirtylog-example")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "log.img")
+	if err := os.WriteFile(path, make([]byte, 4096), 0o600); err != nil {
+		panic(err)
+	}
+
+	// Any io.ReaderAt + io.WriterAt + Sync will do: here a file.
+	dev, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		panic(err)
+	}
 	opts := dirtylog.Options{RegionSize: 512 << 10, DeviceSize: 16 << 20, Sync: dirtylog.NoSync, Name: "253:2"}
 	log, err := dirtylog.OpenDisk(dev, opts)
 	if err != nil {
@@ -50,22 +65,27 @@ func ExampleOpenDisk() {
 	log.MarkRegion(3)
 	log.MarkRegion(10)
 	_ = log.Flush(ctx) // the marks are on the device now
-	dev.Crash(testdev.CrashOptions{Mode: testdev.DropAll})
+	dev.Close()        // the program dies before clearing them
 
-	// After the crash, reopening in the default mode turns the dirty
-	// regions into resync work.
+	// Reopening in the default mode turns the dirty regions into resync work.
+	dev, err = os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		panic(err)
+	}
+	defer dev.Close()
 	opts.Sync = dirtylog.DefaultSync
 	log, err = dirtylog.OpenDisk(dev, opts)
 	if err != nil {
 		panic(err)
 	}
+	defer log.Close()
 	fmt.Printf("in sync: %d/%d\n", log.SyncCount(), log.RegionCount())
 	for {
 		r, ok, _ := log.ResyncWork(ctx)
 		if !ok {
 			break
 		}
-		fmt.Println("resync region", r)
+		fmt.Println("resync region", r) // copy the region between legs here
 		log.ClearRegion(r)
 		log.SetRegionSync(r, true)
 	}

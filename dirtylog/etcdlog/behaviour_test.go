@@ -15,6 +15,7 @@ import (
 // (not before a marks-only flush); when it fails, every region of this
 // node stays dirty and later clears are ignored, as with the disk log.
 func TestFlushCallback(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	var calls atomic.Int32
 	var fail atomic.Bool
@@ -67,6 +68,7 @@ func TestFlushCallback(t *testing.T) {
 // TestSuspendHaltsRecovery: a suspended node hands out no resync work and
 // reports nothing recovering (cmirrord's recovery_halted); Resume undoes it.
 func TestSuspendHaltsRecovery(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.ForceSync, LeaseTTL: 5 * time.Second}
 	a := openNode(t, c.client(t), o, "a")
@@ -91,6 +93,7 @@ func TestSuspendHaltsRecovery(t *testing.T) {
 // TestNonBlockingRemoteRecovering answers from the cache and files the
 // priority request in the background.
 func TestNonBlockingRemoteRecovering(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.ForceSync, LeaseTTL: 5 * time.Second}
 	a := openNode(t, c.client(t), o, "a")
@@ -114,6 +117,7 @@ func TestNonBlockingRemoteRecovering(t *testing.T) {
 // TestSyncModeOnlyAtCreation: as with cmirrord, a node opening an existing
 // log with sync or nosync does not reset the cluster's state.
 func TestSyncModeOnlyAtCreation(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 5 * time.Second}
 	a := openNode(t, c.client(t), o, "a")
@@ -130,6 +134,7 @@ func TestSyncModeOnlyAtCreation(t *testing.T) {
 // SetRegionSync another node's call already returned from, even while the
 // first node's watch lags behind.
 func TestSyncCountSeesOtherNodes(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 5 * time.Second}
 	a := openNode(t, c.client(t), o, "a")

@@ -72,6 +72,7 @@ func logName(t *testing.T) string {
 // server's) against etcdlog nodes on one in-process etcd member per
 // subtest.
 func TestClusterScenarios(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	logtest.RunCluster(t, func(t *testing.T, o logtest.ClusterOptions) logtest.Cluster {
 		tc := &testCluster{t: t, etcd: startCluster(t, 1), opts: Options{
 			Name: logName(t), RegionSize: o.RegionSize, DeviceSize: o.DeviceSize, Sync: o.Sync,

@@ -63,6 +63,7 @@ func (lg *legs) copyRegion(off, n int64) {
 // regions into resync work, the survivor resyncs them, and the legs end
 // identical with every acknowledged write present.
 func TestKillNodeMidWrite(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	const (
 		regionSize = 4096
 		regions    = 64
@@ -151,6 +152,7 @@ func TestKillNodeMidWrite(t *testing.T) {
 // nothing, the survivor turns its marks into resync work, and Resume
 // rejoins once the partition heals.
 func TestPartitionFencing(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	var events []dirtylog.Event
 	var evMu sync.Mutex
@@ -209,6 +211,7 @@ func TestPartitionFencing(t *testing.T) {
 // leader interrupts flushes only for the election; nodes keep their
 // leases and their flushes land.
 func TestKillLeaderFlushesContinue(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 3)
 	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 3 * time.Second}
 	a := openNode(t, c.client(t), o, "a")
@@ -259,6 +262,7 @@ func TestKillLeaderFlushesContinue(t *testing.T) {
 // starts again; flushed marks, sync state and a crashed node's marks
 // survive, and the crashed node's marks still become resync work.
 func TestRestartAllMembers(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 3)
 	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: time.Second}
 	ctx := testCtx(t)
@@ -295,6 +299,7 @@ func TestRestartAllMembers(t *testing.T) {
 // TestWatchGapRebuildsCache: a node whose watch falls behind a compaction
 // rebuilds its cache from a linearizable read.
 func TestWatchGapRebuildsCache(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	cli := c.client(t)
 	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 5 * time.Second}
@@ -328,6 +333,7 @@ func TestWatchGapRebuildsCache(t *testing.T) {
 }
 
 func TestLayoutMismatch(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	cli := c.client(t)
 	ctx := testCtx(t)
@@ -365,6 +371,7 @@ func TestLayoutMismatch(t *testing.T) {
 }
 
 func TestNodeInUse(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	cli := c.client(t)
 	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, LeaseTTL: 5 * time.Second}
@@ -380,6 +387,7 @@ func TestNodeInUse(t *testing.T) {
 // the same id waits for its old lease, then turns its leftover marks into
 // resync work in the transaction that registers it.
 func TestRestartedNodeReapsOwnMarks(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: time.Second}
 	ctx := testCtx(t)
@@ -414,6 +422,8 @@ func logGoroutines() int {
 	return count
 }
 
+// TestCloseStopsGoroutines is not parallel: it counts every etcdlog
+// goroutine in the process, and runs before the parallel tests start.
 func TestCloseStopsGoroutines(t *testing.T) {
 	c := startCluster(t, 1)
 	cli := c.client(t)
@@ -444,6 +454,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 // TestLargeLogIsBounded: a 1,048,576-region log costs a bounded number of
 // keys, and a flush touching every chunk is one transaction.
 func TestLargeLogIsBounded(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	cli := c.client(t)
 	ctx := testCtx(t)
@@ -487,6 +498,7 @@ func footprint(t testing.TB, cli *clientv3.Client, prefix string) (keys, bytes i
 // TestOneJanitor: exactly one live node is the elected janitor; when it
 // dies another takes over.
 func TestOneJanitor(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 2 * time.Second}
 	nodes := []*Log{openNode(t, c.client(t), o, "a"), openNode(t, c.client(t), o, "b"), openNode(t, c.client(t), o, "c")}

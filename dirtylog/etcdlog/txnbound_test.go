@@ -36,6 +36,7 @@ func markHalf(l *Log, seed uint64) uint64 {
 // are single transactions that etcd accepts with its default limits
 // (128 operations, 1.5 MiB per request; the harness keeps the defaults).
 func TestTxnsBounded(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	cli := c.client(t)
 	ctx := testCtx(t)

@@ -153,7 +153,7 @@ func TestKernelLogEntries(t *testing.T) {
 // wrote, byte for byte (bytes 28-31 of the super are zero in both), and the
 // data device with the kernel's.
 func TestRecorderReproducesKernelLog(t *testing.T) {
-	logImg, dataImg, m := loadKernel(t)
+	logImg, _, m := loadKernel(t)
 	dev := testdev.NewMemory(m.DataDevice.Size)
 	logDev := testdev.NewMemory(m.LogDevice.Size)
 	rec, err := New(dev, logDev, Options{SectorSize: 512})
@@ -197,7 +197,6 @@ func TestRecorderReproducesKernelLog(t *testing.T) {
 	copy(want[28:32], got[28:32]) // kernel padding; ours is zero
 	require.True(t, bytes.Equal(want, got), "log differs from the kernel's")
 	require.Equal(t, m.DataDevice.SHA256, sha(dev.Bytes()))
-	_ = dataImg
 }
 
 func TestKernelLogReplay(t *testing.T) {

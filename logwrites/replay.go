@@ -52,7 +52,10 @@ type ReplayOptions struct {
 	// CheckEvery-th entry replayed (counted from the start point) and after
 	// each entry with a flag in CheckOn (FlagFlush, FlagFUA, FlagDiscard)
 	// [--fsck, --check N|flush|fua|discard]. An error or a panic stops the
-	// replay with a *ReplayError wrapping ErrCheck.
+	// replay with a *ReplayError wrapping ErrCheck. The checker must not
+	// change the target, or later entries are replayed over its changes:
+	// a check that writes (a mount that runs journal recovery) works on a
+	// copy or snapshot of the target. Explore's States are read-only.
 	Checker    func(e Entry) error
 	CheckEvery uint64
 	CheckOn    Flags

@@ -42,7 +42,11 @@ const (
 	regions    = 64
 	devSize    = regions * regionSize
 	block      = 4096
-	leaseTTL   = time.Second
+	// node-a's lease is short, so the demo does not wait long for its
+	// death to be noticed; node-b's is longer, so a loaded machine (a CI
+	// runner, say) cannot make the survivor miss its renewals as well.
+	leaseA = time.Second
+	leaseB = 5 * time.Second
 )
 
 func main() {
@@ -105,7 +109,7 @@ type node struct {
 	armed  atomic.Bool
 }
 
-func openNode(ctx context.Context, name, endpoint string, legPaths []string) (*node, error) {
+func openNode(ctx context.Context, name string, lease time.Duration, endpoint string, legPaths []string) (*node, error) {
 	n := &node{name: name}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, Logger: zap.NewNop(), DialTimeout: 5 * time.Second})
 	if err != nil {
@@ -115,7 +119,7 @@ func openNode(ctx context.Context, name, endpoint string, legPaths []string) (*n
 	s := new(mirror.LegsSyncer)
 	n.log, err = etcdlog.Open(ctx, cli, etcdlog.Options{
 		Name: "vol1", Node: name, RegionSize: regionSize, DeviceSize: devSize,
-		Sync: dirtylog.NoSync, LeaseTTL: leaseTTL, FlushCallback: s.Sync,
+		Sync: dirtylog.NoSync, LeaseTTL: lease, FlushCallback: s.Sync,
 	})
 	if err != nil {
 		return nil, err
@@ -221,11 +225,11 @@ func run(out io.Writer) error {
 		}
 		legPaths = append(legPaths, p)
 	}
-	a, err := openNode(ctx, "node-a", endpoint, legPaths)
+	a, err := openNode(ctx, "node-a", leaseA, endpoint, legPaths)
 	if err != nil {
 		return err
 	}
-	b, err := openNode(ctx, "node-b", endpoint, legPaths)
+	b, err := openNode(ctx, "node-b", leaseB, endpoint, legPaths)
 	if err != nil {
 		return err
 	}

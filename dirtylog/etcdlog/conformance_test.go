@@ -12,9 +12,9 @@ import (
 )
 
 // TestConformance runs the shared dirtylog.Log suite against a one-node
-// etcdlog on an in-process etcd; every subtest gets its own log name.
+// etcdlog on an in-process etcd; every subtest gets its own log name. It
+// is not parallel: the suite measures allocations (testing.AllocsPerRun).
 func TestConformance(t *testing.T) {
-	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	cli := c.client(t)
 	logtest.Run(t, func(t *testing.T, o dirtylog.Options) dirtylog.Log {

@@ -39,6 +39,19 @@ func eventually(t *testing.T, d time.Duration, cond func() bool, msg string, arg
 
 var nb = dirtylog.NonBlocking(context.Background())
 
+// die stops l as if its process died, and ends its lease at once, as etcd
+// does when the TTL runs out: the tests that are not about lease expiry
+// (TestPartitionFencing, the cluster scenarios and the restart tests wait
+// for the real thing) need not wait for it, and the node can keep a lease
+// long enough not to lose it early on a loaded machine.
+func die(t *testing.T, l *Log) {
+	t.Helper()
+	lease := l.session().Lease()
+	l.abandon()
+	_, err := l.cli.Revoke(testCtx(t), lease)
+	require.NoError(t, err)
+}
+
 // legs is a pair of shared in-memory legs.
 type legs struct {
 	mu sync.Mutex
@@ -70,9 +83,8 @@ func TestKillNodeMidWrite(t *testing.T) {
 		block      = 512
 	)
 	c := startCluster(t, 1)
-	o := Options{Name: "vol", RegionSize: regionSize, DeviceSize: regions * regionSize, Sync: dirtylog.NoSync, LeaseTTL: time.Second}
-	a := openNode(t, c.client(t), o, "a") // dies: a short lease
-	o.LeaseTTL = 5 * time.Second          // the survivor must not lose its lease under load
+	o := Options{Name: "vol", RegionSize: regionSize, DeviceSize: regions * regionSize, Sync: dirtylog.NoSync, LeaseTTL: 5 * time.Second}
+	a := openNode(t, c.client(t), o, "a")
 	b := openNode(t, c.client(t), o, "b")
 	lg := &legs{}
 	lg.b[0] = make([]byte, regions*regionSize)
@@ -92,7 +104,7 @@ func TestKillNodeMidWrite(t *testing.T) {
 		require.NoError(t, l.Flush(ctx))
 		lg.write(0, off, p)
 		if crash {
-			l.abandon() // dies between the legs: not acknowledged
+			die(t, l) // dies between the legs: not acknowledged
 			return
 		}
 		lg.write(1, off, p)
@@ -124,7 +136,7 @@ func TestKillNodeMidWrite(t *testing.T) {
 	wg.Wait()
 	require.False(t, bytes.Equal(lg.b[0], lg.b[1]), "the crash left the legs identical: the test did not test")
 
-	// a's lease expires; b (the only janitor candidate) reaps its marks.
+	// a's lease is gone; b (the only janitor candidate) reaps its marks.
 	eventually(t, 10*time.Second, func() bool { return b.SyncCount() < regions }, "a's marks never became resync work")
 	for {
 		r, ok, err := b.ResyncWork(ctx)
@@ -500,7 +512,7 @@ func footprint(t testing.TB, cli *clientv3.Client, prefix string) (keys, bytes i
 func TestOneJanitor(t *testing.T) {
 	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
-	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 2 * time.Second}
+	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 5 * time.Second}
 	nodes := []*Log{openNode(t, c.client(t), o, "a"), openNode(t, c.client(t), o, "b"), openNode(t, c.client(t), o, "c")}
 	janitors := func() (n int, who int) {
 		for i, l := range nodes {
@@ -517,7 +529,7 @@ func TestOneJanitor(t *testing.T) {
 	require.NoError(t, survivor.Flush(testCtx(t)))
 	nodes[who].MarkRegion(50)
 	require.NoError(t, nodes[who].Flush(testCtx(t)))
-	nodes[who].abandon()
+	die(t, nodes[who])
 	eventually(t, 10*time.Second, func() bool { n, w := janitors(); return n == 1 && w != who }, "no new janitor after the first died")
 	// The new janitor reaped the old one's marks, and nobody else's.
 	eventually(t, 10*time.Second, func() bool { in, _ := survivor.InSync(nb, 50); return !in }, "the dead janitor's marks were not reaped")

@@ -64,13 +64,11 @@ func TestTxnsBounded(t *testing.T) {
 		// In sync: reaping a dead node rewrites every sync chunk.
 		o := o
 		o.Name, o.Sync = "janitor", dirtylog.NoSync
-		o.LeaseTTL = time.Second
 		a := openNode(t, cli, o, "a")
-		o.LeaseTTL = 5 * time.Second
 		b := openNode(t, c.client(t), o, "b")
 		n := markHalf(a, 2)
 		require.NoError(t, a.Flush(ctx))
-		a.abandon()
+		die(t, a)
 		eventually(t, 15*time.Second, func() bool { return b.SyncCount() == regions-n },
 			"the dead node's marks never became resync work: %d in sync, want %d", b.SyncCount(), regions-n)
 		resp, err := cli.Get(ctx, a.k.marks("a"), clientv3.WithPrefix(), clientv3.WithCountOnly())

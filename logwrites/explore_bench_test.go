@@ -18,20 +18,20 @@ const (
 // 8 writes on average, one write in 16 FUA, and a mark now and then.
 func xbenchLog(b *testing.B, span int) *Log {
 	r := rand.New(rand.NewPCG(42, 42))
-	x := newXlog(512)
+	x := newHandLog(512)
 	for x.n < xbenchEntries {
 		switch k := r.IntN(64); {
 		case k < 7:
-			x.flush()
+			x.flush(FlagFlush)
 		case k < 11:
-			x.w(uint64(r.IntN(span/4096))*8, FlagFUA, xdata(byte(x.n), 8))
+			x.write(uint64(r.IntN(span/4096))*8, FlagFUA, xdata(byte(x.n), 8))
 		case k < 12:
 			x.mark("m")
 		default:
-			x.w(uint64(r.IntN(span/4096))*8, 0, xdata(byte(x.n), 8))
+			x.write(uint64(r.IntN(span/4096))*8, 0, xdata(byte(x.n), 8))
 		}
 	}
-	l, err := Open(bytes.NewReader(x.image()))
+	l, err := Open(bytes.NewReader(x.bytes(-1)))
 	if err != nil {
 		b.Fatal(err)
 	}

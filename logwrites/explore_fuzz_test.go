@@ -19,13 +19,13 @@ import (
 // (Minimizing each new input at the default 60 s would spend most of the
 // time there, since one run explores a whole log.)
 func FuzzExplore(f *testing.F) {
-	f.Add(newXlog(512).w(0, 0, xdata('a', 2)).w(3, FlagFUA, xdata('b', 1)).flush().w(1, FlagFlush, xdata('c', 3)).discard(0, 4).mark("m").image(), uint8(0))
-	f.Add(xrandomLog(1, 8, 16).image(), uint8(1))
-	f.Add(newXlog(4096).w(1, FlagFlush|FlagFUA, xdata('d', 8)).w(0, 0, xdata('e', 8)).image(), uint8(2))
-	f.Add(newXlog(512).discard(0, 1<<40).image(), uint8(3))
+	f.Add(newHandLog(512).write(0, 0, xdata('a', 2)).write(3, FlagFUA, xdata('b', 1)).flush(FlagFlush).write(1, FlagFlush, xdata('c', 3)).discard(0, 4).mark("m").bytes(-1), uint8(0))
+	f.Add(xrandomLog(1, 8, 16).bytes(-1), uint8(1))
+	f.Add(newHandLog(4096).write(1, FlagFlush|FlagFUA, xdata('d', 8)).write(0, 0, xdata('e', 8)).bytes(-1), uint8(2))
+	f.Add(newHandLog(512).discard(0, 1<<40).bytes(-1), uint8(3))
 	// A plain write, then a FUA write over part of it, then another plain
 	// write: the first may not land over the FUA write.
-	f.Add(newXlog(512).w(0, 0, xdata('p', 4)).w(1, FlagFUA, xdata('q', 2)).w(2, 0, xdata('r', 3)).image(), uint8(4))
+	f.Add(newHandLog(512).write(0, 0, xdata('p', 4)).write(1, FlagFUA, xdata('q', 2)).write(2, 0, xdata('r', 3)).bytes(-1), uint8(4))
 	const size = 64 * 512
 	f.Fuzz(func(t *testing.T, img []byte, seed uint8) {
 		l, err := Open(bytes.NewReader(img))

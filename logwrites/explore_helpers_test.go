@@ -8,49 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// xlog builds a log image entry by entry, for exploration tests (sector
-// size 512 unless set).
-type xlog struct {
-	s    int
-	n    uint64
-	body []byte
-}
-
-func newXlog(s int) *xlog { return &xlog{s: s} }
-
-func (x *xlog) entry(sector uint64, flags Flags, data []byte, nr uint64, mark string) *xlog {
-	h := make([]byte, x.s)
-	if data != nil {
-		nr = uint64(len(data) / x.s)
-	}
-	putHeader(h, sector, nr, flags, mark)
-	x.body = append(x.body, h...)
-	x.body = append(x.body, data...)
-	x.n++
-	return x
-}
-
-// w logs a write of data at sector with flags.
-func (x *xlog) w(sector uint64, flags Flags, data []byte) *xlog {
-	return x.entry(sector, flags, data, 0, "")
-}
-func (x *xlog) discard(sector, nr uint64) *xlog { return x.entry(sector, FlagDiscard, nil, nr, "") }
-func (x *xlog) flush() *xlog                    { return x.entry(0, FlagFlush, nil, 0, "") }
-func (x *xlog) mark(name string) *xlog          { return x.entry(0, FlagMark, nil, 0, name) }
-
-func (x *xlog) image() []byte {
-	super := make([]byte, x.s)
-	putSuper(super, x.n, x.s)
-	return append(super, x.body...)
-}
-
-func (x *xlog) open(t testing.TB) *Log {
-	t.Helper()
-	l, err := Open(bytes.NewReader(x.image()))
-	require.NoError(t, err)
-	return l
-}
-
 // xdata returns n sectors of 512 bytes, each sector tagged with tag and
 // its number so that every sector's content is distinct.
 func xdata(tag byte, sectors int) []byte {
@@ -68,25 +25,25 @@ func xdata(tag byte, sectors int) []byte {
 // xrandomLog is a random log over a device of devSectors sectors: plain
 // writes (often overlapping), discards, FUA writes, flushes (some with data,
 // some FLUSH|FUA) and marks, n entries.
-func xrandomLog(seed uint64, n, devSectors int) *xlog {
+func xrandomLog(seed uint64, n, devSectors int) *handLog {
 	r := rand.New(rand.NewPCG(seed, 99))
-	x := newXlog(512)
+	x := newHandLog(512)
 	for i := range n {
 		sec := uint64(r.IntN(devSectors - 8))
 		ln := 1 + r.IntN(8)
 		switch k := r.IntN(20); {
 		case k < 11:
-			x.w(sec, 0, xdata(byte(i), ln))
+			x.write(sec, 0, xdata(byte(i), ln))
 		case k < 13:
 			x.discard(sec, uint64(ln))
 		case k < 15:
-			x.w(sec, FlagFUA, xdata(byte(i), ln))
+			x.write(sec, FlagFUA, xdata(byte(i), ln))
 		case k < 17:
-			x.flush()
+			x.flush(FlagFlush)
 		case k < 18:
-			x.w(sec, FlagFlush, xdata(byte(i), ln))
+			x.write(sec, FlagFlush, xdata(byte(i), ln))
 		case k < 19:
-			x.w(sec, FlagFlush|FlagFUA, xdata(byte(i), ln))
+			x.write(sec, FlagFlush|FlagFUA, xdata(byte(i), ln))
 		default:
 			x.mark("m" + string(rune('a'+i%26)))
 		}

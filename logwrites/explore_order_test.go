@@ -23,7 +23,7 @@ func TestExploreLaterDurableWriteWins(t *testing.T) {
 				v1 = xdata('1', 4) // sectors 0..3; only sector 0 is rewritten by v2
 			}
 			// 0: W v1@0  1: FUA v2@0  2: mark sb2  3: W other@5  4: FLUSH
-			l := newXlog(512).w(0, 0, v1).w(0, FlagFUA, v2).mark("sb2").w(5, 0, other).flush().open(t)
+			l := newHandLog(512).write(0, 0, v1).write(0, FlagFUA, v2).mark("sb2").write(5, 0, other).flush(FlagFlush).open(t)
 			base := make([]byte, 8*512)
 			states, st := xexplore(t, l, base, ExploreOptions{MaxSubsetStates: 100, Tear: true, MaxStates: -1, EveryEntry: true})
 			require.Positive(t, st.Subset)

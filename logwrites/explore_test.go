@@ -172,7 +172,7 @@ func TestExploreFlushWithDataBelongsToNextEpoch(t *testing.T) {
 			fl |= FlagFUA
 		}
 		// 0: W a@0   1: FLUSH(+data b@1)   2: W c@2   3: FLUSH
-		l := newXlog(512).w(0, 0, a).w(1, fl, b).w(2, 0, c).flush().open(t)
+		l := newHandLog(512).write(0, 0, a).write(1, fl, b).write(2, 0, c).flush(FlagFlush).open(t)
 		base := make([]byte, 4*512)
 		states, _ := xexplore(t, l, base, ExploreOptions{MaxSubsetStates: 100})
 		lostB := false
@@ -195,7 +195,7 @@ func TestExploreFlushWithDataBelongsToNextEpoch(t *testing.T) {
 func TestExploreInflightFUAAndTear(t *testing.T) {
 	old, nw := xdata('o', 4), xdata('n', 4)
 	// 0: W old@0..3  1: FLUSH  2: FUA new@0..3
-	l := newXlog(512).w(0, 0, old).flush().w(0, FlagFUA, nw).open(t)
+	l := newHandLog(512).write(0, 0, old).flush(FlagFlush).write(0, FlagFUA, nw).open(t)
 	base := make([]byte, 8*512)
 	states, st := xexplore(t, l, base, ExploreOptions{MaxSubsetStates: 50, Tear: true, Seed: 7})
 	require.Positive(t, st.Torn)
@@ -232,7 +232,7 @@ func TestExploreDeduplicates(t *testing.T) {
 	same := xdata('s', 1)
 	// Two writes of the same data to the same block, then a flush: the
 	// subsets {0} and {1} (and {0,1}) give the same image.
-	l := newXlog(512).w(0, 0, same).w(0, 0, same).flush().mark("x").flush().open(t)
+	l := newHandLog(512).write(0, 0, same).write(0, 0, same).flush(FlagFlush).mark("x").flush(FlagFlush).open(t)
 	base := make([]byte, 2*512)
 	states, st := xexplore(t, l, base, ExploreOptions{MaxSubsetStates: 100, EveryEntry: true})
 	require.Equal(t, 2, st.States, "the base image and the written one")
@@ -386,7 +386,7 @@ func TestExploreCancel(t *testing.T) {
 }
 
 func TestExploreErrors(t *testing.T) {
-	l := newXlog(512).w(10, 0, xdata('x', 2)).flush().open(t)
+	l := newHandLog(512).write(10, 0, xdata('x', 2)).flush(FlagFlush).open(t)
 	noop := func(ctx context.Context, s State) error { return nil }
 	// Entry beyond the device.
 	_, err := Explore(context.Background(), l, bytes.NewReader(make([]byte, 11*512)), ExploreOptions{}, noop)
@@ -408,7 +408,7 @@ func TestExploreErrors(t *testing.T) {
 	require.NoError(t, err)
 	require.Positive(t, st.States)
 	// A malformed log is reported with its entry.
-	img := newXlog(512).w(0, 0, xdata('x', 1)).image()
+	img := newHandLog(512).write(0, 0, xdata('x', 1)).bytes(-1)
 	img[512+40] = 1 // junk after the header
 	bad, err := Open(bytes.NewReader(img))
 	require.NoError(t, err)
@@ -420,7 +420,7 @@ func TestExploreErrors(t *testing.T) {
 	_, err = Explore(context.Background(), l, nil, ExploreOptions{DeviceSize: 4096}, nil)
 	require.ErrorIs(t, err, ErrInvalidEntry)
 	// A bad entry after the ones a state needs does not stop ReplayState.
-	img = newXlog(512).w(0, FlagFUA, xdata('x', 1)).w(1, 0, xdata('y', 1)).image()
+	img = newHandLog(512).write(0, FlagFUA, xdata('x', 1)).write(1, 0, xdata('y', 1)).bytes(-1)
 	img = img[:len(img)-100] // entry 1's data is cut short
 	trunc, err := Open(bytes.NewReader(img))
 	require.NoError(t, err)
@@ -444,9 +444,9 @@ func (*xmemReader) ReadAt(p []byte, off int64) (int, error) { return 0, nil }
 // roughly doubles the allocations.
 func TestExploreLinearCost(t *testing.T) {
 	measure := func(n int) float64 {
-		x := newXlog(512)
+		x := newHandLog(512)
 		for i := range n {
-			x.w(uint64(i%512)*8, 0, xdata(byte(i), 8)).flush()
+			x.write(uint64(i%512)*8, 0, xdata(byte(i), 8)).flush(FlagFlush)
 		}
 		l := x.open(t)
 		base := make([]byte, 2<<20)

@@ -23,7 +23,8 @@ func le32(v uint32) []byte {
 	return []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)}
 }
 
-// handLog builds a log image by hand, one block at a time.
+// handLog builds a log image by hand, one block at a time, encoding
+// headers independently of the package's encoder.
 type handLog struct {
 	s     int
 	count uint64
@@ -86,6 +87,12 @@ func (h *handLog) bytes(count int) []byte {
 	copy(super[16:], le64(c))
 	copy(super[24:], le32(uint32(h.s)))
 	return append(super, h.body...)
+}
+
+// open opens the image with all its entries counted.
+func (h *handLog) open(t testing.TB) *Log {
+	t.Helper()
+	return openBytes(t, h.bytes(-1))
 }
 
 func fill(n int, c byte) []byte { return bytes.Repeat([]byte{c}, n) }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,4 +138,57 @@ func FuzzServerConn(f *testing.F) {
 			t.Fatalf("reply: %+v %q", h, p)
 		}
 	})
+}
+
+// flakyListener fails Accept with EMFILE while fail is set, as a server
+// out of file descriptors does.
+type flakyListener struct {
+	net.Listener
+	fail  atomic.Bool
+	fails atomic.Int32
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fail.Load() {
+		l.fails.Add(1)
+		return nil, &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestServeSurvivesTransientAcceptErrors: running out of file descriptors
+// does not stop the server, and Close still stops a Serve that is backing
+// off.
+func TestServeSurvivesTransientAcceptErrors(t *testing.T) {
+	checkGoroutines(t)
+	p := sockPath(t)
+	ul, err := ListenUnix(p)
+	require.NoError(t, err)
+	l := &flakyListener{Listener: ul}
+	l.fail.Store(true)
+	s := NewServer(ServerOptions{})
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	eventually(t, 10*time.Second, func() bool { return l.fails.Load() >= 3 }, "Serve stopped retrying")
+	l.fail.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, "unix", p, coreOpts("emfile", 1))
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+
+	l.fail.Store(true)
+	n := l.fails.Load()
+	// Serve is inside the real Accept: one more connection gets it out.
+	nc, err := net.Dial("unix", p)
+	require.NoError(t, err)
+	defer nc.Close()
+	eventually(t, 10*time.Second, func() bool { return l.fails.Load() > n }, "Serve stopped retrying")
+	require.NoError(t, s.Close())
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, ErrServerClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after Close while backing off")
+	}
 }

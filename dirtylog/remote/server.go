@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dmlog/dmlog/dirtylog"
@@ -155,7 +156,9 @@ func serverTLS(c *tls.Config) (*tls.Config, error) {
 
 // Serve accepts connections on l and serves each in its own goroutine
 // until l fails or the server is closed; it then returns (ErrServerClosed
-// after Close). A Unix-socket listener's socket file is made mode 0600
+// after Close). Transient accept errors (too many open files, a
+// connection aborted before it was accepted, a timeout) are logged and
+// retried with backoff up to a second. A Unix-socket listener's socket file is made mode 0600
 // (ListenUnix creates it so from the start). Any other listener is
 // treated as network-facing: it requires ServerOptions.TLS and every
 // connection must complete a mutual-TLS 1.3 handshake before a request is
@@ -202,19 +205,23 @@ func (s *Server) Serve(l net.Listener) error {
 		if err != nil {
 			s.mu.Lock()
 			closed := s.closed
-			delete(s.listeners, l)
+			if closed || !retryAccept(err) {
+				delete(s.listeners, l)
+			}
 			s.mu.Unlock()
 			if closed {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if retryAccept(err) {
+				// Out of file descriptors, or a connection aborted
+				// before it was accepted: back off and go on serving.
+				// l stays registered, so Close can still close it.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.log.Warn("accept", "err", err, "retry_in", delay)
-				time.Sleep(delay)
-				s.mu.Lock()
-				s.listeners[l] = struct{}{}
-				s.mu.Unlock()
+				select {
+				case <-time.After(delay):
+				case <-s.ctx.Done():
+				}
 				continue
 			}
 			l.Close()
@@ -276,6 +283,22 @@ func (s *Server) Logs() []string {
 		out = append(out, u)
 	}
 	return out
+}
+
+// retryAccept reports whether an Accept error is transient: a timeout,
+// too many open files, no buffer space, or a connection aborted by its
+// peer before it was accepted.
+func retryAccept(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) dropConn(sc *serverConn) {

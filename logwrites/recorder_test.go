@@ -535,14 +535,21 @@ func TestConcurrentWritersAndFlushes(t *testing.T) {
 }
 
 // A Recorder starts no goroutines: Close leaves none behind.
+// A Recorder starts no goroutines, so Close leaves none behind.
 func TestNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
 	var errs []error
 	for range 3 {
 		rec, _, _ := newRec(t, Options{Durable: true})
 		_, err := rec.WriteAt(fill(512, 1), 0)
-		errs = append(errs, err, rec.Sync(), rec.Close())
+		errs = append(errs, err, rec.Mark("m"))
+		_, err = rec.WriteAtFlags(fill(512, 2), 512, FUA)
+		errs = append(errs, err, rec.Discard(0, 512), rec.Sync())
+		require.LessOrEqual(t, runtime.NumGoroutine(), before, "a working Recorder runs no goroutine")
+		errs = append(errs, rec.Close())
 	}
 	require.NoError(t, errors.Join(errs...))
+	xnoLeak(t, before)
 }
 
 // The source comment's example Wa,Wb,Wc,Cc,Ca,FLUSH,FUAd,Cb,CFLUSH,CFUAd:

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Group commit. Writers mark their regions under m.mu and record the flush
+// Group commit. Writers mark their regions under their shard locks and record the flush
 // generation that will cover the marks (flushStarted+1); the flusher
 // goroutine runs one log Flush for every writer that marked before it
 // started, then wakes them all with its result. Clears are deferred: a
@@ -36,7 +36,7 @@ func (m *Mirror) waitFlushLocked(need uint64) error {
 	}
 	m.kick()
 	for m.flushDone < need && !m.stopFlusher {
-		m.cond.Wait()
+		m.wait()
 	}
 	if m.okGen >= need {
 		return nil
@@ -47,23 +47,25 @@ func (m *Mirror) waitFlushLocked(need uint64) error {
 // applyClearsLocked clears the regions that have been idle for a whole
 // clear interval (all of them if all) and reports how many it cleared.
 func (m *Mirror) applyClearsLocked(all bool) int {
-	if m.idleDirty == 0 {
+	if m.idleDirty.Load() == 0 {
 		return 0
 	}
 	m.clearEpoch++
 	n := 0
-	for r, e := range m.regions {
-		if !e.dirty || e.pending > 0 || e.pin > 0 || e.quiesced {
-			continue
+	for i := range m.shards {
+		for r, e := range m.shards[i].regions {
+			if !e.dirty || e.pending > 0 || e.pin > 0 || e.quiesced {
+				continue
+			}
+			if !all && e.idle+2 > m.clearEpoch {
+				continue
+			}
+			m.log.ClearRegion(r)
+			e.dirty = false
+			m.idleDirty.Add(-1)
+			n++
+			m.dropIfIdleLocked(r, e)
 		}
-		if !all && e.idle+2 > m.clearEpoch {
-			continue
-		}
-		m.log.ClearRegion(r)
-		e.dirty = false
-		m.idleDirty--
-		n++
-		m.dropIfIdleLocked(r, e)
 	}
 	return n
 }
@@ -97,7 +99,7 @@ func (m *Mirror) flusher() {
 			cleared = m.applyClearsLocked(delay == 0 || m.clearNow)
 			m.clearNow = false
 		}
-		if m.idleDirty > 0 && !armed && delay > 0 {
+		if m.idleDirty.Load() > 0 && !armed && delay > 0 {
 			timer.Reset(delay)
 			armed = true
 		}

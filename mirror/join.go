@@ -83,9 +83,9 @@ func (m *Mirror) ReplaceLeg(i int, leg Leg) error {
 	m.joinCursor = 0
 	m.releaseHeldLocked()
 	// Wait for writes that may still use the old leg.
-	last := m.seq
+	last := m.seq.Load()
 	for m.inflightUpToLocked(last) {
-		m.cond.Wait()
+		m.wait()
 	}
 	m.cond.Broadcast()
 	m.mu.Unlock()
@@ -97,9 +97,11 @@ func (m *Mirror) ReplaceLeg(i int, leg Leg) error {
 }
 
 func (m *Mirror) inflightUpToLocked(seq uint64) bool {
-	for _, w := range m.inflight {
-		if w.seq <= seq {
-			return true
+	for i := range m.shards {
+		for _, w := range m.shards[i].inflight {
+			if w.seq <= seq {
+				return true
+			}
 		}
 	}
 	return false

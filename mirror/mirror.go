@@ -40,13 +40,16 @@ type Mirror struct {
 	opsMu  sync.RWMutex
 	closed atomic.Bool
 
-	mu       sync.Mutex
-	cond     *sync.Cond
-	regions  map[dirtylog.Region]*region
-	free     []*region
-	inflight []*wop
-	seq      uint64
-	rr       atomic.Uint64 // round-robin read cursor
+	// The region table, in shards (regions.go). mu holds every shard
+	// lock: the slow paths take it; the write path takes only the shards
+	// it touches. cond is signalled under mu or by wakeWaiters.
+	shards  [nShards]shard
+	mu      allShards
+	cond    *sync.Cond
+	waiters atomic.Int32  // goroutines in m.wait
+	seq     atomic.Uint64 // write order tickets (see wop)
+	rr      atomic.Uint64 // round-robin read cursor
+	local   bool          // the log is a local Core or Disk: RemoteRecovering is always false
 
 	// Group commit: a flush takes generation flushStarted+1; marks made
 	// before it started are durable when flushDone reaches it and okGen
@@ -55,7 +58,7 @@ type Mirror struct {
 	flushKick                                 chan struct{}
 	stopFlusher                               bool
 	clearEpoch                                uint64
-	idleDirty                                 int // dirty regions with no write in flight
+	idleDirty                                 atomic.Int64 // dirty regions with no write in flight
 	clearNow                                  bool
 
 	syncEpoch    uint64 // bumped by every SetRegionSync we make
@@ -80,10 +83,12 @@ type config struct {
 	def  int // the default leg
 }
 
-// wop is one write in flight, for ordering overlapping writes.
+// wop is one write in flight, for ordering overlapping writes. It is
+// listed in the inflight list of every shard in mask.
 type wop struct {
 	lo, hi int64
 	seq    uint64
+	mask   uint64
 }
 
 type counters struct {
@@ -137,13 +142,20 @@ func New(legs []Leg, log dirtylog.Log, o Options) (*Mirror, error) {
 		rshift:     uint(bits.TrailingZeros64(uint64(rs))),
 		nregions:   n,
 		nb:         dirtylog.NonBlocking(context.Background()),
-		regions:    make(map[dirtylog.Region]*region),
 		flushKick:  make(chan struct{}, 1),
 		resyncKick: make(chan struct{}, 1),
 		held:       make(chan struct{}),
 	}
 	_, m.volatile = log.(*dirtylog.Core)
-	m.cond = sync.NewCond(&m.mu)
+	switch log.(type) {
+	case *dirtylog.Core, *dirtylog.Disk:
+		m.local = true
+	}
+	for i := range m.shards {
+		m.shards[i].regions = make(map[dirtylog.Region]*region)
+	}
+	m.mu = allShards{&m.shards}
+	m.cond = sync.NewCond(m.mu)
 	c := &config{}
 	for i, l := range legs {
 		if l == nil {

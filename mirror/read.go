@@ -153,11 +153,10 @@ func (m *Mirror) chooseLeg(c *config, tried int) int {
 func (m *Mirror) repair(c *config, bad *legState, good []byte, off int64) {
 	hi := off + int64(len(good))
 	m.mu.Lock()
-	m.seq++
-	w := &wop{lo: off, hi: hi, seq: m.seq}
-	m.inflight = append(m.inflight, w)
+	w := &wop{}
+	m.addInflightLocked(w, off, hi)
 	for m.overlapsEarlierLocked(w) {
-		m.cond.Wait()
+		m.wait()
 	}
 	m.mu.Unlock()
 	buf := make([]byte, len(good))
@@ -175,12 +174,7 @@ func (m *Mirror) repair(c *config, bad *legState, good []byte, off int64) {
 		_, err = bad.dev.WriteAt(buf, off)
 	}
 	m.mu.Lock()
-	for i, o := range m.inflight {
-		if o == w {
-			m.inflight = append(m.inflight[:i], m.inflight[i+1:]...)
-			break
-		}
-	}
+	m.removeInflightLocked(w)
 	m.cond.Broadcast()
 	m.mu.Unlock()
 	if err != nil {

@@ -3,6 +3,8 @@ package mirror
 import (
 	"context"
 	"errors"
+	"math/bits"
+	"sync"
 
 	"github.com/dmlog/dmlog/dirtylog"
 )
@@ -10,7 +12,8 @@ import (
 // region is the mirror's in-memory view of one region that is in use: a
 // region is hashed only while a write is in flight on it, it waits to be
 // cleared, or recovery, verify or a join copy holds it. Everything else is
-// asked of the log. Fields are guarded by Mirror.mu.
+// asked of the log. Fields are guarded by the region's shard lock (held
+// alone by the write path, or with every other shard as Mirror.mu).
 type region struct {
 	pending  int32  // writes in flight (counted, as the kernel's rh_inc)
 	pin      int32  // holders that need the entry kept (mark-then-flush)
@@ -21,6 +24,87 @@ type region struct {
 	idle     uint64 // clear epoch at which pending last reached zero
 }
 
+// The region table is split into shards (region r lives in shard
+// r%nShards), each with its own lock, so that writes to different regions
+// do not contend on one mutex. A write locks the shards of the regions it
+// touches in ascending shard order; Mirror.mu locks every shard in the
+// same order, so it excludes every write's critical section and is what
+// the slow paths (flusher, resync, verify, leg changes, waits) hold. State
+// written only under Mirror.mu may be read under any one shard lock.
+const nShards = 32
+
+type shard struct {
+	mu       sync.Mutex
+	regions  map[dirtylog.Region]*region
+	free     []*region
+	inflight []*wop // writes in flight touching this shard, in start order
+	_        [64]byte
+}
+
+// allShards is a sync.Locker that holds every shard lock.
+type allShards struct{ s *[nShards]shard }
+
+// Lock takes every shard lock in ascending order.
+func (a allShards) Lock() {
+	for i := range a.s {
+		a.s[i].mu.Lock()
+	}
+}
+
+// Unlock releases every shard lock.
+func (a allShards) Unlock() {
+	for i := range a.s {
+		a.s[i].mu.Unlock()
+	}
+}
+
+func (m *Mirror) shardOf(r dirtylog.Region) *shard { return &m.shards[r%nShards] }
+
+// shardMask returns the set of shards holding regions rlo..rhi.
+func shardMask(rlo, rhi dirtylog.Region) uint64 {
+	if rhi-rlo >= nShards-1 {
+		return 1<<nShards - 1
+	}
+	var mask uint64
+	for r := rlo; r <= rhi; r++ {
+		mask |= 1 << (r % nShards)
+	}
+	return mask
+}
+
+// lockShards locks the shards in mask in ascending order.
+func (m *Mirror) lockShards(mask uint64) {
+	for x := mask; x != 0; x &= x - 1 {
+		m.shards[bits.TrailingZeros64(x)].mu.Lock()
+	}
+}
+
+func (m *Mirror) unlockShards(mask uint64) {
+	for x := mask; x != 0; x &= x - 1 {
+		m.shards[bits.TrailingZeros64(x)].mu.Unlock()
+	}
+}
+
+// wait waits on m.cond (m.mu held). Wakers that hold only shard locks
+// broadcast only when someone waits (see wakeWaiters).
+func (m *Mirror) wait() {
+	m.waiters.Add(1)
+	m.cond.Wait()
+	m.waiters.Add(-1)
+}
+
+// wakeWaiters wakes the goroutines waiting on m.cond, if any. A waiter
+// registers (under m.mu, so under every shard lock) before it releases
+// the locks, so a change made under a shard lock and followed by
+// wakeWaiters is never missed.
+func (m *Mirror) wakeWaiters() {
+	if m.waiters.Load() > 0 {
+		m.cond.Broadcast()
+	}
+}
+
+func (m *Mirror) entry(r dirtylog.Region) *region { return m.shardOf(r).regions[r] }
+
 // errRetry tells a caller holding m.mu that it released the lock and must
 // start over.
 var errRetry = errors.New("mirror: retry")
@@ -30,7 +114,8 @@ var errRetry = errors.New("mirror: retry")
 // asks with blocking allowed, retakes the lock and returns errRetry so the
 // caller re-validates what it saw.
 func (m *Mirror) lookupLocked(r dirtylog.Region) (*region, error) {
-	if e := m.regions[r]; e != nil {
+	sh := m.shardOf(r)
+	if e := sh.regions[r]; e != nil {
 		return e, nil
 	}
 	in, err := m.log.InSync(m.nb, r)
@@ -42,24 +127,41 @@ func (m *Mirror) lookupLocked(r dirtylog.Region) (*region, error) {
 		if err != nil {
 			in = false // the kernel treats an error as "not in sync"
 		}
-		if m.regions[r] == nil && m.syncEpoch == epoch {
-			m.regions[r] = m.newRegion(in)
+		if sh.regions[r] == nil && m.syncEpoch == epoch {
+			sh.regions[r] = sh.newRegion(in)
 		}
 		return nil, errRetry
 	}
 	if err != nil {
 		in = false
 	}
-	e := m.newRegion(in)
-	m.regions[r] = e
+	e := sh.newRegion(in)
+	sh.regions[r] = e
 	return e, nil
 }
 
-func (m *Mirror) newRegion(inSync bool) *region {
+// lookupFastLocked is lookupLocked for a caller that holds only r's
+// shard lock: if the log cannot answer without blocking it reports false
+// and changes nothing.
+func (m *Mirror) lookupFastLocked(r dirtylog.Region) (*region, bool) {
+	sh := m.shardOf(r)
+	if e := sh.regions[r]; e != nil {
+		return e, true
+	}
+	in, err := m.log.InSync(m.nb, r)
+	if errors.Is(err, dirtylog.ErrWouldBlock) {
+		return nil, false
+	}
+	e := sh.newRegion(err == nil && in)
+	sh.regions[r] = e
+	return e, true
+}
+
+func (sh *shard) newRegion(inSync bool) *region {
 	var e *region
-	if n := len(m.free); n > 0 {
-		e = m.free[n-1]
-		m.free = m.free[:n-1]
+	if n := len(sh.free); n > 0 {
+		e = sh.free[n-1]
+		sh.free = sh.free[:n-1]
 		*e = region{}
 	} else {
 		e = new(region)
@@ -71,9 +173,10 @@ func (m *Mirror) newRegion(inSync bool) *region {
 // dropIfIdleLocked unhashes e when nothing needs it any more.
 func (m *Mirror) dropIfIdleLocked(r dirtylog.Region, e *region) {
 	if e.pending == 0 && e.pin == 0 && !e.quiesced && !e.dirty {
-		delete(m.regions, r)
-		if len(m.free) < 256 {
-			m.free = append(m.free, e)
+		sh := m.shardOf(r)
+		delete(sh.regions, r)
+		if len(sh.free) < 64 {
+			sh.free = append(sh.free, e)
 		}
 	}
 }
@@ -85,7 +188,7 @@ func (m *Mirror) setOutOfSyncLocked(r dirtylog.Region, e *region) {
 	m.syncEpoch++
 	if e != nil {
 		if e.dirty && e.pending == 0 {
-			m.idleDirty--
+			m.idleDirty.Add(-1)
 		}
 		e.dirty = false
 		e.inSync = false
@@ -108,7 +211,7 @@ func (m *Mirror) quiesceLocked(ctx context.Context, r dirtylog.Region) (*region,
 			continue
 		}
 		if e.quiesced {
-			m.cond.Wait()
+			m.wait()
 			continue
 		}
 		e.quiesced = true
@@ -119,7 +222,7 @@ func (m *Mirror) quiesceLocked(ctx context.Context, r dirtylog.Region) (*region,
 				m.cond.Broadcast()
 				return nil, err
 			}
-			m.cond.Wait()
+			m.wait()
 		}
 		return e, nil
 	}

@@ -165,7 +165,7 @@ func (m *Mirror) recoverRegion(ctx context.Context, r dirtylog.Region) {
 		if !e.dirty {
 			e.dirty = true
 			e.idle = m.clearEpoch
-			m.idleDirty++
+			m.idleDirty.Add(1)
 			m.kick()
 		}
 		joined = m.joinDoneLocked(c, r, targets)
@@ -416,7 +416,7 @@ func (m *Mirror) WaitInSync(ctx context.Context) error {
 		if m.closed.Load() {
 			return ErrClosed
 		}
-		m.cond.Wait()
+		m.wait()
 	}
 }
 

@@ -128,9 +128,11 @@ func (m *Mirror) Stats() Stats {
 		h = append(h, ls.Status)
 	}
 	s.LogFailed = m.logFailure
-	for _, e := range m.regions {
-		if e.dirty {
-			s.DirtyRegions++
+	for i := range m.shards {
+		for _, e := range m.shards[i].regions {
+			if e.dirty {
+				s.DirtyRegions++
+			}
 		}
 	}
 	m.mu.Unlock()

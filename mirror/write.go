@@ -3,6 +3,7 @@ package mirror
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"sync"
 	"time"
 
@@ -51,28 +52,44 @@ func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
 		routes = make([]bool, 0, n)
 	}
 
-	m.mu.Lock()
-	w, routes, err := m.registerWriteLocked(&op.w, off, len(p), rlo, rhi, routes)
-	if err != nil {
+	// Fast path: only the shards of the regions touched are locked, and
+	// the write goes ahead if it needs no wait (no flush, no earlier
+	// overlapping write, no quiesced region, no held write).
+	w := &op.w
+	mask := shardMask(rlo, rhi)
+	m.lockShards(mask)
+	var c *config
+	routes, need, anySync, counted := m.tryCountWriteLocked(w, off, len(p), rlo, rhi, mask, routes)
+	if counted && m.mayIssueNowLocked(w, need, anySync) {
+		m.stats.flushSkips.Add(1)
+		c = m.cfg.Load()
+		m.unlockShards(mask)
+	} else {
+		m.unlockShards(mask)
+		m.mu.Lock()
+		var err error
+		routes, err = m.registerWriteLocked(w, off, len(p), rlo, rhi, mask, routes, counted, need, anySync)
+		if err != nil {
+			m.mu.Unlock()
+			return 0, err
+		}
+		// Wait for every earlier overlapping write: one order on every leg.
+		for m.overlapsEarlierLocked(w) {
+			m.wait()
+		}
+		c = m.cfg.Load()
 		m.mu.Unlock()
-		return 0, err
 	}
-	// Wait for every earlier overlapping write: one order on every leg.
-	for m.overlapsEarlierLocked(w) {
-		m.cond.Wait()
-	}
-	c := m.cfg.Load()
-	m.mu.Unlock()
 
 	werr := m.issue(op, c, p, off, rlo, routes)
 
-	m.mu.Lock()
+	m.lockShards(mask)
 	m.completeWriteLocked(w, rlo, rhi)
 	if werr == errHold {
 		m.stats.heldWrites.Add(1)
 		closed := m.closed.Load()
 		ch := m.held
-		m.mu.Unlock()
+		m.unlockShards(mask)
 		if closed {
 			return 0, fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
 		}
@@ -82,7 +99,7 @@ func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
 		}
 		return len(p), nil
 	}
-	m.mu.Unlock()
+	m.unlockShards(mask)
 	if werr != nil {
 		return 0, werr
 	}
@@ -112,8 +129,13 @@ func (op *writeOp) release() {
 }
 
 // waitRemoteRecovering waits while another node resyncs any of the
-// regions (shared storage), polling as the kernel does every 200 ms.
+// regions (shared storage), polling as the kernel does every 200 ms. Local
+// logs (Core, Disk) are never asked: their answer is always false.
 func (m *Mirror) waitRemoteRecovering(rlo, rhi dirtylog.Region) error {
+	if m.local {
+		return nil
+	}
+	var t *time.Timer
 	for r := rlo; r <= rhi; r++ {
 		for {
 			rec, err := m.log.RemoteRecovering(m.ctx, r)
@@ -121,41 +143,67 @@ func (m *Mirror) waitRemoteRecovering(rlo, rhi dirtylog.Region) error {
 				break
 			}
 			// An error counts as "recovering", as in the kernel.
+			if t == nil {
+				t = time.NewTimer(200 * time.Millisecond)
+				defer t.Stop()
+			} else {
+				t.Reset(200 * time.Millisecond)
+			}
 			select {
 			case <-m.ctx.Done():
 				return ErrClosed
-			case <-time.After(200 * time.Millisecond):
+			case <-t.C:
 			}
 		}
 	}
 	return nil
 }
 
-// registerWriteLocked counts the write on each region, marks the regions
-// that need it, records the routing (true: all legs) and waits for the log
-// flush that makes the marks durable.
-func (m *Mirror) registerWriteLocked(w *wop, off int64, n int, rlo, rhi dirtylog.Region, routes []bool) (*wop, []bool, error) {
-retry:
-	// Regions held for recovery, verify or a join copy park new writes.
+// tryCountWriteLocked is the fast path's half of registerWriteLocked,
+// with only the shards in mask locked: if no region is quiesced and the
+// log answers every state without blocking, it counts the write (see
+// countWriteLocked) and reports counted; otherwise it changes nothing.
+func (m *Mirror) tryCountWriteLocked(w *wop, off int64, n int, rlo, rhi dirtylog.Region, mask uint64, routes []bool) (_ []bool, need uint64, anySync, counted bool) {
 	for r := rlo; r <= rhi; r++ {
-		e := m.regions[r]
-		if e != nil && e.quiesced {
-			m.cond.Wait()
-			goto retry
+		e, ok := m.lookupFastLocked(r)
+		if !ok || e.quiesced {
+			for r2 := rlo; r2 <= r; r2++ {
+				if e := m.entry(r2); e != nil {
+					m.dropIfIdleLocked(r2, e)
+				}
+			}
+			return routes, 0, false, false
 		}
 	}
-	// Learn every region's state before changing any (a remote log may
-	// make us drop the lock).
-	for r := rlo; r <= rhi; r++ {
-		if _, err := m.lookupLocked(r); err == errRetry {
-			goto retry
-		}
+	routes, need, anySync = m.countWriteLocked(w, off, n, rlo, rhi, mask, routes)
+	return routes, need, anySync, true
+}
+
+// mayIssueNowLocked reports whether a counted write may go to the legs at
+// once: its marks are durable, no earlier overlapping write is in flight
+// and no error handling holds it. Only w's shards need be locked.
+func (m *Mirror) mayIssueNowLocked(w *wop, need uint64, anySync bool) bool {
+	if need > m.okGen {
+		return false
 	}
-	var need uint64
+	if anySync && m.logFailure && m.opts.HandleErrors {
+		return false
+	}
+	if !anySync && m.opts.HandleErrors && !m.opts.KeepLog && anyFailed(m.cfg.Load()) {
+		return false
+	}
+	return !m.overlapsEarlierLocked(w)
+}
+
+// countWriteLocked counts the write on each region, marks the in-sync
+// regions not yet marked, records the routing (true: all legs) and lists
+// the write in flight. It returns the flush generation that makes the
+// marks durable (0: none needed) and whether any region is in sync. The
+// regions must be hashed; w's shards (or m.mu) must be held.
+func (m *Mirror) countWriteLocked(w *wop, off int64, n int, rlo, rhi dirtylog.Region, mask uint64, routes []bool) (_ []bool, need uint64, anySync bool) {
 	routes = routes[:0]
-	anySync := false
 	for r := rlo; r <= rhi; r++ {
-		e := m.regions[r]
+		e := m.entry(r)
 		e.pending++
 		routes = append(routes, e.inSync)
 		if !e.inSync {
@@ -171,13 +219,72 @@ retry:
 				e.markGen = m.flushStarted + 1
 			}
 		} else if e.pending == 1 {
-			m.idleDirty-- // it was waiting to be cleared
+			m.idleDirty.Add(-1) // it was waiting to be cleared
 		}
 		need = max(need, e.markGen)
 	}
-	m.seq++
-	*w = wop{lo: off, hi: off + int64(n), seq: m.seq}
-	m.inflight = append(m.inflight, w)
+	*w = wop{lo: off, hi: off + int64(n), seq: m.seq.Add(1), mask: mask}
+	m.listLocked(w)
+	return routes, need, anySync
+}
+
+// listLocked appends w to the inflight list of each of its shards.
+func (m *Mirror) listLocked(w *wop) {
+	for x := w.mask; x != 0; x &= x - 1 {
+		sh := &m.shards[bits.TrailingZeros64(x)]
+		sh.inflight = append(sh.inflight, w)
+	}
+}
+
+// addInflightLocked lists a non-write user of [lo, hi) (read repair) so
+// that it is ordered with writes. m.mu must be held.
+func (m *Mirror) addInflightLocked(w *wop, lo, hi int64) {
+	*w = wop{lo: lo, hi: hi, seq: m.seq.Add(1), mask: shardMask(m.regionOf(lo), m.regionOf(hi-1))}
+	m.listLocked(w)
+}
+
+// removeInflightLocked takes w off its shards' inflight lists.
+func (m *Mirror) removeInflightLocked(w *wop) {
+	for x := w.mask; x != 0; x &= x - 1 {
+		sh := &m.shards[bits.TrailingZeros64(x)]
+		for i, o := range sh.inflight {
+			if o == w {
+				copy(sh.inflight[i:], sh.inflight[i+1:])
+				sh.inflight[len(sh.inflight)-1] = nil
+				sh.inflight = sh.inflight[:len(sh.inflight)-1]
+				break
+			}
+		}
+	}
+}
+
+// registerWriteLocked is the write path's slow half, under m.mu: unless
+// the fast path already counted the write (counted, with its need and
+// anySync), it waits for quiesced regions and counts it; then it applies
+// the error handling and waits for the log flush that makes the marks
+// durable.
+func (m *Mirror) registerWriteLocked(w *wop, off int64, n int, rlo, rhi dirtylog.Region, mask uint64, routes []bool, counted bool, need uint64, anySync bool) ([]bool, error) {
+retry:
+	if !counted {
+		// Regions held for recovery, verify or a join copy park new
+		// writes.
+		for r := rlo; r <= rhi; r++ {
+			e := m.entry(r)
+			if e != nil && e.quiesced {
+				m.wait()
+				goto retry
+			}
+		}
+		// Learn every region's state before changing any (a remote log
+		// may make us drop the lock).
+		for r := rlo; r <= rhi; r++ {
+			if _, err := m.lookupLocked(r); err == errRetry {
+				goto retry
+			}
+		}
+		routes, need, anySync = m.countWriteLocked(w, off, n, rlo, rhi, mask, routes)
+	}
+	counted = false
 
 	var err error
 	switch {
@@ -207,13 +314,13 @@ retry:
 				m.mu.Lock()
 			}
 			if m.closed.Load() {
-				return nil, nil, fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
+				return nil, fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
 			}
 			goto retry
 		}
-		return nil, nil, err
+		return nil, err
 	}
-	return w, routes, nil
+	return routes, nil
 }
 
 func anyFailed(c *config) bool {
@@ -225,44 +332,42 @@ func anyFailed(c *config) bool {
 	return false
 }
 
+// overlapsEarlierLocked reports whether a write listed before w overlaps
+// it. Two overlapping writes share a region, so a shard, and were listed
+// there in the order they were counted (each counted with all its shards
+// locked), which is the order they reach the legs.
 func (m *Mirror) overlapsEarlierLocked(w *wop) bool {
-	for _, o := range m.inflight {
-		if o == w {
-			return false
-		}
-		if o.lo < w.hi && w.lo < o.hi {
-			return true
+	for x := w.mask; x != 0; x &= x - 1 {
+		for _, o := range m.shards[bits.TrailingZeros64(x)].inflight {
+			if o == w {
+				break
+			}
+			if o.lo < w.hi && w.lo < o.hi {
+				return true
+			}
 		}
 	}
 	return false
 }
 
 // completeWriteLocked drops the write's pending counts and its place in
-// the in-flight list.
+// the in-flight lists. w's shards (or m.mu) must be held.
 func (m *Mirror) completeWriteLocked(w *wop, rlo, rhi dirtylog.Region) {
 	for r := rlo; r <= rhi; r++ {
-		e := m.regions[r]
+		e := m.entry(r)
 		e.pending--
 		if e.pending == 0 {
 			if e.dirty {
 				e.idle = m.clearEpoch
-				m.idleDirty++
-				if m.opts.clearDelay() == 0 || m.idleDirty == 1 {
+				if n := m.idleDirty.Add(1); m.opts.clearDelay() == 0 || n == 1 {
 					m.kick() // arm the clear timer, or clear now
 				}
 			}
 			m.dropIfIdleLocked(r, e)
 		}
 	}
-	for i, o := range m.inflight {
-		if o == w {
-			copy(m.inflight[i:], m.inflight[i+1:])
-			m.inflight[len(m.inflight)-1] = nil
-			m.inflight = m.inflight[:len(m.inflight)-1]
-			break
-		}
-	}
-	m.cond.Broadcast()
+	m.removeInflightLocked(w)
+	m.wakeWaiters()
 }
 
 // segment is a run of regions with one routing.
@@ -348,7 +453,7 @@ func (m *Mirror) issue(op *writeOp, c *config, p []byte, off int64, rlo dirtylog
 			// region as if its legs agreed, so it always goes out of sync.
 			m.mu.Lock()
 			for r := s.rlo; r <= s.rhi; r++ {
-				m.setOutOfSyncLocked(r, m.regions[r])
+				m.setOutOfSyncLocked(r, m.entry(r))
 			}
 			m.mu.Unlock()
 		}

@@ -100,83 +100,75 @@ func BenchmarkRecorder(b *testing.B) {
 }
 
 func benchRecorder(b *testing.B, open func(b *testing.B, name string, size int) benchDev, o Options) {
-	{
-		{
-			plain := open(b, "plain", benchDevSize)
-			dev := open(b, "dev", benchDevSize)
-			logDev := open(b, "log", benchRounds*benchPerSync*(benchWrite+4096)+(1<<20))
-			defer plain.Close()
-			defer dev.Close()
-			defer logDev.Close()
-			p := make([]byte, benchWrite)
-			for i := range p {
-				p[i] = byte(i)
-			}
-			var rec *Recorder
-			newRec := func() {
-				var err error
-				rec, err = New(dev, logDev, o)
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-			newRec()
-			var tPlain, tRec time.Duration
-			b.SetBytes(benchWrite * benchPerSync)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if i > 0 && i%benchRounds == 0 {
-					b.StopTimer()
-					if err := rec.Close(); err != nil {
-						b.Fatal(err)
-					}
-					newRec()
-					b.StartTimer()
-				}
-				base := int64(i*benchPerSync*benchWrite) % benchDevSize
-				plainOnce := func() {
-					for j := 0; j < benchPerSync; j++ {
-						if _, err := plain.WriteAt(p, base+int64(j*benchWrite)); err != nil {
-							b.Fatal(err)
-						}
-					}
-					if err := plain.Sync(); err != nil {
-						b.Fatal(err)
-					}
-				}
-				recOnce := func() {
-					for j := 0; j < benchPerSync; j++ {
-						if _, err := rec.WriteAt(p, base+int64(j*benchWrite)); err != nil {
-							b.Fatal(err)
-						}
-					}
-					if err := rec.Sync(); err != nil {
-						b.Fatal(err)
-					}
-				}
-				// Alternate which goes first, so that neither always
-				// follows the other's cache or disk activity.
-				first, second, t1st, t2nd := plainOnce, recOnce, &tPlain, &tRec
-				if i%2 == 1 {
-					first, second, t1st, t2nd = recOnce, plainOnce, &tRec, &tPlain
-				}
-				t0 := time.Now()
-				first()
-				t1 := time.Now()
-				second()
-				*t1st += t1.Sub(t0)
-				*t2nd += time.Since(t1)
-			}
+	plain := open(b, "plain", benchDevSize)
+	dev := open(b, "dev", benchDevSize)
+	logDev := open(b, "log", benchRounds*benchPerSync*(benchWrite+4096)+(1<<20))
+	defer plain.Close()
+	defer dev.Close()
+	defer logDev.Close()
+	p := make([]byte, benchWrite)
+	for i := range p {
+		p[i] = byte(i)
+	}
+	var rec *Recorder
+	newRec := func() {
+		var err error
+		rec, err = New(dev, logDev, o)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	newRec()
+	var tPlain, tRec time.Duration
+	b.SetBytes(benchWrite * benchPerSync)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i > 0 && i%benchRounds == 0 {
 			b.StopTimer()
 			if err := rec.Close(); err != nil {
 				b.Fatal(err)
 			}
-			mb := float64(b.N) * benchWrite * benchPerSync / 1e6
-			b.ReportMetric(mb/tPlain.Seconds(), "plain-MB/s")
-			b.ReportMetric(mb/tRec.Seconds(), "rec-MB/s")
-			b.ReportMetric(tPlain.Seconds()/tRec.Seconds(), "ratio")
+			newRec()
+			b.StartTimer()
 		}
+		base := int64(i*benchPerSync*benchWrite) % benchDevSize
+		// One round: benchPerSync writes, then a Sync.
+		round := func(d interface {
+			io.WriterAt
+			Sync() error
+		}) {
+			for j := 0; j < benchPerSync; j++ {
+				if _, err := d.WriteAt(p, base+int64(j*benchWrite)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := d.Sync(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		plainOnce := func() { round(plain) }
+		recOnce := func() { round(rec) }
+		// Alternate which goes first, so that neither always
+		// follows the other's cache or disk activity.
+		first, second, t1st, t2nd := plainOnce, recOnce, &tPlain, &tRec
+		if i%2 == 1 {
+			first, second, t1st, t2nd = recOnce, plainOnce, &tRec, &tPlain
+		}
+		t0 := time.Now()
+		first()
+		t1 := time.Now()
+		second()
+		*t1st += t1.Sub(t0)
+		*t2nd += time.Since(t1)
 	}
+	b.StopTimer()
+	if err := rec.Close(); err != nil {
+		b.Fatal(err)
+	}
+	mb := float64(b.N) * benchWrite * benchPerSync / 1e6
+	b.ReportMetric(mb/tPlain.Seconds(), "plain-MB/s")
+	b.ReportMetric(mb/tRec.Seconds(), "rec-MB/s")
+	b.ReportMetric(tPlain.Seconds()/tRec.Seconds(), "ratio")
 }
 
 // BenchmarkReplay compares Replay of a log of 256 writes of 64 KiB (a Sync

@@ -458,12 +458,17 @@ func (c *cache) resetCursor() {
 func (c *cache) syncChunk(i int) ([]uint64, int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.copyChunkLocked(c.sync, i), c.syncMod[i]
+}
+
+// copyChunkLocked returns a copy of chunk i's words of bitmap b.
+func (c *cache) copyChunkLocked(b []atomic.Uint64, i int) []uint64 {
 	lo, hi := c.chunkWords(i)
 	w := make([]uint64, hi-lo)
 	for j := range w {
-		w[j] = c.sync[lo+j].Load()
+		w[j] = b[lo+j].Load()
 	}
-	return w, c.syncMod[i]
+	return w
 }
 
 // orphans returns the nodes that have marks but no liveness key.
@@ -535,12 +540,8 @@ func (c *cache) reapPlan(node string) ([]reapChunk, int64) {
 	defer c.mu.Unlock()
 	var plan []reapChunk
 	for i, mc := range c.marks[node] {
-		lo, hi := c.chunkWords(i)
-		rc := reapChunk{chunk: i, marks: append([]uint64(nil), mc.words...), sync: make([]uint64, hi-lo), syncMod: c.syncMod[i]}
-		for j := range rc.sync {
-			rc.sync[j] = c.sync[lo+j].Load()
-		}
-		plan = append(plan, rc)
+		plan = append(plan, reapChunk{chunk: i, marks: append([]uint64(nil), mc.words...),
+			sync: c.copyChunkLocked(c.sync, i), syncMod: c.syncMod[i]})
 	}
 	sort.Slice(plan, func(i, j int) bool { return plan[i].chunk < plan[j].chunk })
 	return plan, c.rev.Load()
@@ -550,12 +551,7 @@ func (c *cache) reapPlan(node string) ([]reapChunk, int64) {
 func (c *cache) pristineChunk(i int) ([]uint64, int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	lo, hi := c.chunkWords(i)
-	w := make([]uint64, hi-lo)
-	for j := range w {
-		w[j] = c.pristine[lo+j].Load()
-	}
-	return w, c.prisMod[i]
+	return c.copyChunkLocked(c.pristine, i), c.prisMod[i]
 }
 
 // recovery returns the recoverer ("" if none) and how many claims node

@@ -52,12 +52,7 @@ func TestTxnsBounded(t *testing.T) {
 		require.EqualValues(t, regions, a.RegionCount())
 		markHalf(a, 1)
 		eventually(t, 10*time.Second, a.janitoring.Load, "no janitor elected")
-		before, err := cli.Get(ctx, "x")
-		require.NoError(t, err)
-		require.NoError(t, a.Flush(ctx))
-		after, err := cli.Get(ctx, "x")
-		require.NoError(t, err)
-		require.Equal(t, before.Header.Revision+1, after.Header.Revision, "a flush must be one transaction")
+		requireOneTxnFlush(t, cli, a)
 	})
 
 	t.Run("janitor", func(t *testing.T) {

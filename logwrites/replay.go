@@ -8,8 +8,9 @@ import (
 // ReplayOptions select which entries Replay applies and when it stops. The
 // zero value replays the whole log. Each field corresponds to an option of
 // fstests' replay-log (named in brackets), except --num-entries: replay-log
-// prints the super block's count and exits without replaying, whatever the
-// other options, so it is Log.NumEntries rather than a field here.
+// prints the super block's count (not the entries left after the start
+// point) and exits before replaying anything, so it selects no entries and
+// is Log.NumEntries rather than a field here.
 //
 // ReplayOptions is a plain value; Replay and Find copy it. Its callbacks
 // are called from the goroutine running Replay.

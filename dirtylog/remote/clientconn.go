@@ -71,7 +71,7 @@ func newClientConn(c *Client, nc net.Conn) *clientConn {
 
 func (cc *clientConn) readLoop() {
 	defer cc.c.wg.Done()
-	fr := NewFrameReader(bufio.NewReaderSize(cc.nc, 64<<10))
+	fr := NewFrameReader(bufio.NewReaderSize(cc.nc, connBufSize))
 	for {
 		h, p, err := fr.ReadFrame()
 		if err != nil {

@@ -388,7 +388,9 @@ func TestNodeInUse(t *testing.T) {
 	cli := c.client(t)
 	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, LeaseTTL: 5 * time.Second}
 	openNode(t, cli, o, "a")
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// Long enough for Open's first requests on a loaded machine; the
+	// holder's lease (5 s) outlives it.
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
 	o.Node = "a"
 	_, err := Open(ctx, c.client(t), o)

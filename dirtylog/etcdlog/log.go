@@ -236,6 +236,9 @@ func (l *Log) join(ctx context.Context) error {
 			case <-time.After(100 * time.Millisecond):
 				if err := l.reload(ctx); err != nil {
 					_ = sess.Close()
+					if ctx.Err() != nil { // gave up waiting
+						return fmt.Errorf("etcdlog: node %q of %q: %w: %w", self, l.opts.Name, ErrNodeInUse, err)
+					}
 					return err
 				}
 				continue

@@ -309,14 +309,11 @@ func TestBadInputDoesNotDisturbOthers(t *testing.T) {
 	require.Equal(t, "1 clustered-core", good.Status())
 }
 
-// fakeServer answers CTR, GET_REGION_SIZE and RESUME, then hands every
-// other frame to handle.
-func fakeServer(t *testing.T, handle func(nc net.Conn, h Header, p []byte)) string {
-	p := sockPath(t)
-	l, err := net.Listen("unix", p)
-	require.NoError(t, err)
+// serveFrames accepts connections on l and hands every frame read to
+// handle, until l is closed. The returned stop closes l and waits for
+// every goroutine it started (connections end when their peer closes).
+func serveFrames(l net.Listener, handle func(nc net.Conn, h Header, p []byte)) (stop func()) {
 	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -335,20 +332,33 @@ func fakeServer(t *testing.T, handle func(nc net.Conn, h Header, p []byte)) stri
 					if err != nil {
 						return
 					}
-					switch h.Type {
-					case RequestCtr, RequestResume:
-						b, _ := AppendFrame(nil, Header{Version: Version, Seq: h.Seq, Type: h.Type, UUID: h.UUID}, nil)
-						nc.Write(b)
-					case RequestGetRegionSize:
-						b, _ := AppendFrame(nil, Header{Version: Version, Seq: h.Seq, Type: h.Type, UUID: h.UUID}, u64(128))
-						nc.Write(b)
-					default:
-						handle(nc, h, p)
-					}
+					handle(nc, h, p)
 				}
 			}()
 		}
 	}()
+	return func() { l.Close(); wg.Wait() }
+}
+
+// fakeServer answers CTR, GET_REGION_SIZE and RESUME, then hands every
+// other frame to handle.
+func fakeServer(t *testing.T, handle func(nc net.Conn, h Header, p []byte)) string {
+	p := sockPath(t)
+	l, err := net.Listen("unix", p)
+	require.NoError(t, err)
+	stop := serveFrames(l, func(nc net.Conn, h Header, p []byte) {
+		switch h.Type {
+		case RequestCtr, RequestResume:
+			b, _ := AppendFrame(nil, Header{Version: Version, Seq: h.Seq, Type: h.Type, UUID: h.UUID}, nil)
+			nc.Write(b)
+		case RequestGetRegionSize:
+			b, _ := AppendFrame(nil, Header{Version: Version, Seq: h.Seq, Type: h.Type, UUID: h.UUID}, u64(128))
+			nc.Write(b)
+		default:
+			handle(nc, h, p)
+		}
+	})
+	t.Cleanup(stop)
 	return p
 }
 
@@ -427,36 +437,12 @@ func TestRedialToOtherVersionSaysSo(t *testing.T) {
 
 	l, err := net.Listen("unix", ts.path)
 	require.NoError(t, err)
-	var wg sync.WaitGroup
+	stop := serveFrames(l, func(nc net.Conn, h Header, _ []byte) {
+		nc.Write(appendHeader(nil, &Header{Version: 4, Seq: h.Seq, Type: h.Type, UUID: h.UUID}))
+	})
 	defer func() {
 		c.Close() // fails (nobody speaks v3), but stops the redialling
-		l.Close()
-		wg.Wait()
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			nc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer nc.Close()
-				fr := NewFrameReader(nc)
-				for {
-					h, _, err := fr.ReadFrame()
-					if err != nil {
-						return
-					}
-					if _, err := nc.Write(appendHeader(nil, &Header{Version: 4, Seq: h.Seq, Type: h.Type, UUID: h.UUID})); err != nil {
-						return
-					}
-				}
-			}()
-		}
+		stop()
 	}()
 	eventually(t, 10*time.Second, func() bool {
 		_, err := c.IsClean(context.Background(), 0)

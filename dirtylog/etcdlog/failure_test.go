@@ -423,26 +423,39 @@ func TestRestartedNodeReapsOwnMarks(t *testing.T) {
 	require.Empty(t, resp.Kvs)
 }
 
-// logGoroutines counts goroutines running etcdlog code.
-func logGoroutines() int {
-	buf := make([]byte, 1<<20)
+// goroutines counts the goroutines whose stack mentions sub.
+func goroutines(sub string) int {
+	buf := make([]byte, 4<<20)
 	n := runtime.Stack(buf, true)
 	count := 0
 	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
-		if strings.Contains(g, "etcdlog.(*Log)") {
+		if strings.Contains(g, sub) {
 			count++
 		}
 	}
 	return count
 }
 
-// TestCloseStopsGoroutines is not parallel: it counts every etcdlog
-// goroutine in the process, and runs before the parallel tests start.
+// logGoroutines counts goroutines running etcdlog code.
+func logGoroutines() int { return goroutines("etcdlog.(*Log)") }
+
+// clientGoroutines counts goroutines running etcd client code (the
+// leases' keepalives, watch streams, elections a Log started).
+func clientGoroutines() int { return goroutines("go.etcd.io/etcd/client/v3") }
+
 func TestCloseStopsGoroutines(t *testing.T) {
 	c := startCluster(t, 1)
 	cli := c.client(t)
 	ctx := testCtx(t)
 	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.ForceSync, LeaseTTL: 5 * time.Second}
+	// The client keeps a few goroutines of its own once it has kept a
+	// lease alive and watched: count them after one Log came and went.
+	warm := openNode(t, cli, Options{Name: "warm", RegionSize: o.RegionSize, DeviceSize: o.DeviceSize, LeaseTTL: o.LeaseTTL}, "w")
+	require.NoError(t, warm.Close())
+	eventually(t, 5*time.Second, func() bool { return logGoroutines() == 0 }, "goroutines left after Close: %d", logGoroutines())
+	time.Sleep(100 * time.Millisecond)
+	base := clientGoroutines()
+
 	var logs []*Log
 	for i := range 3 {
 		l, err := Open(ctx, cli, Options{Name: o.Name, Node: fmt.Sprint("n", i), RegionSize: o.RegionSize, DeviceSize: o.DeviceSize, Sync: o.Sync, LeaseTTL: o.LeaseTTL})
@@ -455,7 +468,17 @@ func TestCloseStopsGoroutines(t *testing.T) {
 		_, _, err = l.ResyncWork(ctx)
 		require.NoError(t, err)
 	}
+	// One more node is fenced and rejoins (a second session, a second
+	// janitor campaign), then closes as well.
+	f := openNode(t, cli, Options{Name: o.Name, Node: "fenced", RegionSize: o.RegionSize, DeviceSize: o.DeviceSize, Sync: o.Sync, LeaseTTL: o.LeaseTTL}, "fenced")
+	_, err := cli.Revoke(ctx, f.session().Lease())
+	require.NoError(t, err)
+	f.MarkRegion(9)
+	require.ErrorIs(t, f.Flush(ctx), ErrFenced)
+	require.NoError(t, f.Resume(ctx))
+	logs = append(logs, f)
 	require.Positive(t, logGoroutines())
+	require.Greater(t, clientGoroutines(), base)
 	for _, l := range logs {
 		l.ClearRegion(0)
 		require.NoError(t, l.Close())
@@ -463,6 +486,11 @@ func TestCloseStopsGoroutines(t *testing.T) {
 		require.ErrorIs(t, l.Flush(ctx), dirtylog.ErrClosed)
 	}
 	eventually(t, 5*time.Second, func() bool { return logGoroutines() == 0 }, "goroutines left after Close: %d", logGoroutines())
+	eventually(t, 5*time.Second, func() bool { return clientGoroutines() <= base },
+		"client goroutines left after Close: %d, %d before the Logs opened", clientGoroutines(), base)
+	leases, err := cli.Leases(ctx)
+	require.NoError(t, err)
+	require.Empty(t, leases.Leases, "Close left leases behind")
 }
 
 // TestLargeLogIsBounded: a 1,048,576-region log costs a bounded number of

@@ -57,7 +57,7 @@ func benchRemote(b *testing.B) func(node uint64) dirtylog.Log {
 func benchEtcd(b *testing.B, name string, fsync bool) func(node int) *Log {
 	c := startClusterWith(b, 1, fsync)
 	return func(node int) *Log {
-		l, err := Open(context.Background(), c.client(b), Options{
+		l, err := Open(context.Background(), c.directClient(b), Options{
 			Name: name, Node: fmt.Sprint("n", node), RegionSize: benchRegionSize,
 			DeviceSize: benchRegions * benchRegionSize, Sync: dirtylog.NoSync, LeaseTTL: 10 * time.Second,
 		})

@@ -267,8 +267,27 @@ func (c *cluster) endpoints() []string {
 // the members are.
 func (c *cluster) client(t testing.TB) *clientv3.Client {
 	t.Helper()
+	return c.clientOf(t, c.endpoints())
+}
+
+// directClient returns a client that reaches the running members without
+// the proxies (for benchmarks: no extra hop). It does not survive a
+// member's restart.
+func (c *cluster) directClient(t testing.TB) *clientv3.Client {
+	t.Helper()
+	var eps []string
+	for _, m := range c.members {
+		if m.e != nil {
+			eps = append(eps, "http://"+m.e.Clients[0].Addr().String())
+		}
+	}
+	return c.clientOf(t, eps)
+}
+
+func (c *cluster) clientOf(t testing.TB, endpoints []string) *clientv3.Client {
+	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   c.endpoints(),
+		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 		// Reconnect quickly after a member restarts (gRPC's default

@@ -67,7 +67,7 @@ func runConc(n, conc int, op func(rng *rand.Rand)) time.Duration {
 // throughput as a fraction of the baseline's. The median keeps a burst of
 // load from other processes in one round from deciding the figure.
 func interleave(n, conc int, raw, mir func(rng *rand.Rand)) float64 {
-	const rounds = 9
+	const rounds = 15
 	var ratios []float64
 	for i := range rounds {
 		k := max(n/rounds+boolInt(i < n%rounds), 1)
@@ -154,6 +154,11 @@ func BenchmarkWriteMem(b *testing.B) {
 	for _, conc := range []int{1, 16} {
 		b.Run("writers="+itoa(conc), func(b *testing.B) {
 			legs := []memLeg{make(memLeg, size), make(memLeg, size)}
+			for _, l := range legs {
+				for i := 0; i < len(l); i += 4096 {
+					l[i] = 1 // fault the pages in before timing
+				}
+			}
 			log, err := dirtylog.NewCore(dirtylog.Options{RegionSize: 512 << 10, DeviceSize: size, Sync: dirtylog.NoSync})
 			if err != nil {
 				b.Fatal(err)

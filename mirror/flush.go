@@ -47,13 +47,17 @@ func (m *Mirror) waitFlushLocked(need uint64) error {
 // applyClearsLocked clears the regions that have been idle for a whole
 // clear interval (all of them if all) and reports how many it cleared.
 func (m *Mirror) applyClearsLocked(all bool) int {
-	if m.idleDirty.Load() == 0 {
+	if m.idleDirtyLocked() == 0 {
 		return 0
 	}
 	m.clearEpoch++
 	n := 0
 	for i := range m.shards {
-		for r, e := range m.shards[i].regions {
+		sh := &m.shards[i]
+		if sh.idleDirty == 0 {
+			continue
+		}
+		for r, e := range sh.regions {
 			if !e.dirty || e.pending > 0 || e.pin > 0 || e.quiesced {
 				continue
 			}
@@ -62,7 +66,7 @@ func (m *Mirror) applyClearsLocked(all bool) int {
 			}
 			m.log.ClearRegion(r)
 			e.dirty = false
-			m.idleDirty.Add(-1)
+			sh.idleDirty--
 			n++
 			m.dropIfIdleLocked(r, e)
 		}
@@ -99,7 +103,7 @@ func (m *Mirror) flusher() {
 			cleared = m.applyClearsLocked(delay == 0 || m.clearNow)
 			m.clearNow = false
 		}
-		if m.idleDirty.Load() > 0 && !armed && delay > 0 {
+		if !armed && delay > 0 && m.idleDirtyLocked() > 0 && delay > 0 {
 			timer.Reset(delay)
 			armed = true
 		}

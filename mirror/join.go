@@ -83,8 +83,11 @@ func (m *Mirror) ReplaceLeg(i int, leg Leg) error {
 	m.joinCursor = 0
 	m.releaseHeldLocked()
 	// Wait for writes that may still use the old leg.
-	last := m.seq.Load()
-	for m.inflightUpToLocked(last) {
+	var last [nShards]uint64
+	for i := range m.shards {
+		last[i] = m.shards[i].seq
+	}
+	for m.inflightUpToLocked(&last) {
 		m.wait()
 	}
 	m.cond.Broadcast()
@@ -96,10 +99,12 @@ func (m *Mirror) ReplaceLeg(i int, leg Leg) error {
 	return nil
 }
 
-func (m *Mirror) inflightUpToLocked(seq uint64) bool {
+// inflightUpToLocked reports whether a write that took its ticket by the
+// time of last (each shard's seq) is still in flight.
+func (m *Mirror) inflightUpToLocked(last *[nShards]uint64) bool {
 	for i := range m.shards {
 		for _, w := range m.shards[i].inflight {
-			if w.seq <= seq {
+			if m.home(w.mask) == &m.shards[i] && w.seq <= last[i] {
 				return true
 			}
 		}

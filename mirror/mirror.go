@@ -47,7 +47,6 @@ type Mirror struct {
 	mu      allShards
 	cond    *sync.Cond
 	waiters atomic.Int32  // goroutines in m.wait
-	seq     atomic.Uint64 // write order tickets (see wop)
 	rr      atomic.Uint64 // round-robin read cursor
 	local   bool          // the log is a local Core or Disk: RemoteRecovering is always false
 
@@ -58,7 +57,6 @@ type Mirror struct {
 	flushKick                                 chan struct{}
 	stopFlusher                               bool
 	clearEpoch                                uint64
-	idleDirty                                 atomic.Int64 // dirty regions with no write in flight
 	clearNow                                  bool
 
 	syncEpoch    uint64 // bumped by every SetRegionSync we make
@@ -84,20 +82,23 @@ type config struct {
 }
 
 // wop is one write in flight, for ordering overlapping writes. It is
-// listed in the inflight list of every shard in mask.
+// listed in the inflight list of every shard in mask; seq is its ticket in
+// its home shard (the lowest in mask).
 type wop struct {
 	lo, hi int64
 	seq    uint64
 	mask   uint64
+	rlo    dirtylog.Region
+	ents   []*region // a write's counted regions from rlo on
 }
 
 type counters struct {
-	reads, writes, bytesRead, bytesWritten atomic.Int64
-	flushes, flushWaits, flushSkips        atomic.Int64
-	readErrors, writeErrors, readRepairs   atomic.Int64
-	resyncedRegions, resyncedBytes         atomic.Int64
-	resyncFailures                         atomic.Int64
-	heldWrites                             atomic.Int64
+	reads, bytesRead                     atomic.Int64
+	flushes, flushWaits, flushSkips      atomic.Int64 // flushSkips: slow path (see shard)
+	readErrors, writeErrors, readRepairs atomic.Int64
+	resyncedRegions, resyncedBytes       atomic.Int64
+	resyncFailures                       atomic.Int64
+	heldWrites                           atomic.Int64
 }
 
 // New builds a mirror over legs with log. Leg 0 is the default leg. The

@@ -34,11 +34,16 @@ type region struct {
 const nShards = 32
 
 type shard struct {
-	mu       sync.Mutex
-	regions  map[dirtylog.Region]*region
-	free     []*region
-	inflight []*wop // writes in flight touching this shard, in start order
-	_        [64]byte
+	mu        sync.Mutex
+	regions   map[dirtylog.Region]*region
+	free      []*region
+	inflight  []*wop // writes in flight touching this shard, in start order
+	idleDirty int64  // dirty regions of the shard with no write in flight
+	seq       uint64 // order tickets of the writes whose home this is
+
+	// Counters of the writes whose home this is (see Stats).
+	writes, bytesWritten, flushSkips int64
+	_                                [64]byte
 }
 
 // allShards is a sync.Locker that holds every shard lock.
@@ -104,6 +109,20 @@ func (m *Mirror) wakeWaiters() {
 }
 
 func (m *Mirror) entry(r dirtylog.Region) *region { return m.shardOf(r).regions[r] }
+
+// home returns the shard a write's counters and order ticket live in: the
+// lowest of its shards.
+func (m *Mirror) home(mask uint64) *shard { return &m.shards[bits.TrailingZeros64(mask)] }
+
+// idleDirtyLocked counts the dirty regions with no write in flight (m.mu
+// held).
+func (m *Mirror) idleDirtyLocked() int64 {
+	var n int64
+	for i := range m.shards {
+		n += m.shards[i].idleDirty
+	}
+	return n
+}
 
 // errRetry tells a caller holding m.mu that it released the lock and must
 // start over.
@@ -188,7 +207,7 @@ func (m *Mirror) setOutOfSyncLocked(r dirtylog.Region, e *region) {
 	m.syncEpoch++
 	if e != nil {
 		if e.dirty && e.pending == 0 {
-			m.idleDirty.Add(-1)
+			m.shardOf(r).idleDirty--
 		}
 		e.dirty = false
 		e.inSync = false

@@ -165,7 +165,7 @@ func (m *Mirror) recoverRegion(ctx context.Context, r dirtylog.Region) {
 		if !e.dirty {
 			e.dirty = true
 			e.idle = m.clearEpoch
-			m.idleDirty.Add(1)
+			m.shardOf(r).idleDirty++
 			m.kick()
 		}
 		joined = m.joinDoneLocked(c, r, targets)

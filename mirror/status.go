@@ -129,18 +129,22 @@ func (m *Mirror) Stats() Stats {
 	}
 	s.LogFailed = m.logFailure
 	for i := range m.shards {
-		for _, e := range m.shards[i].regions {
+		sh := &m.shards[i]
+		for _, e := range sh.regions {
 			if e.dirty {
 				s.DirtyRegions++
 			}
 		}
+		s.Writes += sh.writes
+		s.BytesWritten += sh.bytesWritten
+		s.FlushSkips += sh.flushSkips
 	}
 	m.mu.Unlock()
 	s.Health = string(h)
 	st := &m.stats
-	s.Reads, s.Writes = st.reads.Load(), st.writes.Load()
-	s.BytesRead, s.BytesWritten = st.bytesRead.Load(), st.bytesWritten.Load()
-	s.LogFlushes, s.FlushWaits, s.FlushSkips = st.flushes.Load(), st.flushWaits.Load(), st.flushSkips.Load()
+	s.Reads, s.BytesRead = st.reads.Load(), st.bytesRead.Load()
+	s.LogFlushes, s.FlushWaits = st.flushes.Load(), st.flushWaits.Load()
+	s.FlushSkips += st.flushSkips.Load()
 	s.ReadErrors, s.WriteErrors, s.ReadRepairs = st.readErrors.Load(), st.writeErrors.Load(), st.readRepairs.Load()
 	s.ResyncedRegions, s.ResyncedBytes = st.resyncedRegions.Load(), st.resyncedBytes.Load()
 	s.ResyncFailures, s.HeldWrites = st.resyncFailures.Load(), st.heldWrites.Load()

@@ -40,17 +40,23 @@ func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
 	}
 	defer m.exit()
 	rlo, rhi := m.regionOf(off), m.regionOf(off+int64(len(p))-1)
-	if err := m.waitRemoteRecovering(rlo, rhi); err != nil {
-		return 0, err
+	if !m.local {
+		if err := m.waitRemoteRecovering(rlo, rhi); err != nil {
+			return 0, err
+		}
 	}
-	m.stats.writes.Add(1)
 
 	op := writeOps.Get().(*writeOp)
-	defer op.release()
-	routes := op.routeBuf[:0]
+	routes, ents := op.routeBuf[:0], op.entBuf[:]
 	if n := int(rhi-rlo) + 1; n > len(op.routeBuf) {
-		routes = make([]bool, 0, n)
+		routes, ents = make([]bool, 0, n), make([]*region, n)
 	}
+	n, err := m.write(op, p, off, rlo, rhi, routes, ents[:rhi-rlo+1])
+	op.release()
+	return n, err
+}
+
+func (m *Mirror) write(op *writeOp, p []byte, off int64, rlo, rhi dirtylog.Region, routes []bool, ents []*region) (int, error) {
 
 	// Fast path: only the shards of the regions touched are locked, and
 	// the write goes ahead if it needs no wait (no flush, no earlier
@@ -59,17 +65,18 @@ func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
 	mask := shardMask(rlo, rhi)
 	m.lockShards(mask)
 	var c *config
-	routes, need, anySync, counted := m.tryCountWriteLocked(w, off, len(p), rlo, rhi, mask, routes)
+	routes, need, anySync, counted := m.tryCountWriteLocked(w, off, len(p), rlo, rhi, mask, routes, ents)
 	if counted && m.mayIssueNowLocked(w, need, anySync) {
-		m.stats.flushSkips.Add(1)
+		m.home(mask).flushSkips++
 		c = m.cfg.Load()
 		m.unlockShards(mask)
 	} else {
 		m.unlockShards(mask)
 		m.mu.Lock()
 		var err error
-		routes, err = m.registerWriteLocked(w, off, len(p), rlo, rhi, mask, routes, counted, need, anySync)
+		routes, err = m.registerWriteLocked(w, off, len(p), rlo, rhi, mask, routes, ents, counted, need, anySync)
 		if err != nil {
+			m.home(mask).writes++
 			m.mu.Unlock()
 			return 0, err
 		}
@@ -84,7 +91,12 @@ func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
 	werr := m.issue(op, c, p, off, rlo, routes)
 
 	m.lockShards(mask)
-	m.completeWriteLocked(w, rlo, rhi)
+	m.completeWriteLocked(w)
+	h := m.home(mask)
+	h.writes++
+	if werr == nil {
+		h.bytesWritten += int64(len(p))
+	}
 	if werr == errHold {
 		m.stats.heldWrites.Add(1)
 		closed := m.closed.Load()
@@ -103,7 +115,6 @@ func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
 	if werr != nil {
 		return 0, werr
 	}
-	m.stats.bytesWritten.Add(int64(len(p)))
 	return len(p), nil
 }
 
@@ -116,6 +127,7 @@ type writeOp struct {
 	segBuf   [1]segment
 	errBuf   [MaxLegs]error
 	routeBuf [4]bool
+	entBuf   [4]*region
 	wg       sync.WaitGroup
 }
 
@@ -125,6 +137,7 @@ func (op *writeOp) release() {
 	op.w = wop{}
 	op.segBuf = [1]segment{}
 	op.errBuf = [MaxLegs]error{}
+	op.entBuf = [4]*region{}
 	writeOps.Put(op)
 }
 
@@ -163,9 +176,10 @@ func (m *Mirror) waitRemoteRecovering(rlo, rhi dirtylog.Region) error {
 // with only the shards in mask locked: if no region is quiesced and the
 // log answers every state without blocking, it counts the write (see
 // countWriteLocked) and reports counted; otherwise it changes nothing.
-func (m *Mirror) tryCountWriteLocked(w *wop, off int64, n int, rlo, rhi dirtylog.Region, mask uint64, routes []bool) (_ []bool, need uint64, anySync, counted bool) {
+func (m *Mirror) tryCountWriteLocked(w *wop, off int64, n int, rlo, rhi dirtylog.Region, mask uint64, routes []bool, ents []*region) (_ []bool, need uint64, anySync, counted bool) {
 	for r := rlo; r <= rhi; r++ {
 		e, ok := m.lookupFastLocked(r)
+		ents[r-rlo] = e
 		if !ok || e.quiesced {
 			for r2 := rlo; r2 <= r; r2++ {
 				if e := m.entry(r2); e != nil {
@@ -175,7 +189,7 @@ func (m *Mirror) tryCountWriteLocked(w *wop, off int64, n int, rlo, rhi dirtylog
 			return routes, 0, false, false
 		}
 	}
-	routes, need, anySync = m.countWriteLocked(w, off, n, rlo, rhi, mask, routes)
+	routes, need, anySync = m.countWriteLocked(w, off, n, rlo, mask, routes, ents)
 	return routes, need, anySync, true
 }
 
@@ -198,12 +212,14 @@ func (m *Mirror) mayIssueNowLocked(w *wop, need uint64, anySync bool) bool {
 // countWriteLocked counts the write on each region, marks the in-sync
 // regions not yet marked, records the routing (true: all legs) and lists
 // the write in flight. It returns the flush generation that makes the
-// marks durable (0: none needed) and whether any region is in sync. The
-// regions must be hashed; w's shards (or m.mu) must be held.
-func (m *Mirror) countWriteLocked(w *wop, off int64, n int, rlo, rhi dirtylog.Region, mask uint64, routes []bool) (_ []bool, need uint64, anySync bool) {
+// marks durable (0: none needed) and whether any region is in sync. ents
+// holds the hashed entries of regions rlo onwards (a pending count keeps
+// them hashed until completeWriteLocked); w's shards (or m.mu) must be
+// held.
+func (m *Mirror) countWriteLocked(w *wop, off int64, n int, rlo dirtylog.Region, mask uint64, routes []bool, ents []*region) (_ []bool, need uint64, anySync bool) {
 	routes = routes[:0]
-	for r := rlo; r <= rhi; r++ {
-		e := m.entry(r)
+	for i, e := range ents {
+		r := rlo + dirtylog.Region(i)
 		e.pending++
 		routes = append(routes, e.inSync)
 		if !e.inSync {
@@ -219,11 +235,13 @@ func (m *Mirror) countWriteLocked(w *wop, off int64, n int, rlo, rhi dirtylog.Re
 				e.markGen = m.flushStarted + 1
 			}
 		} else if e.pending == 1 {
-			m.idleDirty.Add(-1) // it was waiting to be cleared
+			m.shardOf(r).idleDirty-- // it was waiting to be cleared
 		}
 		need = max(need, e.markGen)
 	}
-	*w = wop{lo: off, hi: off + int64(n), seq: m.seq.Add(1), mask: mask}
+	h := m.home(mask)
+	h.seq++
+	*w = wop{lo: off, hi: off + int64(n), seq: h.seq, mask: mask, rlo: rlo, ents: ents}
 	m.listLocked(w)
 	return routes, need, anySync
 }
@@ -239,7 +257,10 @@ func (m *Mirror) listLocked(w *wop) {
 // addInflightLocked lists a non-write user of [lo, hi) (read repair) so
 // that it is ordered with writes. m.mu must be held.
 func (m *Mirror) addInflightLocked(w *wop, lo, hi int64) {
-	*w = wop{lo: lo, hi: hi, seq: m.seq.Add(1), mask: shardMask(m.regionOf(lo), m.regionOf(hi-1))}
+	mask := shardMask(m.regionOf(lo), m.regionOf(hi-1))
+	h := m.home(mask)
+	h.seq++
+	*w = wop{lo: lo, hi: hi, seq: h.seq, mask: mask}
 	m.listLocked(w)
 }
 
@@ -263,7 +284,7 @@ func (m *Mirror) removeInflightLocked(w *wop) {
 // anySync), it waits for quiesced regions and counts it; then it applies
 // the error handling and waits for the log flush that makes the marks
 // durable.
-func (m *Mirror) registerWriteLocked(w *wop, off int64, n int, rlo, rhi dirtylog.Region, mask uint64, routes []bool, counted bool, need uint64, anySync bool) ([]bool, error) {
+func (m *Mirror) registerWriteLocked(w *wop, off int64, n int, rlo, rhi dirtylog.Region, mask uint64, routes []bool, ents []*region, counted bool, need uint64, anySync bool) ([]bool, error) {
 retry:
 	if !counted {
 		// Regions held for recovery, verify or a join copy park new
@@ -282,7 +303,10 @@ retry:
 				goto retry
 			}
 		}
-		routes, need, anySync = m.countWriteLocked(w, off, n, rlo, rhi, mask, routes)
+		for r := rlo; r <= rhi; r++ {
+			ents[r-rlo] = m.entry(r)
+		}
+		routes, need, anySync = m.countWriteLocked(w, off, n, rlo, mask, routes, ents)
 	}
 	counted = false
 
@@ -305,7 +329,7 @@ retry:
 		}
 	}
 	if err != nil {
-		m.completeWriteLocked(w, rlo, rhi)
+		m.completeWriteLocked(w)
 		if err == errHold {
 			ch := m.held
 			if !m.closed.Load() {
@@ -352,14 +376,16 @@ func (m *Mirror) overlapsEarlierLocked(w *wop) bool {
 
 // completeWriteLocked drops the write's pending counts and its place in
 // the in-flight lists. w's shards (or m.mu) must be held.
-func (m *Mirror) completeWriteLocked(w *wop, rlo, rhi dirtylog.Region) {
-	for r := rlo; r <= rhi; r++ {
-		e := m.entry(r)
+func (m *Mirror) completeWriteLocked(w *wop) {
+	for i, e := range w.ents {
+		r := w.rlo + dirtylog.Region(i)
 		e.pending--
 		if e.pending == 0 {
 			if e.dirty {
 				e.idle = m.clearEpoch
-				if n := m.idleDirty.Add(1); m.opts.clearDelay() == 0 || n == 1 {
+				sh := m.shardOf(r)
+				sh.idleDirty++
+				if m.opts.clearDelay() == 0 || sh.idleDirty == 1 {
 					m.kick() // arm the clear timer, or clear now
 				}
 			}

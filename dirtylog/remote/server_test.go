@@ -284,6 +284,13 @@ func TestBadInputDoesNotDisturbOthers(t *testing.T) {
 		expectClosed(rc)
 		require.Less(t, time.Since(start), 5*time.Second)
 	})
+	t.Run("StallMidPayload", func(t *testing.T) {
+		rc := dialRaw(t, ts.path)
+		rc.nc.Write(frame(Header{Version: Version, Seq: 1, Type: RequestMarkRegion, UUID: "bad"}, make([]byte, 800))[:HeaderSize+100])
+		start := time.Now()
+		expectClosed(rc)
+		require.Less(t, time.Since(start), 5*time.Second)
+	})
 	t.Run("IdleIsNotStalled", func(t *testing.T) {
 		rc := dialRaw(t, ts.path)
 		time.Sleep(400 * time.Millisecond) // twice the frame timeout

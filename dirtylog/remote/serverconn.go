@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -67,11 +68,20 @@ func (sc *serverConn) serve(tcfg *tls.Config) {
 	bw := bufio.NewWriterSize(sc.nc, connBufSize)
 	fr := NewFrameReader(br)
 	deadline := false
+	// Once a frame has begun, the rest of it must come within
+	// FrameTimeout: set a read deadline unless the whole frame is already
+	// buffered (the common case, which costs no timer update). The
+	// payload's size is peeked from the buffered header.
 	fr.OnHeader = func() {
-		if br.Buffered() < HeaderSize {
-			sc.nc.SetReadDeadline(time.Now().Add(s.opts.FrameTimeout))
-			deadline = true
+		if n := br.Buffered(); n >= HeaderSize-1 {
+			b, _ := br.Peek(HeaderSize - 1) // the first byte was consumed
+			size := int(binary.LittleEndian.Uint32(b[20-1:]))
+			if size > MaxPayload || n >= HeaderSize-1+size {
+				return // whole, or refused before its payload is read
+			}
 		}
+		sc.nc.SetReadDeadline(time.Now().Add(s.opts.FrameTimeout))
+		deadline = true
 	}
 	var (
 		out []byte

@@ -145,3 +145,50 @@ func TestSyncCountSeesOtherNodes(t *testing.T) {
 	go func() { time.Sleep(200 * time.Millisecond); resume() }()
 	require.EqualValues(t, 99, b.SyncCount())
 }
+
+// TestFlushRetryKeepsCallbackOrder: a flush whose transaction is retried
+// (another node changed a pristine chunk it rewrites) commits only the
+// clears made before its FlushCallback ran: a clear made during the
+// callback waits for the next flush, whose callback syncs its data.
+func TestFlushRetryKeepsCallbackOrder(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
+	c := startCluster(t, 1)
+	ctx := testCtx(t)
+	var a, b *Log
+	var calls atomic.Int32
+	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.DefaultSync, LeaseTTL: 5 * time.Second}
+	o.FlushCallback = func() error {
+		if calls.Add(1) == 1 {
+			// Meanwhile: a write to region 2 completes on a (its data not
+			// synced by this call), and b's first write to a pristine
+			// region of the same chunk makes a's transaction retry.
+			a.ClearRegion(2)
+			b.MarkRegion(4)
+			require.NoError(t, b.Flush(ctx))
+		}
+		return nil
+	}
+	a = openNode(t, c.client(t), o, "a")
+	o.FlushCallback = nil
+	b = openNode(t, c.client(t), o, "b")
+	a.MarkRegion(1)
+	a.MarkRegion(2)
+	require.NoError(t, a.Flush(ctx))
+	a.SetRegionSync(1, true)
+	a.SetRegionSync(2, true)
+	a.ClearRegion(1) // a clear: the callback runs
+	a.MarkRegion(3)  // a pristine region: the pristine chunk is rewritten
+	require.NoError(t, a.Flush(ctx))
+	require.EqualValues(t, 1, calls.Load())
+	clean, err := b.IsClean(ctx, 1)
+	require.NoError(t, err)
+	require.True(t, clean, "the clear made before the callback was not committed")
+	clean, err = b.IsClean(ctx, 2)
+	require.NoError(t, err)
+	require.False(t, clean, "a clear made during the callback was committed without its sync")
+	require.NoError(t, a.Flush(ctx))
+	require.EqualValues(t, 2, calls.Load())
+	clean, err = b.IsClean(ctx, 2)
+	require.NoError(t, err)
+	require.True(t, clean)
+}

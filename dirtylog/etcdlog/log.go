@@ -496,16 +496,26 @@ func (l *Log) flushLocked(ctx context.Context) error {
 		cmps    []clientv3.Cmp
 		clears  bool
 	)
+	// The marks are read once: a retry (a contended pristine chunk)
+	// rebuilds the transaction from the same words, so it never commits a
+	// clear made after the FlushCallback ran, whose data it did not sync.
+	snap := make([][]uint64, l.nchunks)
 	build := func() {
 		changes, ops, cmps, clears = changes[:0], ops[:0], []clientv3.Cmp{l.aliveCmp()}, false
 		for m := d; m != 0; m &= m - 1 {
 			i := bits.TrailingZeros64(m)
 			lo, hi := l.c.chunkWords(i)
-			now := make([]uint64, hi-lo)
+			now := snap[i]
+			if now == nil {
+				now = make([]uint64, hi-lo)
+				for j := range now {
+					now[j] = l.marked[lo+j].Load()
+				}
+				snap[i] = now
+			}
 			same, empty := true, true
 			var newly []uint64
 			for j := range now {
-				now[j] = l.marked[lo+j].Load()
 				if now[j] != l.committed[i][j] {
 					same = false
 					if l.committed[i][j]&^now[j] != 0 {
@@ -561,6 +571,7 @@ func (l *Log) flushLocked(ctx context.Context) error {
 			if l.opts.OnEvent != nil {
 				l.opts.OnEvent(dirtylog.Event{Kind: dirtylog.EventFlushCallbackFailed, Err: err})
 			}
+			clear(snap) // every region marked now
 			build()
 		}
 	}

@@ -433,6 +433,13 @@ func TestExploreErrors(t *testing.T) {
 	// ... and a Durable count outside Apply.
 	require.ErrorIs(t, ReplayState(l, Description{Apply: []uint64{0}, Durable: 2}, &memDev{b: make([]byte, 8192)}), ErrInvalidEntry)
 	require.ErrorIs(t, ReplayState(l, Description{Durable: -1}, &memDev{b: make([]byte, 8192)}), ErrInvalidEntry)
+	// A discard far larger than memory (a bad log) is zeroed in chunks, not
+	// buffered: the small target's error comes back, no panic.
+	huge := newHandLog(512).discard(0, 1<<40).write(0, 0, xdata('z', 1)).open(t)
+	dev = &memDev{b: bytes.Repeat([]byte{1}, 4096)}
+	require.ErrorContains(t, ReplayState(huge, Description{Prefix: 1}, dev), "write beyond the end")
+	require.NoError(t, ReplayState(huge, Description{Apply: []uint64{1}}, dev))
+	require.Equal(t, xdata('z', 1), dev.b[:512])
 }
 
 type xmemReader struct{}

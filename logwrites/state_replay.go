@@ -104,27 +104,45 @@ func blockRange(e Entry, sectorSize int) (lo, hi uint64) {
 }
 
 // replayEntry writes e's data (zeros for a discard) to target, only the
-// 512-byte sectors in kept if kept is not nil.
+// 512-byte sectors in kept if kept is not nil. A write's data is read whole
+// (the reader has checked that it is in the log, so the buffer is bounded
+// by the log's size); a discard is zeroed in chunks of at most replayChunk
+// bytes, whatever its size.
 func replayEntry(log *Log, e Entry, kept []SectorRange, target io.WriterAt) error {
 	if e.Flags&FlagMark != 0 || e.NrSectors == 0 {
 		return nil
 	}
 	ss := log.SectorSize()
-	buf := make([]byte, e.Length(ss))
-	if err := log.ReadData(e, buf); err != nil {
-		return err
+	off, n := e.Offset(ss), e.Length(ss)
+	var data, zeros []byte
+	if e.HasData() {
+		data = make([]byte, n)
+		if err := log.ReadData(e, data); err != nil {
+			return err
+		}
 	}
-	off := e.Offset(ss)
 	if kept == nil {
-		kept = []SectorRange{{0, uint64(len(buf)) >> blockShift}}
+		kept = []SectorRange{{0, uint64(n) >> blockShift}}
 	}
 	for _, r := range kept {
-		lo, hi := r.Start<<blockShift, r.End<<blockShift
-		if lo > hi || hi > uint64(len(buf)) {
+		if r.Start > r.End || r.End > uint64(n)>>blockShift {
 			return fmt.Errorf("%w: kept sectors %d-%d outside entry %d", ErrInvalidEntry, r.Start, r.End, e.Index)
 		}
-		if _, err := target.WriteAt(buf[lo:hi], off+int64(lo)); err != nil {
-			return fmt.Errorf("logwrites: replaying entry %d: %w", e.Index, err)
+		lo, hi := int64(r.Start)<<blockShift, int64(r.End)<<blockShift
+		for lo < hi {
+			var p []byte
+			if data != nil {
+				p = data[lo:hi]
+			} else {
+				if zeros == nil {
+					zeros = make([]byte, min(hi-lo, replayChunk))
+				}
+				p = zeros[:min(hi-lo, int64(len(zeros)))]
+			}
+			if _, err := target.WriteAt(p, off+lo); err != nil {
+				return fmt.Errorf("logwrites: replaying entry %d: %w", e.Index, err)
+			}
+			lo += int64(len(p))
 		}
 	}
 	return nil

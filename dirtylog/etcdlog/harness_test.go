@@ -193,10 +193,10 @@ func (c *cluster) start(i int, fresh bool) error {
 		cfg.TickMs, cfg.ElectionMs = 50, 500
 	}
 	cfg.UnsafeNoFsync = !c.fsync
-	any := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
-	cfg.ListenClientUrls = []url.URL{any}
+	osPort := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
+	cfg.ListenClientUrls = []url.URL{osPort}
 	cfg.AdvertiseClientUrls = []url.URL{m.client.url()}
-	cfg.ListenPeerUrls = []url.URL{any}
+	cfg.ListenPeerUrls = []url.URL{osPort}
 	cfg.AdvertisePeerUrls = []url.URL{m.peer.url()}
 	cfg.InitialCluster = m.clusterCfg
 	cfg.InitialClusterToken = "etcdlog-test"

@@ -97,5 +97,3 @@ func (l *Log) pauseWatch() (resume func()) {
 	l.pause <- ch
 	return func() { close(ch) }
 }
-
-var _ = context.Background

@@ -55,7 +55,8 @@
 // catch up with everything etcd had committed when they were called (a
 // linearizable read shared by concurrent callers, then a wait for the
 // watch), so what one node's call acknowledged is seen by every other
-// node's next call. When the watch breaks or falls behind a compaction,
+// node's next call. SyncCount, which takes no context, always catches up
+// first (bounded by Options.RequestTimeout). When the watch breaks or falls behind a compaction,
 // the cache is rebuilt from a linearizable read.
 //
 // # Layout

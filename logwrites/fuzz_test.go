@@ -70,7 +70,8 @@ func FuzzOpen(f *testing.F) {
 }
 
 // FuzzReplay: replaying arbitrary logs with options taken from the input
-// onto a small device never panics; errors wrap sentinels.
+// onto a small device, with Replay and with ReplayState, never panics;
+// errors wrap sentinels.
 func FuzzReplay(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -103,6 +104,15 @@ func FuzzReplay(f *testing.F) {
 		target := testdev.NewMemory(64 << 10)
 		err = Replay(l, target, o)
 		if err != nil {
+			checkLogErr(t, err)
+		}
+		// ReplayState of the same log: a prefix, then the next entries
+		// (any kind, any size) in reverse order.
+		d := Description{Prefix: min(o.Limit, l.NumEntries())}
+		for i := d.Prefix; i < min(d.Prefix+3, l.NumEntries()); i++ {
+			d.Apply = append([]uint64{i}, d.Apply...)
+		}
+		if err := ReplayState(l, d, testdev.NewMemory(64<<10)); err != nil {
 			checkLogErr(t, err)
 		}
 	})

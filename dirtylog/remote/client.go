@@ -52,7 +52,11 @@ type ClientOptions struct {
 	// ClearFlushDelay, which a flush with marks cancels.
 	IntegratedFlush bool
 	// Timeout bounds the calls that take no context (SetRegionSync,
-	// SyncCount, Status, Close). Zero means DefaultTimeout.
+	// SyncCount, Status, Close). It is also how long a connection may
+	// stay silent while requests wait for replies before it is taken for
+	// lost and redialled, so that a hung server or a silently cut network
+	// fails a Flush (ErrUnreachable) instead of blocking it. Zero means
+	// DefaultTimeout.
 	Timeout time.Duration
 	// RetryTimeout is how long a call waits for a lost server to be
 	// redialled before failing with ErrUnreachable. Zero means

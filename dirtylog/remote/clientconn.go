@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -55,6 +56,8 @@ type clientConn struct {
 	pending map[uint32]waiter
 	err     error
 	done    chan struct{}
+
+	frames atomic.Uint64 // frames read, for the watchdog
 }
 
 func newClientConn(c *Client, nc net.Conn) *clientConn {
@@ -64,9 +67,45 @@ func newClientConn(c *Client, nc net.Conn) *clientConn {
 		pending: map[uint32]waiter{},
 		done:    make(chan struct{}),
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go cc.readLoop()
+	go cc.watchdog()
 	return cc
+}
+
+// watchdog fails the connection when requests wait and no frame at all
+// has come from the server for about ClientOptions.Timeout: a server
+// that hangs, or a peer cut off without a reset, would otherwise keep a
+// call without a context deadline (a Flush) waiting forever. The failure
+// makes the client redial and retry, then report ErrUnreachable.
+func (cc *clientConn) watchdog() {
+	defer cc.c.wg.Done()
+	const checks = 4
+	t := time.NewTicker(cc.c.opts.Timeout / checks)
+	defer t.Stop()
+	var last uint64
+	stuck := 0
+	for {
+		select {
+		case <-cc.done:
+			return
+		case <-t.C:
+		}
+		n := cc.frames.Load()
+		cc.mu.Lock()
+		waiting := len(cc.pending) > 0
+		cc.mu.Unlock()
+		if waiting && n == last {
+			stuck++
+		} else {
+			stuck = 0
+		}
+		last = n
+		if stuck >= checks {
+			cc.fail(fmt.Errorf("%w: no reply from the server for %v", errConnLost, cc.c.opts.Timeout))
+			return
+		}
+	}
 }
 
 func (cc *clientConn) readLoop() {
@@ -74,6 +113,7 @@ func (cc *clientConn) readLoop() {
 	fr := NewFrameReader(bufio.NewReaderSize(cc.nc, connBufSize))
 	for {
 		h, p, err := fr.ReadFrame()
+		cc.frames.Add(1)
 		if err != nil {
 			var he *HeaderError
 			if errors.As(err, &he) && !errors.Is(err, ErrVersion) {

@@ -431,6 +431,26 @@ func TestClientRefusesOtherVersion(t *testing.T) {
 	require.ErrorIs(t, err, ErrVersion)
 }
 
+// TestUnresponsiveServerFailsFlush: a server that accepts requests but
+// never answers (hung, or cut off without a reset) makes Flush fail with
+// ErrUnreachable after about Timeout+RetryTimeout, even without a context
+// deadline, and the marks stay pending.
+func TestUnresponsiveServerFailsFlush(t *testing.T) {
+	checkGoroutines(t)
+	path := fakeServer(t, func(net.Conn, Header, []byte) {}) // swallows everything
+	o := coreOpts("hung", 1)
+	o.Timeout, o.RetryTimeout = 200*time.Millisecond, 300*time.Millisecond
+	c, err := Dial(context.Background(), "unix", path, o)
+	require.NoError(t, err)
+	defer c.shutdown()
+	c.MarkRegion(3)
+	start := time.Now()
+	err = c.Flush(context.Background())
+	require.ErrorIs(t, err, ErrUnreachable)
+	require.Less(t, time.Since(start), 10*time.Second)
+	require.True(t, c.marks.has(3), "a failed flush must keep its marks pending")
+}
+
 // TestRedialToOtherVersionSaysSo: the server is replaced by one speaking
 // another protocol version. The client's calls fail (no hang) with
 // ErrUnreachable wrapping ErrVersion, so an operator sees why.

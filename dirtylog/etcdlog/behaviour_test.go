@@ -70,7 +70,7 @@ func TestFlushCallback(t *testing.T) {
 func TestSuspendHaltsRecovery(t *testing.T) {
 	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
-	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.ForceSync, LeaseTTL: 5 * time.Second}
+	o := vol(dirtylog.ForceSync)
 	a := openNode(t, c.client(t), o, "a")
 	ctx := testCtx(t)
 	require.NoError(t, a.Suspend(ctx))
@@ -95,7 +95,7 @@ func TestSuspendHaltsRecovery(t *testing.T) {
 func TestNonBlockingRemoteRecovering(t *testing.T) {
 	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
-	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.ForceSync, LeaseTTL: 5 * time.Second}
+	o := vol(dirtylog.ForceSync)
 	a := openNode(t, c.client(t), o, "a")
 	b := openNode(t, c.client(t), o, "b")
 	ctx := testCtx(t)
@@ -119,7 +119,7 @@ func TestNonBlockingRemoteRecovering(t *testing.T) {
 func TestSyncModeOnlyAtCreation(t *testing.T) {
 	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
-	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 5 * time.Second}
+	o := vol(dirtylog.NoSync)
 	a := openNode(t, c.client(t), o, "a")
 	a.SetRegionSync(9, false)
 	o.Sync = dirtylog.ForceSync
@@ -136,7 +136,7 @@ func TestSyncModeOnlyAtCreation(t *testing.T) {
 func TestSyncCountSeesOtherNodes(t *testing.T) {
 	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
-	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 5 * time.Second}
+	o := vol(dirtylog.NoSync)
 	a := openNode(t, c.client(t), o, "a")
 	b := openNode(t, c.client(t), o, "b")
 	resume := b.pauseWatch()
@@ -156,7 +156,7 @@ func TestFlushRetryKeepsCallbackOrder(t *testing.T) {
 	ctx := testCtx(t)
 	var a, b *Log
 	var calls atomic.Int32
-	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.DefaultSync, LeaseTTL: 5 * time.Second}
+	o := vol(dirtylog.DefaultSync)
 	o.FlushCallback = func() error {
 		if calls.Add(1) == 1 {
 			// Meanwhile: a write to region 2 completes on a (its data not

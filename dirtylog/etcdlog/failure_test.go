@@ -39,6 +39,12 @@ func eventually(t *testing.T, d time.Duration, cond func() bool, msg string, arg
 
 var nb = dirtylog.NonBlocking(context.Background())
 
+// vol is the options of the tests' 100-region log "vol" (64 KiB regions,
+// 5 s leases) created in mode.
+func vol(mode dirtylog.SyncMode) Options {
+	return Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: mode, LeaseTTL: 5 * time.Second}
+}
+
 // die stops l as if its process died, and ends its lease at once, as etcd
 // does when the TTL runs out: the tests that are not about lease expiry
 // (TestPartitionFencing, the cluster scenarios and the restart tests wait
@@ -314,7 +320,7 @@ func TestWatchGapRebuildsCache(t *testing.T) {
 	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
 	cli := c.client(t)
-	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 5 * time.Second}
+	o := vol(dirtylog.NoSync)
 	a := openNode(t, cli, o, "a")
 	b := openNode(t, c.client(t), o, "b")
 	ctx := testCtx(t)
@@ -447,7 +453,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	c := startCluster(t, 1)
 	cli := c.client(t)
 	ctx := testCtx(t)
-	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.ForceSync, LeaseTTL: 5 * time.Second}
+	o := vol(dirtylog.ForceSync)
 	// The client keeps a few goroutines of its own once it has kept a
 	// lease alive and watched: count them after one Log came and went.
 	warm := openNode(t, cli, Options{Name: "warm", RegionSize: o.RegionSize, DeviceSize: o.DeviceSize, LeaseTTL: o.LeaseTTL}, "w")
@@ -552,7 +558,7 @@ func footprint(t testing.TB, cli *clientv3.Client, prefix string) (keys, bytes i
 func TestOneJanitor(t *testing.T) {
 	t.Parallel() // waits on leases and members, not on the CPU
 	c := startCluster(t, 1)
-	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: 5 * time.Second}
+	o := vol(dirtylog.NoSync)
 	nodes := []*Log{openNode(t, c.client(t), o, "a"), openNode(t, c.client(t), o, "b"), openNode(t, c.client(t), o, "c")}
 	janitors := func() (n int, who int) {
 		for i, l := range nodes {

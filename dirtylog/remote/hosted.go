@@ -467,39 +467,10 @@ func (s *Server) ctr(sc *serverConn, h *Header, p []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, ErrServerClosed
+	hl, err := s.findOrCreate(h.UUID, sp)
+	if err != nil {
+		return nil, err
 	}
-	hl := s.logs[h.UUID]
-	if hl != nil && hl.spec.raw != sp.raw {
-		s.mu.Unlock()
-		return nil, fmt.Errorf("%w: log %s exists with CTR %q, not %q", dirtylog.ErrBadArgs, h.UUID, hl.spec.raw, sp.raw)
-	}
-	if hl == nil && len(s.logs) >= s.opts.MaxLogs {
-		s.mu.Unlock()
-		return nil, fmt.Errorf("%w: this server already hosts %d logs", dirtylog.ErrBadArgs, len(s.logs))
-	}
-	if hl == nil && sp.dev != "" {
-		// Two logs on one device would overwrite each other's bitmaps.
-		for u, other := range s.logs {
-			if other.spec.dev == sp.dev {
-				s.mu.Unlock()
-				return nil, fmt.Errorf("%w: log device %s already holds log %s", dirtylog.ErrBadArgs, sp.dev, u)
-			}
-		}
-	}
-	if hl == nil {
-		hl, err = s.newHostedLog(h.UUID, sp)
-		if err != nil {
-			s.mu.Unlock()
-			return nil, err
-		}
-		s.logs[h.UUID] = hl
-		s.log.Info("log created", "uuid", h.UUID, "ctr", sp.raw, "regions", hl.st.count, "sync_count", hl.st.syncCount)
-	}
-	s.mu.Unlock()
 	if err := hl.join(h.LUID, sc); err != nil {
 		return nil, err
 	}
@@ -508,6 +479,81 @@ func (s *Server) ctr(sc *serverConn, h *Header, p []byte) ([]byte, error) {
 		return append([]byte(sp.dev), 0), nil // protocol v2+: the device name
 	}
 	return nil, nil
+}
+
+// creation is a log being built; CTRs for its UUID wait for it.
+type creation struct {
+	spec ctrSpec
+	done chan struct{}
+}
+
+// findOrCreate returns the hosted log uuid, building it for sp if there is
+// none. The backing log is built (its device opened and read) outside the
+// server lock, so a slow or hung device holds up only the CTRs of that
+// log, not the other logs, new connections or Close's bookkeeping.
+func (s *Server) findOrCreate(uuid string, sp ctrSpec) (*hostedLog, error) {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, ErrServerClosed
+		}
+		if hl := s.logs[uuid]; hl != nil {
+			s.mu.Unlock()
+			if hl.spec.raw != sp.raw {
+				return nil, fmt.Errorf("%w: log %s exists with CTR %q, not %q", dirtylog.ErrBadArgs, uuid, hl.spec.raw, sp.raw)
+			}
+			return hl, nil
+		}
+		if cr := s.creating[uuid]; cr != nil {
+			s.mu.Unlock()
+			if cr.spec.raw != sp.raw {
+				return nil, fmt.Errorf("%w: log %s is being built with CTR %q, not %q", dirtylog.ErrBadArgs, uuid, cr.spec.raw, sp.raw)
+			}
+			select {
+			case <-cr.done: // built (look again) or failed (try ourselves)
+			case <-s.ctx.Done():
+				return nil, ErrServerClosed
+			}
+			continue
+		}
+		if n := len(s.logs) + len(s.creating); n >= s.opts.MaxLogs {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("%w: this server already hosts %d logs", dirtylog.ErrBadArgs, n)
+		}
+		if sp.dev != "" {
+			// Two logs on one device would overwrite each other's bitmaps.
+			for u, other := range s.logs {
+				if other.spec.dev == sp.dev {
+					s.mu.Unlock()
+					return nil, fmt.Errorf("%w: log device %s already holds log %s", dirtylog.ErrBadArgs, sp.dev, u)
+				}
+			}
+			for u, other := range s.creating {
+				if other.spec.dev == sp.dev {
+					s.mu.Unlock()
+					return nil, fmt.Errorf("%w: log device %s is being used for log %s", dirtylog.ErrBadArgs, sp.dev, u)
+				}
+			}
+		}
+		cr := &creation{spec: sp, done: make(chan struct{})}
+		s.creating[uuid] = cr
+		s.mu.Unlock()
+
+		hl, err := s.newHostedLog(uuid, sp)
+		s.mu.Lock()
+		delete(s.creating, uuid)
+		if err == nil {
+			// Even if the server closed meanwhile: Close collects the
+			// logs only after every connection's goroutine, this one
+			// included, has returned.
+			s.logs[uuid] = hl
+			s.log.Info("log created", "uuid", uuid, "ctr", sp.raw, "regions", hl.st.count, "sync_count", hl.st.syncCount)
+		}
+		close(cr.done)
+		s.mu.Unlock()
+		return hl, err
+	}
 }
 
 // dtr handles DTR: node n leaves; the last member destroys the log. The

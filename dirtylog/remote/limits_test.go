@@ -192,3 +192,52 @@ func TestServeSurvivesTransientAcceptErrors(t *testing.T) {
 		t.Fatal("Serve did not return after Close while backing off")
 	}
 }
+
+// TestSlowDeviceHoldsUpOnlyItsLog: while the server opens a log device
+// that hangs, other logs are constructed and served, and new connections
+// are accepted; a second node of the slow log waits for it, then joins.
+func TestSlowDeviceHoldsUpOnlyItsLog(t *testing.T) {
+	checkGoroutines(t)
+	release := make(chan struct{})
+	opening := make(chan struct{}, 1)
+	ts := startServer(t, ServerOptions{Open: func(name string) (dirtylog.Device, error) {
+		if name == "slow" {
+			opening <- struct{}{}
+			<-release
+		}
+		return testdev.NewMemory(64 << 10), nil
+	}})
+	disk := func(node NodeID) ClientOptions {
+		return ClientOptions{UUID: "slowlog", Node: node, DeviceSize: tDevice, Args: []string{"clustered-disk", "slow", tRS}}
+	}
+	type result struct {
+		c   *Client
+		err error
+	}
+	slow := make(chan result, 2)
+	for n := range NodeID(2) {
+		go func() {
+			c, err := Dial(context.Background(), "unix", ts.path, disk(n+1))
+			slow <- result{c, err}
+		}()
+	}
+	<-opening
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, "unix", ts.path, coreOpts("fast", 1))
+	require.NoError(t, err, "another log was held up by a hung device")
+	c.MarkRegion(1)
+	require.NoError(t, c.Flush(ctx))
+	require.NoError(t, c.Close())
+	select {
+	case r := <-slow:
+		t.Fatalf("a CTR of the slow log returned before its device opened: %v", r.err)
+	default:
+	}
+	close(release)
+	for range 2 {
+		r := <-slow
+		require.NoError(t, r.err)
+		require.NoError(t, r.c.Close())
+	}
+}

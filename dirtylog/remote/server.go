@@ -97,6 +97,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
 	logs      map[string]*hostedLog
+	creating  map[string]*creation // logs being built, outside mu
 	nextConn  uint64
 	wg        sync.WaitGroup
 
@@ -133,6 +134,7 @@ func NewServer(o ServerOptions) *Server {
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*serverConn]struct{}{},
 		logs:      map[string]*hostedLog{},
+		creating:  map[string]*creation{},
 	}
 }
 

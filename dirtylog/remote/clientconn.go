@@ -50,7 +50,7 @@ type clientConn struct {
 	wmu sync.Mutex
 	bw  *bufio.Writer
 	hb  [HeaderSize]byte // header scratch, under wmu
-	wdl time.Time        // write deadline set from Timeout; zero after a ctx deadline
+	wdl time.Time        // the write deadline last set, under wmu
 
 	mu      sync.Mutex
 	pending map[uint32]waiter
@@ -181,6 +181,9 @@ func (cc *clientConn) failed() bool {
 // every reply, which it stores in out (grown if it is too short; nil is
 // fine). A reply carrying an error is returned as a *RemoteError.
 func (cc *clientConn) roundTrips(ctx context.Context, uuid string, node NodeID, reqs []request, out []reply) ([]reply, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("remote: %v: %w", reqs[0].t, err)
+	}
 	var ch chan reply
 	if len(reqs) <= minBatchChan {
 		ch = batchPool.Get().(chan reply)
@@ -204,12 +207,12 @@ func (cc *clientConn) roundTrips(ctx context.Context, uuid string, node NodeID, 
 
 	cc.wmu.Lock()
 	var werr error
-	if d, ok := ctx.Deadline(); ok {
-		cc.nc.SetWriteDeadline(d)
-		cc.wdl = time.Time{}
-	} else if now := time.Now(); cc.wdl.Sub(now) < cc.c.opts.Timeout/2 {
-		// Renewed only when half used up: a write still gets between
-		// Timeout/2 and Timeout, without a timer update per request.
+	// The context bounds the wait for the replies, not the write: a
+	// deadline hit mid-write would leave half a frame on the stream and
+	// cost every caller sharing the connection a redial. A write that
+	// blocks (a server not reading) is bounded by Timeout; the deadline
+	// is renewed only when half used, without a timer update per request.
+	if now := time.Now(); cc.wdl.Sub(now) < cc.c.opts.Timeout/2 {
 		cc.wdl = now.Add(cc.c.opts.Timeout)
 		cc.nc.SetWriteDeadline(cc.wdl)
 	}

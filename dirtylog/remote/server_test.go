@@ -431,6 +431,36 @@ func TestClientRefusesOtherVersion(t *testing.T) {
 	require.ErrorIs(t, err, ErrVersion)
 }
 
+// TestExpiredContextLeavesTheConnection: a call made with a context that
+// has already ended, or ends within a microsecond, fails with the
+// context's error and must not break the connection the client's other
+// callers share (no redial, no replay).
+func TestExpiredContextLeavesTheConnection(t *testing.T) {
+	checkGoroutines(t)
+	ts := startServer(t, ServerOptions{})
+	c := ts.dial(t, coreOpts("expired", 1))
+	defer c.Close()
+	c.mu.Lock()
+	cc := c.cc
+	c.mu.Unlock()
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.IsClean(done, 1)
+	require.ErrorIs(t, err, context.Canceled)
+	for range 50 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Microsecond)
+		c.MarkRegion(2)
+		_ = c.Flush(ctx)
+		cancel()
+	}
+	require.NoError(t, c.Flush(context.Background()))
+	c.mu.Lock()
+	same := c.cc == cc
+	c.mu.Unlock()
+	require.True(t, same, "an expired context broke the shared connection")
+	require.False(t, cc.failed())
+}
+
 // TestUnresponsiveServerFailsFlush: a server that accepts requests but
 // never answers (hung, or cut off without a reset) makes Flush fail with
 // ErrUnreachable after about Timeout+RetryTimeout, even without a context

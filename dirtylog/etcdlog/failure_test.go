@@ -415,6 +415,23 @@ func TestRestartedNodeReapsOwnMarks(t *testing.T) {
 	a.MarkRegion(4)
 	a.MarkRegion(40)
 	require.NoError(t, a.Flush(ctx))
+	// The liveness key is bound to the lease; the marks are not: they
+	// must outlive the process.
+	resp, err := c.client(t).Get(ctx, a.k.p, clientv3.WithPrefix())
+	require.NoError(t, err)
+	kinds := map[keyKind]int{}
+	for _, kv := range resp.Kvs {
+		pk, _ := a.k.parse(string(kv.Key))
+		switch pk.kind {
+		case kindMark:
+			require.Zero(t, kv.Lease, "mark key %s is bound to a lease", kv.Key)
+		case kindNode:
+			require.NotZero(t, kv.Lease, "liveness key %s is not bound to a lease", kv.Key)
+		}
+		kinds[pk.kind]++
+	}
+	require.Equal(t, 1, kinds[kindMark])
+	require.Equal(t, 1, kinds[kindNode])
 	a.abandon()
 	o.LeaseTTL = 5 * time.Second
 	a2 := openNode(t, c.client(t), o, "a")
@@ -424,7 +441,7 @@ func TestRestartedNodeReapsOwnMarks(t *testing.T) {
 		require.False(t, in, "region %d", r)
 	}
 	require.EqualValues(t, 98, a2.SyncCount())
-	resp, err := c.client(t).Get(ctx, a2.k.marks("a"), clientv3.WithPrefix())
+	resp, err = c.client(t).Get(ctx, a2.k.marks("a"), clientv3.WithPrefix())
 	require.NoError(t, err)
 	require.Empty(t, resp.Kvs)
 }

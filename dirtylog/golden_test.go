@@ -2,10 +2,7 @@ package dirtylog_test
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
-	"io"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -18,13 +15,7 @@ import (
 // kernelImage reads a gzip'd disk-log capture written by the kernel.
 func kernelImage(t testing.TB, name string) []byte {
 	t.Helper()
-	f, err := os.Open(filepath.Join("..", "testdata", "mirror", name+".bin.gz"))
-	require.NoError(t, err)
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	require.NoError(t, err)
-	b, err := io.ReadAll(zr)
-	require.NoError(t, err)
+	b := testdev.Gunzip(t, filepath.Join("..", "testdata", "mirror", name+".bin.gz"))
 	require.Len(t, b, 1<<20)
 	return b
 }

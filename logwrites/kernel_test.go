@@ -2,11 +2,9 @@ package logwrites
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,17 +19,7 @@ import (
 const kernelDir = "../testdata/log-writes/sector512"
 
 // gunzip reads a gzip'd testdata file.
-func gunzip(t testing.TB, path string) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	require.NoError(t, err)
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	require.NoError(t, err)
-	b, err := io.ReadAll(zr)
-	require.NoError(t, err)
-	return b
-}
+func gunzip(t testing.TB, path string) []byte { return testdev.Gunzip(t, path) }
 
 func sha(b []byte) string {
 	h := sha256.Sum256(b)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"io"
 	"os"
@@ -12,19 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dmlog/dmlog/dirtylog"
+	"github.com/dmlog/dmlog/internal/testdev"
 )
-
-func gunzipTo(t *testing.T, src, dst string) {
-	t.Helper()
-	f, err := os.Open(src)
-	require.NoError(t, err)
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	require.NoError(t, err)
-	b, err := io.ReadAll(zr)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(dst, b, 0o600))
-}
 
 func TestKernelLogs(t *testing.T) {
 	dir := t.TempDir()
@@ -33,7 +21,7 @@ func TestKernelLogs(t *testing.T) {
 		"B-live-synced":  "magic: MiRr\nversion: 2\nregions: 40\nclean: 40\ndirty: none\n",
 	} {
 		p := filepath.Join(dir, name)
-		gunzipTo(t, filepath.Join("..", "..", "testdata", "mirror", name+".bin.gz"), p)
+		testdev.GunzipTo(t, filepath.Join("..", "..", "testdata", "mirror", name+".bin.gz"), p)
 		var out bytes.Buffer
 		require.NoError(t, run(&out, p))
 		require.Equal(t, want, out.String())

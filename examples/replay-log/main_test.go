@@ -2,16 +2,16 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dmlog/dmlog/internal/testdev"
 )
 
 const kernelDir = "../../testdata/log-writes/sector512"
@@ -19,17 +19,7 @@ const kernelDir = "../../testdata/log-writes/sector512"
 // kernelData is the sha256 of the kernel fixture's data device after removal.
 const kernelData = "f7d43d6e7e4c661cb951d162dce23f97dbfdd33a5cf0867895a883718a2aa546"
 
-func gunzipTo(t *testing.T, src, dst string) {
-	t.Helper()
-	f, err := os.Open(src)
-	require.NoError(t, err)
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	require.NoError(t, err)
-	b, err := io.ReadAll(zr)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(dst, b, 0o644))
-}
+func gunzipTo(t *testing.T, src, dst string) { testdev.GunzipTo(t, src, dst) }
 
 type fixture struct {
 	dir, log, dev string

@@ -13,7 +13,9 @@ import (
 // Leg is one copy of the mirrored data. Sync (Sync() error) and discard
 // (Discard(off, n int64) error) are optional: the mirror finds them by type
 // assertion. A leg without Sync is assumed to make writes durable when
-// WriteAt returns. A leg must allow parallel ReadAt and WriteAt calls on
+// WriteAt returns. A leg's Discard must leave the range reading as zeroes
+// (as a punched hole does), like the zeroes written to legs without it, so
+// that the legs stay identical. A leg must allow parallel ReadAt and WriteAt calls on
 // disjoint ranges (the io.WriterAt contract); the mirror never writes
 // overlapping ranges of one leg at the same time.
 type Leg interface {

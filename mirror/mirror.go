@@ -98,7 +98,7 @@ type counters struct {
 	readErrors, writeErrors, readRepairs atomic.Int64
 	resyncedRegions, resyncedBytes       atomic.Int64
 	resyncFailures                       atomic.Int64
-	heldWrites                           atomic.Int64
+	heldWrites, discardFallbacks         atomic.Int64
 }
 
 // New builds a mirror over legs with log. Leg 0 is the default leg. The
@@ -209,8 +209,8 @@ func (m *Mirror) regionLen(r dirtylog.Region) int64 {
 	return min(m.rsize, m.size-start)
 }
 
-func (m *Mirror) checkRange(off int64, n int) error {
-	if off < 0 || off > m.size || int64(n) > m.size-off {
+func (m *Mirror) checkRange(off, n int64) error {
+	if off < 0 || n < 0 || off > m.size || n > m.size-off {
 		return fmt.Errorf("%w: offset %d length %d size %d", ErrRange, off, n, m.size)
 	}
 	return nil

@@ -41,9 +41,26 @@ type shard struct {
 	idleDirty int64  // dirty regions of the shard with no write in flight
 	seq       uint64 // order tickets of the writes whose home this is
 
-	// Counters of the writes whose home this is (see Stats).
+	// Counters of the writes and discards whose home this is (see Stats).
 	writes, bytesWritten, flushSkips int64
+	discards, bytesDiscarded         int64
 	_                                [64]byte
+}
+
+// count counts a write (or a discard) of n bytes; ok if it succeeded.
+func (sh *shard) count(discard bool, n int64, ok bool) {
+	switch {
+	case discard:
+		sh.discards++
+		if ok {
+			sh.bytesDiscarded += n
+		}
+	default:
+		sh.writes++
+		if ok {
+			sh.bytesWritten += n
+		}
+	}
 }
 
 // allShards is a sync.Locker that holds every shard lock.

@@ -102,7 +102,11 @@ type Stats struct {
 	ReadErrors, WriteErrors, ReadRepairs int64
 	ResyncedRegions, ResyncedBytes       int64
 	ResyncFailures, HeldWrites           int64
-	Progress                             Progress
+	// Discards counts Discard calls, BytesDiscarded the bytes of those
+	// that succeeded, and DiscardFallbacks the leg Discard calls that
+	// failed and were replaced by writes of zeroes.
+	Discards, BytesDiscarded, DiscardFallbacks int64
+	Progress                                   Progress
 }
 
 // Stats returns a snapshot of the mirror's state and counters.
@@ -137,6 +141,8 @@ func (m *Mirror) Stats() Stats {
 		}
 		s.Writes += sh.writes
 		s.BytesWritten += sh.bytesWritten
+		s.Discards += sh.discards
+		s.BytesDiscarded += sh.bytesDiscarded
 		s.FlushSkips += sh.flushSkips
 	}
 	m.mu.Unlock()
@@ -148,6 +154,7 @@ func (m *Mirror) Stats() Stats {
 	s.ReadErrors, s.WriteErrors, s.ReadRepairs = st.readErrors.Load(), st.writeErrors.Load(), st.readRepairs.Load()
 	s.ResyncedRegions, s.ResyncedBytes = st.resyncedRegions.Load(), st.resyncedBytes.Load()
 	s.ResyncFailures, s.HeldWrites = st.resyncFailures.Load(), st.heldWrites.Load()
+	s.DiscardFallbacks = st.discardFallbacks.Load()
 	s.Progress = m.Progress()
 	return s
 }

@@ -3,6 +3,7 @@ package mirror
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
 	"sync"
 	"time"
@@ -29,20 +30,53 @@ import (
 // KeepLog) a write that failed on some leg is held until that leg is
 // replaced or the mirror closes (see Options.HandleErrors).
 func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
-	if err := m.checkRange(off, len(p)); err != nil {
+	if err := m.checkRange(off, int64(len(p))); err != nil {
 		return 0, err
 	}
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if err := m.writeOrDiscard(p, off, int64(len(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Discard discards n bytes at off: afterwards the range reads as zeroes
+// on every leg. It takes the write path (its regions are counted and
+// marked, and it is ordered with overlapping writes, so the legs stay
+// identical), and each leg gets it as a Discard(off, n int64) error call
+// if the leg has that method, or as a write of zeroes if not. A leg's
+// Discard must leave zeroes in the range, as a punched hole or a device
+// with deterministic zeroes after TRIM does. A failed Discard does not
+// fail the leg (the kernel treats it as not supported): the range is
+// written with zeroes instead, and only an error of that write fails the
+// leg, as a write error. Errors are as WriteAt's.
+//
+// Unlike dm-raid1, which passes discards to the legs without region
+// accounting, the mirror marks the regions first, so that a crash in the
+// middle of a discard leaves them dirty and resynced.
+func (m *Mirror) Discard(off, n int64) error {
+	if err := m.checkRange(off, n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	return m.writeOrDiscard(nil, off, n)
+}
+
+// writeOrDiscard runs the write path for p at off, or for a discard of n
+// bytes if p is nil.
+func (m *Mirror) writeOrDiscard(p []byte, off, n int64) error {
 	if !m.enter() {
-		return 0, ErrClosed
+		return ErrClosed
 	}
 	defer m.exit()
-	rlo, rhi := m.regionOf(off), m.regionOf(off+int64(len(p))-1)
+	rlo, rhi := m.regionOf(off), m.regionOf(off+n-1)
 	if !m.local {
 		if err := m.waitRemoteRecovering(rlo, rhi); err != nil {
-			return 0, err
+			return err
 		}
 	}
 
@@ -51,12 +85,12 @@ func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
 	if n := int(rhi-rlo) + 1; n > len(op.routeBuf) {
 		routes, ents = make([]bool, 0, n), make([]*region, n)
 	}
-	n, err := m.write(op, p, off, rlo, rhi, routes, ents[:rhi-rlo+1])
+	err := m.write(op, p, off, n, rlo, rhi, routes, ents[:rhi-rlo+1])
 	op.release()
-	return n, err
+	return err
 }
 
-func (m *Mirror) write(op *writeOp, p []byte, off int64, rlo, rhi dirtylog.Region, routes []bool, ents []*region) (int, error) {
+func (m *Mirror) write(op *writeOp, p []byte, off, n int64, rlo, rhi dirtylog.Region, routes []bool, ents []*region) error {
 
 	// Fast path: only the shards of the regions touched are locked, and
 	// the write goes ahead if it needs no wait (no flush, no earlier
@@ -65,7 +99,7 @@ func (m *Mirror) write(op *writeOp, p []byte, off int64, rlo, rhi dirtylog.Regio
 	mask := shardMask(rlo, rhi)
 	m.lockShards(mask)
 	var c *config
-	routes, need, anySync, counted := m.tryCountWriteLocked(w, off, len(p), rlo, rhi, mask, routes, ents)
+	routes, need, anySync, counted := m.tryCountWriteLocked(w, off, n, rlo, rhi, mask, routes, ents)
 	if counted && m.mayIssueNowLocked(w, need, anySync) {
 		m.home(mask).flushSkips++
 		c = m.cfg.Load()
@@ -74,11 +108,11 @@ func (m *Mirror) write(op *writeOp, p []byte, off int64, rlo, rhi dirtylog.Regio
 		m.unlockShards(mask)
 		m.mu.Lock()
 		var err error
-		routes, err = m.registerWriteLocked(w, off, len(p), rlo, rhi, mask, routes, ents, counted, need, anySync)
+		routes, err = m.registerWriteLocked(w, off, n, rlo, rhi, mask, routes, ents, counted, need, anySync)
 		if err != nil {
-			m.home(mask).writes++
+			m.home(mask).count(p == nil, n, false)
 			m.mu.Unlock()
-			return 0, err
+			return err
 		}
 		// Wait for every earlier overlapping write: one order on every leg.
 		for m.overlapsEarlierLocked(w) {
@@ -88,34 +122,27 @@ func (m *Mirror) write(op *writeOp, p []byte, off int64, rlo, rhi dirtylog.Regio
 		m.mu.Unlock()
 	}
 
-	werr := m.issue(op, c, p, off, rlo, routes)
+	werr := m.issue(op, c, p, off, n, rlo, routes)
 
 	m.lockShards(mask)
 	m.completeWriteLocked(w)
-	h := m.home(mask)
-	h.writes++
-	if werr == nil {
-		h.bytesWritten += int64(len(p))
-	}
+	m.home(mask).count(p == nil, n, werr == nil)
 	if werr == errHold {
 		m.stats.heldWrites.Add(1)
 		closed := m.closed.Load()
 		ch := m.held
 		m.unlockShards(mask)
 		if closed {
-			return 0, fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
+			return fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
 		}
 		<-ch
 		if m.closed.Load() {
-			return 0, fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
+			return fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
 		}
-		return len(p), nil
+		return nil
 	}
 	m.unlockShards(mask)
-	if werr != nil {
-		return 0, werr
-	}
-	return len(p), nil
+	return werr
 }
 
 var errHold = errors.New("mirror: hold")
@@ -176,7 +203,7 @@ func (m *Mirror) waitRemoteRecovering(rlo, rhi dirtylog.Region) error {
 // with only the shards in mask locked: if no region is quiesced and the
 // log answers every state without blocking, it counts the write (see
 // countWriteLocked) and reports counted; otherwise it changes nothing.
-func (m *Mirror) tryCountWriteLocked(w *wop, off int64, n int, rlo, rhi dirtylog.Region, mask uint64, routes []bool, ents []*region) (_ []bool, need uint64, anySync, counted bool) {
+func (m *Mirror) tryCountWriteLocked(w *wop, off, n int64, rlo, rhi dirtylog.Region, mask uint64, routes []bool, ents []*region) (_ []bool, need uint64, anySync, counted bool) {
 	for r := rlo; r <= rhi; r++ {
 		e, ok := m.lookupFastLocked(r)
 		ents[r-rlo] = e
@@ -216,7 +243,7 @@ func (m *Mirror) mayIssueNowLocked(w *wop, need uint64, anySync bool) bool {
 // holds the hashed entries of regions rlo onwards (a pending count keeps
 // them hashed until completeWriteLocked); w's shards (or m.mu) must be
 // held.
-func (m *Mirror) countWriteLocked(w *wop, off int64, n int, rlo dirtylog.Region, mask uint64, routes []bool, ents []*region) (_ []bool, need uint64, anySync bool) {
+func (m *Mirror) countWriteLocked(w *wop, off, n int64, rlo dirtylog.Region, mask uint64, routes []bool, ents []*region) (_ []bool, need uint64, anySync bool) {
 	routes = routes[:0]
 	for i, e := range ents {
 		r := rlo + dirtylog.Region(i)
@@ -241,7 +268,7 @@ func (m *Mirror) countWriteLocked(w *wop, off int64, n int, rlo dirtylog.Region,
 	}
 	h := m.home(mask)
 	h.seq++
-	*w = wop{lo: off, hi: off + int64(n), seq: h.seq, mask: mask, rlo: rlo, ents: ents}
+	*w = wop{lo: off, hi: off + n, seq: h.seq, mask: mask, rlo: rlo, ents: ents}
 	m.listLocked(w)
 	return routes, need, anySync
 }
@@ -284,7 +311,7 @@ func (m *Mirror) removeInflightLocked(w *wop) {
 // anySync), it waits for quiesced regions and counts it; then it applies
 // the error handling and waits for the log flush that makes the marks
 // durable.
-func (m *Mirror) registerWriteLocked(w *wop, off int64, n int, rlo, rhi dirtylog.Region, mask uint64, routes []bool, ents []*region, counted bool, need uint64, anySync bool) ([]bool, error) {
+func (m *Mirror) registerWriteLocked(w *wop, off, n int64, rlo, rhi dirtylog.Region, mask uint64, routes []bool, ents []*region, counted bool, need uint64, anySync bool) ([]bool, error) {
 retry:
 	if !counted {
 		// Regions held for recovery, verify or a join copy park new
@@ -399,7 +426,8 @@ func (m *Mirror) completeWriteLocked(w *wop) {
 // segment is a run of regions with one routing.
 type segment struct {
 	off  int64
-	p    []byte
+	n    int64
+	p    []byte // nil for a discard
 	all  bool
 	rlo  dirtylog.Region
 	rhi  dirtylog.Region
@@ -408,9 +436,9 @@ type segment struct {
 
 // issue writes p to the legs per region routing, in parallel, and handles
 // leg failures. It returns nil, errHold, or an error wrapping ErrIO.
-func (m *Mirror) issue(op *writeOp, c *config, p []byte, off int64, rlo dirtylog.Region, routes []bool) error {
+func (m *Mirror) issue(op *writeOp, c *config, p []byte, off, n int64, rlo dirtylog.Region, routes []bool) error {
 	segs := op.segBuf[:0]
-	end := off + int64(len(p))
+	end := off + n
 	for i := 0; i < len(routes); {
 		j := i
 		for j+1 < len(routes) && routes[j+1] == routes[i] {
@@ -418,8 +446,11 @@ func (m *Mirror) issue(op *writeOp, c *config, p []byte, off int64, rlo dirtylog
 		}
 		so := max(off, int64(rlo+dirtylog.Region(i))<<m.rshift)
 		eo := min(end, int64(rlo+dirtylog.Region(j)+1)<<m.rshift)
-		segs = append(segs, segment{off: so, p: p[so-off : eo-off], all: routes[i],
-			rlo: rlo + dirtylog.Region(i), rhi: rlo + dirtylog.Region(j)})
+		s := segment{off: so, n: eo - so, all: routes[i], rlo: rlo + dirtylog.Region(i), rhi: rlo + dirtylog.Region(j)}
+		if p != nil {
+			s.p = p[so-off : eo-off]
+		}
+		segs = append(segs, s)
 		i = j + 1
 	}
 	nlegs := len(c.legs)
@@ -437,13 +468,13 @@ func (m *Mirror) issue(op *writeOp, c *config, p []byte, off int64, rlo dirtylog
 			}
 			if si == len(segs)-1 && (i == nlegs-1 || (!s.all && i == c.def)) {
 				// The last I/O runs on this goroutine.
-				_, s.errs[i] = l.dev.WriteAt(s.p, s.off)
+				s.errs[i] = m.writeLeg(l, s)
 				continue
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, s.errs[i] = l.dev.WriteAt(s.p, s.off)
+				s.errs[i] = m.writeLeg(l, s)
 			}()
 		}
 	}
@@ -506,6 +537,39 @@ func (m *Mirror) issue(op *writeOp, c *config, p []byte, off int64, rlo dirtylog
 	}
 	if hold {
 		return errHold
+	}
+	return nil
+}
+
+// writeLeg writes s to leg l, or discards it there: with the leg's
+// Discard if it has one and it succeeds, else by writing zeroes.
+func (m *Mirror) writeLeg(l *legState, s *segment) error {
+	if s.p != nil {
+		_, err := l.dev.WriteAt(s.p, s.off)
+		return err
+	}
+	if d, ok := l.dev.(discarder); ok {
+		if d.Discard(s.off, s.n) == nil {
+			return nil
+		}
+		// A failed discard is "not supported", not a leg failure.
+		m.stats.discardFallbacks.Add(1)
+	}
+	return writeZeroes(l.dev, s.off, s.n)
+}
+
+// zeroes is the source of the zeroes written for a discard on legs that
+// cannot discard; it is only ever read.
+var zeroes [128 << 10]byte
+
+func writeZeroes(w io.WriterAt, off, n int64) error {
+	for n > 0 {
+		k := min(n, int64(len(zeroes)))
+		if _, err := w.WriteAt(zeroes[:k], off); err != nil {
+			return err
+		}
+		off += k
+		n -= k
 	}
 	return nil
 }

@@ -3,21 +3,40 @@ package mirror_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/dmlog/dmlog/dirtylog"
-	"github.com/dmlog/dmlog/internal/testdev"
 	"github.com/dmlog/dmlog/mirror"
 )
 
-// A two-leg mirror with a core log: every region starts out of sync, the
-// background resync copies leg 0 to leg 1, and then both legs serve reads.
+// A two-leg mirror over two files with a core log: every region starts out
+// of sync, the background resync copies leg 0 to leg 1, and then both legs
+// serve reads.
 func ExampleNew() {
 	const size = 1 << 20
+	dir, err := os.MkdirTemp("", "mirror-example")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	var legs []mirror.Leg
+	for _, name := range []string{"leg0", "leg1"} {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			panic(err)
+		}
+		defer f.Close()
+		if err := f.Truncate(size); err != nil {
+			panic(err)
+		}
+		legs = append(legs, f)
+	}
+
 	log, err := dirtylog.NewCore(dirtylog.Options{RegionSize: 64 << 10, DeviceSize: size})
 	if err != nil {
 		panic(err)
 	}
-	legs := []mirror.Leg{testdev.NewMemory(size), testdev.NewMemory(size)}
 	m, err := mirror.New(legs, log, mirror.Options{Names: []string{"253:3", "253:4"}})
 	if err != nil {
 		panic(err)
@@ -42,15 +61,24 @@ func ExampleNew() {
 	// core 1 128 2 253:3 0 253:4 0
 }
 
-// Parse builds a mirror from a kernel table line; the disk log's flush
-// callback is wired to sync the legs.
+// Parse builds a mirror from a kernel table line, opening the devices it
+// names (here files in a directory; Close closes them). The disk log's
+// flush callback is wired to sync the legs.
 func ExampleParse() {
-	devs := map[string]*testdev.Memory{
-		"253:2": testdev.NewMemory(4096),
-		"253:3": testdev.NewMemory(1 << 20),
-		"253:4": testdev.NewMemory(1 << 20),
+	dir, err := os.MkdirTemp("", "mirror-example")
+	if err != nil {
+		panic(err)
 	}
-	open := func(name string) (mirror.Leg, error) { return devs[name], nil }
+	defer os.RemoveAll(dir)
+	for name, size := range map[string]int64{"253:2": 4096, "253:3": 1 << 20, "253:4": 1 << 20} {
+		if err := os.WriteFile(filepath.Join(dir, name), make([]byte, size), 0o600); err != nil {
+			panic(err)
+		}
+	}
+	open := func(name string) (mirror.Leg, error) {
+		return os.OpenFile(filepath.Join(dir, name), os.O_RDWR, 0)
+	}
+
 	m, err := mirror.Parse("0 2048 mirror disk 3 253:2 128 nosync 2 253:3 0 253:4 0 1 handle_errors", open)
 	if err != nil {
 		panic(err)
@@ -63,18 +91,41 @@ func ExampleParse() {
 	// disk 3 253:2 128 nosync 2 253:3 0 253:4 0 1 handle_errors
 }
 
-// With a log built by the caller, a LegsSyncer connects the log's flush
-// callback to the mirror's legs.
+// With a disk log built by the caller, a LegsSyncer connects the log's
+// flush callback to the mirror's legs, so a region's clean bit never
+// reaches the log file before its data reaches the leg files.
 func ExampleLegsSyncer() {
 	const size = 1 << 20
+	dir, err := os.MkdirTemp("", "mirror-example")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	var files []*os.File
+	for _, name := range []string{"log", "leg0", "leg1"} {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			panic(err)
+		}
+		defer f.Close()
+		n := int64(size)
+		if name == "log" {
+			n = 4096
+		}
+		if err := f.Truncate(n); err != nil {
+			panic(err)
+		}
+		files = append(files, f)
+	}
+	logFile, leg0, leg1 := files[0], files[1], files[2]
+
 	s := new(mirror.LegsSyncer)
-	log, err := dirtylog.OpenDisk(testdev.NewMemory(4096), dirtylog.Options{
+	log, err := dirtylog.OpenDisk(logFile, dirtylog.Options{
 		RegionSize: 64 << 10, DeviceSize: size, Sync: dirtylog.NoSync, FlushCallback: s.Sync})
 	if err != nil {
 		panic(err)
 	}
-	legs := []mirror.Leg{testdev.NewMemory(size), testdev.NewMemory(size)}
-	m, err := mirror.New(legs, log, mirror.Options{Syncer: s})
+	m, err := mirror.New([]mirror.Leg{leg0, leg1}, log, mirror.Options{Syncer: s})
 	if err != nil {
 		panic(err)
 	}
@@ -89,17 +140,98 @@ func ExampleLegsSyncer() {
 // Verify compares the legs; with repair, mismatched regions are resynced.
 func ExampleMirror_Verify() {
 	const size = 256 << 10
-	log, _ := dirtylog.NewCore(dirtylog.Options{RegionSize: 64 << 10, DeviceSize: size, Sync: dirtylog.NoSync})
-	leg1 := testdev.NewMemory(size)
-	m, _ := mirror.New([]mirror.Leg{testdev.NewMemory(size), leg1}, log, mirror.Options{})
+	dir, err := os.MkdirTemp("", "mirror-example")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	var legs []*os.File
+	for _, name := range []string{"leg0", "leg1"} {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			panic(err)
+		}
+		defer f.Close()
+		if err := f.Truncate(size); err != nil {
+			panic(err)
+		}
+		legs = append(legs, f)
+	}
+	log, err := dirtylog.NewCore(dirtylog.Options{RegionSize: 64 << 10, DeviceSize: size, Sync: dirtylog.NoSync})
+	if err != nil {
+		panic(err)
+	}
+	m, err := mirror.New([]mirror.Leg{legs[0], legs[1]}, log, mirror.Options{})
+	if err != nil {
+		panic(err)
+	}
 	defer m.Close()
-	_, _ = leg1.WriteAt([]byte("bit rot"), 70000) // region 1 differs behind the mirror's back
-	res, _ := m.Verify(context.Background(), true)
+
+	// Region 1 of leg 1 changes behind the mirror's back.
+	if _, err := legs[1].WriteAt([]byte("bit rot"), 70000); err != nil {
+		panic(err)
+	}
+	res, err := m.Verify(context.Background(), true)
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println("mismatched:", res.Mismatched)
-	_ = m.WaitInSync(context.Background())
-	res, _ = m.Verify(context.Background(), false)
+	if err := m.WaitInSync(context.Background()); err != nil {
+		panic(err)
+	}
+	res, err = m.Verify(context.Background(), false)
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println("after repair:", len(res.Mismatched))
 	// Output:
 	// mismatched: [1]
 	// after repair: 0
+}
+
+// Discard punches a range out of the mirror: legs with a
+// Discard(off, n int64) error method get it, others (like these files)
+// get zeroes, so the legs stay identical.
+func ExampleMirror_Discard() {
+	const size = 256 << 10
+	dir, err := os.MkdirTemp("", "mirror-example")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	var legs []mirror.Leg
+	for _, name := range []string{"leg0", "leg1"} {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			panic(err)
+		}
+		defer f.Close()
+		if err := f.Truncate(size); err != nil {
+			panic(err)
+		}
+		legs = append(legs, f)
+	}
+	log, err := dirtylog.NewCore(dirtylog.Options{RegionSize: 64 << 10, DeviceSize: size, Sync: dirtylog.NoSync})
+	if err != nil {
+		panic(err)
+	}
+	m, err := mirror.New(legs, log, mirror.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer m.Close()
+
+	if _, err := m.WriteAt([]byte("keep this, drop that"), 0); err != nil {
+		panic(err)
+	}
+	if err := m.Discard(11, 9); err != nil {
+		panic(err)
+	}
+	buf := make([]byte, 20)
+	if _, err := m.ReadAt(buf, 0); err != nil {
+		panic(err)
+	}
+	fmt.Printf("%q\n", buf)
+	// Output:
+	// "keep this, \x00\x00\x00\x00\x00\x00\x00\x00\x00"
 }

@@ -77,8 +77,8 @@ func TestClusterScenarios(t *testing.T) {
 		tc := &testCluster{t: t, etcd: startCluster(t, 1), opts: Options{
 			Name: logName(t), RegionSize: o.RegionSize, DeviceSize: o.DeviceSize, Sync: o.Sync,
 			// Longer than DeadAfter (etcd's minimum is 1 s), and long enough
-			// for the nodes to keep their leases across Restart, which
-			// takes a few seconds in-process.
+			// for the nodes to keep their leases across Restart (about
+			// 0.2 s in-process) and through a loaded CI machine's stalls.
 			LeaseTTL: 3 * time.Second,
 		}}
 		for range o.Nodes {

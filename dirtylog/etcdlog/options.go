@@ -27,7 +27,8 @@ type Options struct {
 	// at Open instead of waiting for another node's janitor.
 	Node string
 	// RegionSize in bytes: a power of two, at least 1024 and at most
-	// DeviceSize.
+	// DeviceSize, and large enough that the device has at most
+	// MaxRegions regions.
 	RegionSize int64
 	// DeviceSize is the size in bytes of the device the log describes.
 	DeviceSize int64

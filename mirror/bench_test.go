@@ -98,7 +98,7 @@ func boolInt(b bool) int {
 
 // rawParallelWrite writes p to every leg in parallel, as the mirror does,
 // without a log.
-func rawParallelWrite(legs []*os.File, p []byte, off int64) {
+func rawParallelWrite(legs []Leg, p []byte, off int64) {
 	var wg sync.WaitGroup
 	for _, l := range legs[1:] {
 		wg.Add(1)
@@ -108,34 +108,43 @@ func rawParallelWrite(legs []*os.File, p []byte, off int64) {
 	wg.Wait()
 }
 
-// BenchmarkWrite: 4 KiB random writes to a two-leg mirror with a core log
-// versus the same writes issued to both legs in parallel with no log.
+// benchWrites compares 4 KiB random writes by conc writers to a mirror
+// over legs with a core log (regions of 512 KiB) with the same writes
+// issued to the legs in parallel with no log.
+func benchWrites(b *testing.B, legs []Leg, size int64, conc int) {
+	const bs = 4096
+	log, err := dirtylog.NewCore(dirtylog.Options{RegionSize: 512 << 10, DeviceSize: size, Sync: dirtylog.NoSync})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := New(legs, log, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	p := make([]byte, bs)
+	off := func(rng *rand.Rand) int64 { return rng.Int64N(size/bs) * bs }
+	b.SetBytes(bs)
+	b.ResetTimer()
+	ratio := interleave(b.N, conc, func(rng *rand.Rand) { rawParallelWrite(legs, p, off(rng)) },
+		func(rng *rand.Rand) {
+			if _, err := m.WriteAt(p, off(rng)); err != nil {
+				b.Error(err)
+			}
+		})
+	b.StopTimer()
+	b.ReportMetric(ratio, "x_raw")
+}
+
+// BenchmarkWrite: 4 KiB random writes to a two-leg mirror on files with a
+// core log versus the same writes issued to both files in parallel with
+// no log.
 func BenchmarkWrite(b *testing.B) {
-	const size, bs = 64 << 20, 4096
+	const size = 64 << 20
 	for _, conc := range []int{1, 16} {
 		b.Run("writers="+itoa(conc), func(b *testing.B) {
 			files := benchFiles(b, 2, size)
-			log, err := dirtylog.NewCore(dirtylog.Options{RegionSize: 512 << 10, DeviceSize: size, Sync: dirtylog.NoSync})
-			if err != nil {
-				b.Fatal(err)
-			}
-			m, err := New([]Leg{files[0], files[1]}, log, Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer m.Close()
-			p := make([]byte, bs)
-			off := func(rng *rand.Rand) int64 { return rng.Int64N(size/bs) * bs }
-			b.ResetTimer()
-			ratio := interleave(b.N, conc, func(rng *rand.Rand) { rawParallelWrite(files, p, off(rng)) },
-				func(rng *rand.Rand) {
-					if _, err := m.WriteAt(p, off(rng)); err != nil {
-						b.Error(err)
-					}
-				})
-			b.StopTimer()
-			b.SetBytes(bs)
-			b.ReportMetric(ratio, "x_raw")
+			benchWrites(b, []Leg{files[0], files[1]}, size, conc)
 		})
 	}
 }
@@ -150,42 +159,16 @@ func (l memLeg) WriteAt(p []byte, off int64) (int, error) { return copy(l[off:],
 
 // BenchmarkWriteMem is BenchmarkWrite on in-memory legs.
 func BenchmarkWriteMem(b *testing.B) {
-	const size, bs = 64 << 20, 4096
+	const size = 64 << 20
 	for _, conc := range []int{1, 16} {
 		b.Run("writers="+itoa(conc), func(b *testing.B) {
-			legs := []memLeg{make(memLeg, size), make(memLeg, size)}
+			legs := []Leg{make(memLeg, size), make(memLeg, size)}
 			for _, l := range legs {
-				for i := 0; i < len(l); i += 4096 {
-					l[i] = 1 // fault the pages in before timing
+				for i := 0; i < size; i += 4096 {
+					l.(memLeg)[i] = 1 // fault the pages in before timing
 				}
 			}
-			log, err := dirtylog.NewCore(dirtylog.Options{RegionSize: 512 << 10, DeviceSize: size, Sync: dirtylog.NoSync})
-			if err != nil {
-				b.Fatal(err)
-			}
-			m, err := New([]Leg{legs[0], legs[1]}, log, Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer m.Close()
-			p := make([]byte, bs)
-			off := func(rng *rand.Rand) int64 { return rng.Int64N(size/bs) * bs }
-			b.SetBytes(bs)
-			b.ResetTimer()
-			ratio := interleave(b.N, conc, func(rng *rand.Rand) {
-				o := off(rng)
-				var wg sync.WaitGroup
-				wg.Add(1)
-				go func() { defer wg.Done(); _, _ = legs[0].WriteAt(p, o) }()
-				_, _ = legs[1].WriteAt(p, o)
-				wg.Wait()
-			}, func(rng *rand.Rand) {
-				if _, err := m.WriteAt(p, off(rng)); err != nil {
-					b.Error(err)
-				}
-			})
-			b.StopTimer()
-			b.ReportMetric(ratio, "x_raw")
+			benchWrites(b, legs, size, conc)
 		})
 	}
 }

@@ -87,6 +87,28 @@ type sectorWrite struct {
 	ack int64 // ack clock value, or -1 while unacknowledged
 }
 
+// write writes sectors s..s+cnt-1 of write id to m, recording the write
+// before it is issued and its acknowledgement after.
+func (h *history) write(m *Mirror, id uint64, s, cnt int) {
+	buf := make([]byte, 0, cnt*crashSector)
+	h.mu.Lock()
+	idx := make([]int, cnt)
+	for i := range cnt {
+		buf = append(buf, sectorImage(id, s+i)...)
+		h.sectors[s+i] = append(h.sectors[s+i], sectorWrite{id: id, ack: -1})
+		idx[i] = len(h.sectors[s+i]) - 1
+	}
+	h.mu.Unlock()
+	if _, err := m.WriteAt(buf, int64(s)*crashSector); err == nil {
+		h.mu.Lock()
+		h.seq++
+		for i := range cnt {
+			h.sectors[s+i][idx[i]].ack = h.seq
+		}
+		h.mu.Unlock()
+	}
+}
+
 func sectorImage(id uint64, sector int) []byte {
 	b := make([]byte, crashSector)
 	for o := 0; o < crashSector; o += 16 {
@@ -165,23 +187,7 @@ func crashTrial(seed uint64) error {
 				s := lo + r.IntN(hi-lo)
 				cnt := min(1+r.IntN(4), hi-s)
 				id := uint64(g+1)<<32 | uint64(k+1)
-				buf := make([]byte, 0, cnt*crashSector)
-				h.mu.Lock()
-				idx := make([]int, cnt)
-				for i := range cnt {
-					buf = append(buf, sectorImage(id, s+i)...)
-					h.sectors[s+i] = append(h.sectors[s+i], sectorWrite{id: id, ack: -1})
-					idx[i] = len(h.sectors[s+i]) - 1
-				}
-				h.mu.Unlock()
-				if _, err := m.WriteAt(buf, int64(s)*crashSector); err == nil {
-					h.mu.Lock()
-					h.seq++
-					for i := range cnt {
-						h.sectors[s+i][idx[i]].ack = h.seq
-					}
-					h.mu.Unlock()
-				}
+				h.write(m, id, s, cnt)
 				if r.IntN(3) == 0 {
 					p := make([]byte, crashSector*(1+r.IntN(3)))
 					_, _ = m.ReadAt(p, int64(r.IntN(crashSize/crashSector-3))*crashSector)

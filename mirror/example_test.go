@@ -101,22 +101,8 @@ func ExampleLegsSyncer() {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	var files []*os.File
-	for _, name := range []string{"log", "leg0", "leg1"} {
-		f, err := os.Create(filepath.Join(dir, name))
-		if err != nil {
-			panic(err)
-		}
-		defer f.Close()
-		n := int64(size)
-		if name == "log" {
-			n = 4096
-		}
-		if err := f.Truncate(n); err != nil {
-			panic(err)
-		}
-		files = append(files, f)
-	}
+	files := createFiles(dir, 4096, size, size) // as in ExampleNew
+	defer closeFiles(files)
 	logFile, leg0, leg1 := files[0], files[1], files[2]
 
 	s := new(mirror.LegsSyncer)
@@ -145,18 +131,8 @@ func ExampleMirror_Verify() {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	var legs []*os.File
-	for _, name := range []string{"leg0", "leg1"} {
-		f, err := os.Create(filepath.Join(dir, name))
-		if err != nil {
-			panic(err)
-		}
-		defer f.Close()
-		if err := f.Truncate(size); err != nil {
-			panic(err)
-		}
-		legs = append(legs, f)
-	}
+	legs := createFiles(dir, size, size) // as in ExampleNew
+	defer closeFiles(legs)
 	log, err := dirtylog.NewCore(dirtylog.Options{RegionSize: 64 << 10, DeviceSize: size, Sync: dirtylog.NoSync})
 	if err != nil {
 		panic(err)
@@ -199,18 +175,9 @@ func ExampleMirror_Discard() {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	var legs []mirror.Leg
-	for _, name := range []string{"leg0", "leg1"} {
-		f, err := os.Create(filepath.Join(dir, name))
-		if err != nil {
-			panic(err)
-		}
-		defer f.Close()
-		if err := f.Truncate(size); err != nil {
-			panic(err)
-		}
-		legs = append(legs, f)
-	}
+	files := createFiles(dir, size, size) // as in ExampleNew
+	defer closeFiles(files)
+	legs := []mirror.Leg{files[0], files[1]}
 	log, err := dirtylog.NewCore(dirtylog.Options{RegionSize: 64 << 10, DeviceSize: size, Sync: dirtylog.NoSync})
 	if err != nil {
 		panic(err)
@@ -234,4 +201,28 @@ func ExampleMirror_Discard() {
 	fmt.Printf("%q\n", buf)
 	// Output:
 	// "keep this, \x00\x00\x00\x00\x00\x00\x00\x00\x00"
+}
+
+// createFiles creates files of the given sizes in dir, named leg0, leg1…,
+// as ExampleNew does inline. The mirror's Close does not close legs it did
+// not open: close them with closeFiles.
+func createFiles(dir string, sizes ...int64) []*os.File {
+	var fs []*os.File
+	for i, n := range sizes {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("leg%d", i)))
+		if err != nil {
+			panic(err)
+		}
+		if err := f.Truncate(n); err != nil {
+			panic(err)
+		}
+		fs = append(fs, f)
+	}
+	return fs
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
 }

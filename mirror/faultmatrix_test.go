@@ -68,23 +68,7 @@ func faultTrial(seed uint64) error {
 				s := lo + r.IntN(hi-lo)
 				cnt := min(1+r.IntN(3), hi-s)
 				id := uint64(g+1)<<32 | uint64(k+1)
-				var buf []byte
-				h.mu.Lock()
-				idx := make([]int, cnt)
-				for i := range cnt {
-					buf = append(buf, sectorImage(id, s+i)...)
-					h.sectors[s+i] = append(h.sectors[s+i], sectorWrite{id: id, ack: -1})
-					idx[i] = len(h.sectors[s+i]) - 1
-				}
-				h.mu.Unlock()
-				if _, err := m.WriteAt(buf, int64(s)*crashSector); err == nil {
-					h.mu.Lock()
-					h.seq++
-					for i := range cnt {
-						h.sectors[s+i][idx[i]].ack = h.seq
-					}
-					h.mu.Unlock()
-				}
+				h.write(m, id, s, cnt)
 			}
 		}()
 	}

@@ -33,7 +33,11 @@
 // A *Mirror is safe for concurrent use by any number of goroutines.
 // Writes that overlap are applied to every leg in the order they started,
 // so in-sync legs stay byte-identical; writes that do not overlap run in
-// parallel, and each write goes to all its legs in parallel. The mirror
+// parallel, and each write goes to all its legs in parallel. The region
+// table is sharded: a write locks only the shards of the regions it
+// touches (in ascending order), briefly, and takes the mirror-wide lock
+// only when it must wait (a log flush, an earlier overlapping write, a
+// region being resynced). Discard takes the same path as a write. The mirror
 // runs two goroutines (the log flusher and the resync worker, which starts
 // up to ResyncParallel copies); Close stops all of them.
 //

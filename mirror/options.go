@@ -175,7 +175,7 @@ func (k EventKind) String() string {
 // Event is something the mirror reports through Options.OnEvent. It is a
 // plain value, safe to copy and share.
 type Event struct {
-	Kind EventKind
+	Kind EventKind // what happened
 	// Leg is the leg concerned (EventLegFailed, EventLegJoined,
 	// EventDefaultChanged: the new default), or -1.
 	Leg int

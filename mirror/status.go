@@ -57,8 +57,8 @@ func (m *Mirror) Table() string {
 
 // LegStats describes one leg (a plain value, part of Stats).
 type LegStats struct {
-	Name   string
-	Offset int64 // bytes, as printed (in sectors) by Table
+	Name   string // as in Status and Table
+	Offset int64  // bytes, as printed (in sectors) by Table
 	// Status is the kernel's health character: A, F, D, S or R.
 	Status byte
 	// Errors counts the errors the leg returned since the mirror was last
@@ -77,14 +77,15 @@ type LegStats struct {
 // Stats is a snapshot of the mirror's state and counters: a plain value,
 // safe to copy and share; it does not change after Stats returns.
 type Stats struct {
-	Legs       []LegStats
-	RegionSize int64
-	Regions    uint64 // total
-	InSync     uint64 // regions in sync (the log's SyncCount)
+	Legs       []LegStats // in leg order
+	RegionSize int64      // bytes
+	Regions    uint64     // total
+	InSync     uint64     // regions in sync (the log's SyncCount)
 	// Health is the string of leg status characters, e.g. "AD".
 	Health string
 	// LogStatus is the log's INFO status, e.g. "3 disk 253:2 A".
-	LogStatus    string
+	LogStatus string
+	// HandleErrors and KeepLog are the table's features (Options).
 	HandleErrors bool
 	KeepLog      bool
 	// LogFailed is the kernel's sticky log_failure: a log flush failed
@@ -94,19 +95,28 @@ type Stats struct {
 	// log (writes in flight or waiting for their clear).
 	DirtyRegions int
 
+	// Reads and Writes count ReadAt and WriteAt calls; BytesRead and
+	// BytesWritten the bytes of those that succeeded.
 	Reads, Writes, BytesRead, BytesWritten int64
 	// LogFlushes counts log flushes; FlushWaits the writes that waited for
 	// one (group commit: many writes share a flush); FlushSkips the writes
 	// whose regions were already durably marked.
-	LogFlushes, FlushWaits, FlushSkips   int64
+	LogFlushes, FlushWaits, FlushSkips int64
+	// ReadErrors and WriteErrors count leg I/O errors; ReadRepairs the
+	// ranges rewritten by Options.ReadRepair.
 	ReadErrors, WriteErrors, ReadRepairs int64
-	ResyncedRegions, ResyncedBytes       int64
-	ResyncFailures, HeldWrites           int64
+	// ResyncedRegions and ResyncedBytes count what resync copied;
+	// ResyncFailures the region copies that failed.
+	ResyncedRegions, ResyncedBytes int64
+	ResyncFailures                 int64
+	// HeldWrites counts writes held after a leg failure (HandleErrors).
+	HeldWrites int64
 	// Discards counts Discard calls, BytesDiscarded the bytes of those
 	// that succeeded, and DiscardFallbacks the leg Discard calls that
 	// failed and were replaced by writes of zeroes.
 	Discards, BytesDiscarded, DiscardFallbacks int64
-	Progress                                   Progress
+	// Progress is the resync progress, as Mirror.Progress.
+	Progress Progress
 }
 
 // Stats returns a snapshot of the mirror's state and counters.

@@ -35,9 +35,9 @@ type Mirror struct {
 
 	cfg atomic.Pointer[config]
 
-	// opsMu is read-held by every ReadAt, WriteAt, Sync, Verify and leg
+	// ops is read-held by every ReadAt, WriteAt, Sync, Verify and leg
 	// change; Close takes it exclusively to wait for them.
-	opsMu  sync.RWMutex
+	ops    [nShards]opSlot
 	closed atomic.Bool
 
 	// The region table, in shards (regions.go). mu holds every shard
@@ -73,6 +73,12 @@ type Mirror struct {
 	resync     resyncState
 
 	stats counters
+}
+
+// opSlot is one of the reader counts operations hold (see Mirror.ops).
+type opSlot struct {
+	sync.RWMutex
+	_ [64]byte
 }
 
 // config is the leg set; it is replaced, never changed in place.
@@ -217,19 +223,28 @@ func (m *Mirror) checkRange(off, n int64) error {
 }
 
 // enter registers an operation; it fails once Close has begun.
-func (m *Mirror) enter() bool {
+func (m *Mirror) enter() bool { return m.enterSlot(0) }
+
+func (m *Mirror) exit() { m.exitSlot(0) }
+
+// enterSlot is enter on slot i (ReadAt and WriteAt use their first
+// region's, so that concurrent operations on different regions do not
+// share one reader count).
+func (m *Mirror) enterSlot(i int) bool {
 	if m.closed.Load() {
 		return false
 	}
-	m.opsMu.RLock()
+	m.ops[i].RLock()
 	if m.closed.Load() {
-		m.opsMu.RUnlock()
+		m.ops[i].RUnlock()
 		return false
 	}
 	return true
 }
 
-func (m *Mirror) exit() { m.opsMu.RUnlock() }
+func (m *Mirror) exitSlot(i int) { m.ops[i].RUnlock() }
+
+func (m *Mirror) slot(r dirtylog.Region) int { return int(r % nShards) }
 
 func (m *Mirror) event(e Event) {
 	if m.opts.OnEvent != nil {
@@ -330,8 +345,12 @@ func (m *Mirror) Close() error {
 	m.releaseHeldLocked()
 	m.cond.Broadcast()
 	m.mu.Unlock()
-	m.opsMu.Lock() // waits for every operation in flight
-	m.opsMu.Unlock()
+	for i := range m.ops {
+		m.ops[i].Lock() // waits for every operation in flight
+	}
+	for i := range m.ops {
+		m.ops[i].Unlock()
+	}
 
 	m.mu.Lock()
 	m.stopFlusher = true

@@ -27,10 +27,10 @@ func (m *Mirror) ReadAt(p []byte, off int64) (int, error) {
 	if want == 0 {
 		return 0, eof
 	}
-	if !m.enter() {
+	if !m.enterSlot(m.slot(m.regionOf(off))) {
 		return 0, ErrClosed
 	}
-	defer m.exit()
+	defer m.exitSlot(m.slot(m.regionOf(off)))
 	m.stats.reads.Add(1)
 	p = p[:want]
 	// Split at regions whose sync state differs.

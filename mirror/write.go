@@ -69,11 +69,11 @@ func (m *Mirror) Discard(off, n int64) error {
 // writeOrDiscard runs the write path for p at off, or for a discard of n
 // bytes if p is nil.
 func (m *Mirror) writeOrDiscard(p []byte, off, n int64) error {
-	if !m.enter() {
+	rlo, rhi := m.regionOf(off), m.regionOf(off+n-1)
+	if !m.enterSlot(m.slot(rlo)) {
 		return ErrClosed
 	}
-	defer m.exit()
-	rlo, rhi := m.regionOf(off), m.regionOf(off+n-1)
+	defer m.exitSlot(m.slot(rlo))
 	if !m.local {
 		if err := m.waitRemoteRecovering(rlo, rhi); err != nil {
 			return err

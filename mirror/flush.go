@@ -88,6 +88,7 @@ func (m *Mirror) flusher() {
 		case <-m.flushKick:
 		case <-timer.C:
 			armed = false
+			m.clearArmed.Store(false)
 			tick = true
 		}
 		m.mu.Lock()
@@ -103,9 +104,10 @@ func (m *Mirror) flusher() {
 			cleared = m.applyClearsLocked(delay == 0 || m.clearNow)
 			m.clearNow = false
 		}
-		if !armed && delay > 0 && m.idleDirtyLocked() > 0 && delay > 0 {
+		if !armed && delay > 0 && m.idleDirtyLocked() > 0 {
 			timer.Reset(delay)
 			armed = true
+			m.clearArmed.Store(true)
 		}
 		if m.flushWant <= m.flushDone && cleared == 0 {
 			m.mu.Unlock()

@@ -58,6 +58,7 @@ type Mirror struct {
 	stopFlusher                               bool
 	clearEpoch                                uint64
 	clearNow                                  bool
+	clearArmed                                atomic.Bool // the flusher's clear timer is armed
 
 	syncEpoch    uint64 // bumped by every SetRegionSync we make
 	inSync       bool   // the kernel's ms->in_sync

@@ -24,14 +24,14 @@ type region struct {
 	idle     uint64 // clear epoch at which pending last reached zero
 }
 
-// The region table is split into shards (region r lives in shard
-// r%nShards), each with its own lock, so that writes to different regions
+// The region table is split into 64 shards (region r lives in shard
+// r%nShards; a write's shards fit in one uint64 mask), each with its own lock, so that writes to different regions
 // do not contend on one mutex. A write locks the shards of the regions it
 // touches in ascending shard order; Mirror.mu locks every shard in the
 // same order, so it excludes every write's critical section and is what
 // the slow paths (flusher, resync, verify, leg changes, waits) hold. State
 // written only under Mirror.mu may be read under any one shard lock.
-const nShards = 32
+const nShards = 64
 
 type shard struct {
 	mu        sync.Mutex

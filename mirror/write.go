@@ -410,10 +410,13 @@ func (m *Mirror) completeWriteLocked(w *wop) {
 		if e.pending == 0 {
 			if e.dirty {
 				e.idle = m.clearEpoch
-				sh := m.shardOf(r)
-				sh.idleDirty++
-				if m.opts.clearDelay() == 0 || sh.idleDirty == 1 {
-					m.kick() // arm the clear timer, or clear now
+				m.shardOf(r).idleDirty++
+				if m.opts.clearDelay() == 0 || !m.clearArmed.Load() {
+					// Arm the clear timer, or clear now. The flusher
+					// disarms under m.mu, after which this region's
+					// count is either seen by it or this load sees
+					// the timer disarmed.
+					m.kick()
 				}
 			}
 			m.dropIfIdleLocked(r, e)

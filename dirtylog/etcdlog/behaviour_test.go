@@ -192,3 +192,32 @@ func TestFlushRetryKeepsCallbackOrder(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, clean)
 }
+
+// TestCorruptValuesAreSafe: undecodable values that reach a running node
+// through the watch put it on the safe side (a corrupt sync chunk is out
+// of sync, a corrupt mark chunk marks every region of it, Status says D),
+// and a node opening the log then fails with ErrCorrupt.
+func TestCorruptValuesAreSafe(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
+	c := startCluster(t, 1)
+	cli := c.client(t)
+	ctx := testCtx(t)
+	a := openNode(t, cli, vol(dirtylog.NoSync), "a")
+	_, err := cli.Put(ctx, a.k.sync(0), "\x02garbage")
+	require.NoError(t, err)
+	_, err = cli.Put(ctx, a.k.mark("ghost", 0), "\x07")
+	require.NoError(t, err)
+	in, err := a.InSync(ctx, 42)
+	require.NoError(t, err)
+	require.False(t, in, "a corrupt sync chunk must read as out of sync")
+	clean, err := a.IsClean(ctx, 42)
+	require.NoError(t, err)
+	require.False(t, clean, "a corrupt mark chunk must read as marked")
+	require.Equal(t, "3 etcd vol D", a.Status())
+	require.Zero(t, a.SyncCount())
+
+	o := vol(dirtylog.NoSync)
+	o.Node = "b"
+	_, err = Open(ctx, c.client(t), o)
+	require.ErrorIs(t, err, ErrCorrupt)
+}

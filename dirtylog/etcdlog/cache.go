@@ -189,13 +189,8 @@ func (c *cache) putLocked(kv *mvccpb.KeyValue) {
 	case kindNode:
 		c.nodes[pk.node] = kv.CreateRevision
 	case kindSync:
-		if pk.chunk >= c.nchunks {
-			c.noteCorruptLocked(kv.Key, ErrCorrupt)
-			return
-		}
-		tmp := c.tmp
-		if err := decodeChunk(kv.Value, c.chunkBits(pk.chunk), tmp); err != nil {
-			c.noteCorruptLocked(kv.Key, err)
+		tmp, ok := c.decodeChunkLocked(kv, pk.chunk) // corrupt: out of sync
+		if !ok {
 			return
 		}
 		c.setSyncLocked(pk.chunk, tmp)
@@ -228,14 +223,9 @@ func (c *cache) putLocked(kv *mvccpb.KeyValue) {
 		mc.mod = kv.ModRevision
 		c.unionLocked(pk.node, pk.chunk, old, mc.words)
 	case kindPristine:
-		if pk.chunk >= c.nchunks {
-			c.noteCorruptLocked(kv.Key, ErrCorrupt)
+		tmp, ok := c.decodeChunkLocked(kv, pk.chunk) // corrupt: not pristine, so not clean
+		if !ok {
 			return
-		}
-		tmp := c.tmp
-		if err := decodeChunk(kv.Value, c.chunkBits(pk.chunk), tmp); err != nil {
-			c.noteCorruptLocked(kv.Key, err)
-			clear(tmp) // the safe side: not pristine, so not clean
 		}
 		lo, hi := c.chunkWords(pk.chunk)
 		for j := lo; j < hi; j++ {
@@ -251,6 +241,23 @@ func (c *cache) putLocked(kv *mvccpb.KeyValue) {
 			c.prio[pk.region] = kv.CreateRevision
 		}
 	}
+}
+
+// decodeChunkLocked decodes kv, the sync or pristine value of chunk i,
+// into c.tmp. A value that does not decode is recorded as corruption and
+// read as all zeros, the safe side for both bitmaps (out of sync, not
+// pristine: resynced, never clean by mistake). ok is false for a chunk
+// beyond the log's, which is ignored.
+func (c *cache) decodeChunkLocked(kv *mvccpb.KeyValue, i int) (words []uint64, ok bool) {
+	if i >= c.nchunks {
+		c.noteCorruptLocked(kv.Key, ErrCorrupt)
+		return nil, false
+	}
+	if err := decodeChunk(kv.Value, c.chunkBits(i), c.tmp); err != nil {
+		c.noteCorruptLocked(kv.Key, err)
+		clear(c.tmp)
+	}
+	return c.tmp, true
 }
 
 func (c *cache) deleteLocked(kv *mvccpb.KeyValue) {

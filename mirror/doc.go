@@ -65,6 +65,10 @@
 //     sync); the kernel's cursor would not revisit it until a resume.
 //   - Writes held under HandleErrors are released by ReplaceLeg (they
 //     complete) or Close (they fail), as a table reload or suspend would.
+//   - Discard marks its regions and is ordered with writes like a write
+//     (the kernel passes discards through without region accounting),
+//     and legs that cannot discard get zeroes, so the legs stay
+//     identical.
 //
 // As in the kernel, leg error states are reset when every region is back
 // in sync, a failed default leg hands over only with HandleErrors, and the

@@ -2,10 +2,8 @@ package mirror
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -183,19 +181,5 @@ func (m *manifest) kernelLine(t *testing.T, typ, label string) string {
 }
 
 func readGz(t *testing.T, name string) []byte {
-	t.Helper()
-	f, err := os.Open(filepath.Join("..", "testdata", "mirror", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(z)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testdev.Gunzip(t, filepath.Join("..", "testdata", "mirror", name))
 }

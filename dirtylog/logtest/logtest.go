@@ -199,15 +199,8 @@ func Run(t *testing.T, f Factory) {
 		}
 		require.EqualValues(t, regions-len(want), l.SyncCount())
 		got := map[dirtylog.Region]bool{}
-		for {
-			r, ok, err := l.ResyncWork(ctx)
-			require.NoError(t, err)
-			if !ok {
-				break
-			}
-			require.False(t, got[r], "region %d handed out twice", r)
+		for _, r := range DrainResync(t, l) {
 			got[r] = true
-			l.SetRegionSync(r, true)
 		}
 		require.Equal(t, want, got)
 		require.EqualValues(t, regions, l.SyncCount())
@@ -291,14 +284,7 @@ func Run(t *testing.T, f Factory) {
 		wg.Wait()
 		// Drain the resync work the resyncer left first: a clustered log
 		// never reports an out-of-sync region clean.
-		for {
-			r, ok, err := l.ResyncWork(ctx)
-			require.NoError(t, err)
-			if !ok {
-				break
-			}
-			l.SetRegionSync(r, true)
-		}
+		DrainResync(t, l)
 		require.EqualValues(t, regions, l.SyncCount())
 		require.NoError(t, l.Flush(ctx))
 		for r := dirtylog.Region(0); r < regions; r++ {
@@ -314,6 +300,28 @@ func Run(t *testing.T, f Factory) {
 		require.NoError(t, l.Close())
 		require.ErrorIs(t, l.Flush(ctx), dirtylog.ErrClosed)
 	})
+}
+
+// DrainResync takes every region of resync work l hands out, sets each in
+// sync as a recoverer that copied it would, and returns them in the order
+// they were handed out. It fails tb on an error or on a region handed out
+// twice.
+func DrainResync(tb testing.TB, l dirtylog.Log) []dirtylog.Region {
+	tb.Helper()
+	ctx := context.Background()
+	var got []dirtylog.Region
+	seen := map[dirtylog.Region]bool{}
+	for {
+		r, ok, err := l.ResyncWork(ctx)
+		require.NoError(tb, err)
+		if !ok {
+			return got
+		}
+		require.False(tb, seen[r], "region %d handed out twice", r)
+		seen[r] = true
+		got = append(got, r)
+		l.SetRegionSync(r, true)
+	}
 }
 
 func modeName(m dirtylog.SyncMode) string {

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dmlog/dmlog/dirtylog"
+	"github.com/dmlog/dmlog/dirtylog/logtest"
 )
 
 const (
@@ -708,14 +709,8 @@ func TestServerRestartKeepsFlushedMarks(t *testing.T) {
 		}
 		return ok
 	}, "no resync work after the grace")
-	for {
-		r, ok, err := b.ResyncWork(ctx)
-		require.NoError(t, err)
-		if !ok {
-			break
-		}
+	for _, r := range logtest.DrainResync(t, b) {
 		got[r] = true
-		b.SetRegionSync(r, true)
 	}
 	require.Equal(t, map[dirtylog.Region]bool{5: true, 200: true}, got)
 	require.NoError(t, b.Flush(ctx))
@@ -759,17 +754,7 @@ func TestKillMidWrite(t *testing.T) {
 	rec, err := b.RemoteRecovering(ctx, 41)
 	require.NoError(t, err)
 	require.True(t, rec)
-	var got []dirtylog.Region
-	for {
-		r, ok, err := b.ResyncWork(ctx)
-		require.NoError(t, err)
-		if !ok {
-			break
-		}
-		got = append(got, r)
-		b.SetRegionSync(r, true)
-	}
-	require.ElementsMatch(t, []dirtylog.Region{40, 41}, got)
+	require.ElementsMatch(t, []dirtylog.Region{40, 41}, logtest.DrainResync(t, b))
 	require.EqualValues(t, 256, b.SyncCount())
 	clean, err = b.IsClean(ctx, 40)
 	require.NoError(t, err)

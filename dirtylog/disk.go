@@ -2,6 +2,7 @@ package dirtylog
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -43,13 +44,12 @@ type Disk struct {
 
 	flushMu     sync.Mutex // serialises Flush, Resume and Close
 	buf         []byte     // the kernel's I/O buffer: what the device holds
-	scratch     []byte     // one block being built
+	scratch     []byte     // one block being encoded
 	needSync    bool       // a mark was written but the device not synced
 	fullRewrite bool       // the device may not hold buf: write it all
 
 	devFailed   atomic.Bool // D
 	syncFailed  atomic.Bool // F
-	cbFailed    atomic.Bool
 	failOnce    sync.Once
 	cbOnce      sync.Once
 	closed      atomic.Bool
@@ -231,8 +231,12 @@ func (d *Disk) Flush(ctx context.Context) error {
 	return d.flushLocked()
 }
 
-// blockRun is a run of consecutive changed blocks [lo, hi).
-type blockRun struct{ lo, hi uint64 }
+// blockRun is a run of consecutive changed blocks starting at block lo,
+// with their new contents.
+type blockRun struct {
+	lo   uint64
+	data []byte
+}
 
 func (d *Disk) flushLocked() error {
 	blocks := uint64(len(d.buf) / d.bs)
@@ -268,15 +272,14 @@ func (d *Disk) flushLocked() error {
 	}
 	dirtied, cleaned := d.needSync, false
 	var runs []blockRun
-	var images [][]byte
 	scan := func() {
-		runs, images = runs[:0], images[:0]
+		runs = runs[:0]
 		for b := uint64(0); b < blocks; b++ {
 			if !d.fullRewrite && hints[b/64]&(1<<(b%64)) == 0 {
 				continue
 			}
 			img := d.encodeBlock(b)
-			old := d.buf[b*uint64(d.bs) : (b+1)*uint64(d.bs)]
+			old := d.buf[b*bs : (b+1)*bs]
 			same := true
 			for i := range img {
 				if img[i] == old[i] {
@@ -293,19 +296,17 @@ func (d *Disk) flushLocked() error {
 			if same && !d.fullRewrite {
 				continue
 			}
-			if n := len(runs); n > 0 && runs[n-1].hi == b {
-				runs[n-1].hi = b + 1
+			if n := len(runs); n > 0 && runs[n-1].lo+uint64(len(runs[n-1].data))/bs == b {
+				runs[n-1].data = append(runs[n-1].data, img...)
 			} else {
-				runs = append(runs, blockRun{b, b + 1})
+				runs = append(runs, blockRun{lo: b, data: append([]byte(nil), img...)})
 			}
-			images = append(images, img)
 		}
 	}
 	scan()
 	if cleaned && d.opts.FlushCallback != nil {
 		if err := d.opts.FlushCallback(); err != nil {
 			d.flushFailed.Store(true)
-			d.cbFailed.Store(true)
 			d.cbOnce.Do(func() {
 				if d.opts.OnEvent != nil {
 					d.opts.OnEvent(Event{Kind: EventFlushCallbackFailed, Err: err})
@@ -322,22 +323,15 @@ func (d *Disk) flushLocked() error {
 		}
 	}
 	// Write each run with one WriteAt.
-	img := 0
 	for _, run := range runs {
-		n := run.hi - run.lo
-		out := make([]byte, 0, n*uint64(d.bs))
-		for range n {
-			out = append(out, images[img]...)
-			img++
-		}
 		off := int64(run.lo) * int64(d.bs)
-		if _, err := d.dev.WriteAt(out, off); err != nil {
+		if _, err := d.dev.WriteAt(run.data, off); err != nil {
 			restore()
 			err = fmt.Errorf("%w: writing %s at %d: %w", ErrLogFailed, d.opts.name(), off, err)
 			d.fail(err, false)
 			return err
 		}
-		copy(d.buf[off:], out)
+		copy(d.buf[off:], run.data)
 	}
 	d.fullRewrite = false
 	if dirtied {
@@ -353,10 +347,10 @@ func (d *Disk) flushLocked() error {
 }
 
 // encodeBlock returns block b of the buffer as the current clean bits
-// would make it. The slice is freshly allocated.
+// would make it, in d.scratch (valid until the next call).
 func (d *Disk) encodeBlock(b uint64) []byte {
 	bs := uint64(d.bs)
-	out := make([]byte, bs)
+	out := d.scratch
 	copy(out, d.buf[b*bs:(b+1)*bs])
 	lo, hi := b*bs, (b+1)*bs // byte range of the block in the buffer
 	bmEnd := uint64(diskBitmapOffset) + uint64(len(d.clean))*8
@@ -367,15 +361,9 @@ func (d *Disk) encodeBlock(b uint64) []byte {
 	end := min(hi, bmEnd)
 	for p := start; p < end; p += 8 {
 		w := d.clean[(p-diskBitmapOffset)/8].Load()
-		putLE64(out[p-lo:], w)
+		binary.LittleEndian.PutUint64(out[p-lo:], w)
 	}
 	return out
-}
-
-func putLE64(b []byte, v uint64) {
-	_ = b[7]
-	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
-	b[4], b[5], b[6], b[7] = byte(v>>32), byte(v>>40), byte(v>>48), byte(v>>56)
 }
 
 // ResyncWork hands out the next out-of-sync region.

@@ -221,7 +221,9 @@ func (d *Disk) ClearRegion(r Region) { d.clear(r) }
 // Flush writes the blocks of the bitmap that changed since the last
 // successful flush. See the type's doc for the rules. A failed write or
 // sync fails the log (status D or F, one event) and returns an error
-// wrapping ErrLogFailed; the next Flush retries.
+// wrapping ErrLogFailed; the next Flush retries. ctx is not consulted:
+// device I/O, once issued, cannot be abandoned, and a caller that gave up
+// would not know which marks are durable.
 func (d *Disk) Flush(ctx context.Context) error {
 	if d.closed.Load() {
 		return ErrClosed

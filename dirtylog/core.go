@@ -76,6 +76,12 @@ func (c *Core) SetRegionSync(r Region, inSync bool) { c.setRegionSync(r, inSync)
 // SyncCount returns the number of regions in sync.
 func (c *Core) SyncCount() uint64 { return c.getSyncCount() }
 
+// Local is true: a core log is not shared (see IsLocal).
+func (c *Core) Local() bool { return true }
+
+// Volatile is true: Flush makes nothing durable (see IsVolatile).
+func (c *Core) Volatile() bool { return true }
+
 // RemoteRecovering is always false for a local log.
 func (c *Core) RemoteRecovering(context.Context, Region) (bool, error) { return false, nil }
 

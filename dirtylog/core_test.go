@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dmlog/dmlog/dirtylog"
+	"github.com/dmlog/dmlog/internal/testdev"
 )
 
 func TestCoreKernelSemantics(t *testing.T) {
@@ -56,4 +57,19 @@ func TestCoreBadGeometry(t *testing.T) {
 		_, err := dirtylog.NewCore(o)
 		require.ErrorIs(t, err, dirtylog.ErrBadRegionSize, "%+v", o)
 	}
+}
+
+func TestOptionalCapabilities(t *testing.T) {
+	c, err := dirtylog.NewCore(dirtylog.Options{RegionSize: 1024, DeviceSize: 4096})
+	require.NoError(t, err)
+	d, err := dirtylog.OpenDisk(testdev.NewMemory(4096), dirtylog.Options{RegionSize: 1024, DeviceSize: 4096})
+	require.NoError(t, err)
+	require.True(t, dirtylog.IsLocal(c))
+	require.True(t, dirtylog.IsVolatile(c))
+	require.True(t, dirtylog.IsLocal(d))
+	require.False(t, dirtylog.IsVolatile(d))
+	// A wrapper that hides the methods is neither: the safe default.
+	type wrapped struct{ dirtylog.Log }
+	require.False(t, dirtylog.IsLocal(wrapped{c}))
+	require.False(t, dirtylog.IsVolatile(wrapped{c}))
 }

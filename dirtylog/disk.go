@@ -380,6 +380,9 @@ func (d *Disk) SetRegionSync(r Region, inSync bool) { d.setRegionSync(r, inSync)
 // SyncCount returns the number of regions in sync.
 func (d *Disk) SyncCount() uint64 { return d.getSyncCount() }
 
+// Local is true: a disk log is not shared (see IsLocal).
+func (d *Disk) Local() bool { return true }
+
 // RemoteRecovering is always false for a local log.
 func (d *Disk) RemoteRecovering(context.Context, Region) (bool, error) { return false, nil }
 

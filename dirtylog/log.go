@@ -67,6 +67,30 @@ type Log interface {
 	io.Closer
 }
 
+// Optional capabilities. A Log may also have these methods; callers find
+// them by type assertion, so a wrapper around a log can forward them.
+//
+//	Local() bool     // true: the log is not shared with other nodes, so
+//	                 // RemoteRecovering always returns false
+//	Volatile() bool  // true: Flush makes nothing durable, so there is no
+//	                 // point waiting for it before writing
+//
+// Core has both (true); Disk is Local but not Volatile.
+
+// IsLocal reports whether l says it is not shared with other nodes
+// (a Local() bool method returning true).
+func IsLocal(l Log) bool {
+	v, ok := l.(interface{ Local() bool })
+	return ok && v.Local()
+}
+
+// IsVolatile reports whether l says its Flush makes nothing durable
+// (a Volatile() bool method returning true).
+func IsVolatile(l Log) bool {
+	v, ok := l.(interface{ Volatile() bool })
+	return ok && v.Volatile()
+}
+
 type nonBlockingKey struct{}
 
 // NonBlocking returns a context that asks InSync (and other queries) not

@@ -29,7 +29,7 @@ type Mirror struct {
 	rshift   uint
 	nregions uint64
 	nb       context.Context // dirtylog.NonBlocking(background), built once
-	volatile bool            // the log's Flush does nothing (core log)
+	volatile bool            // dirtylog.IsVolatile(log): its Flush makes nothing durable
 	ownLog   bool
 	closers  []func() error // devices Parse opened
 
@@ -48,7 +48,7 @@ type Mirror struct {
 	cond    *sync.Cond
 	waiters atomic.Int32  // goroutines in m.wait
 	rr      atomic.Uint64 // round-robin read cursor
-	local   bool          // the log is a local Core or Disk: RemoteRecovering is always false
+	local   bool          // dirtylog.IsLocal(log): RemoteRecovering is always false
 
 	// Group commit: a flush takes generation flushStarted+1; marks made
 	// before it started are durable when flushDone reaches it and okGen
@@ -154,11 +154,8 @@ func New(legs []Leg, log dirtylog.Log, o Options) (*Mirror, error) {
 		resyncKick: make(chan struct{}, 1),
 		held:       make(chan struct{}),
 	}
-	_, m.volatile = log.(*dirtylog.Core)
-	switch log.(type) {
-	case *dirtylog.Core, *dirtylog.Disk:
-		m.local = true
-	}
+	m.volatile = dirtylog.IsVolatile(log)
+	m.local = dirtylog.IsLocal(log)
 	for i := range m.shards {
 		m.shards[i].regions = make(map[dirtylog.Region]*region)
 	}

@@ -58,16 +58,23 @@ func main() {
 
 // crashLeg is one node's handle on a shared leg file. Once the node is
 // "killed" its writes no longer reach the file, as for a dead process.
-// For leg 1 the kill can be armed: the next write is held until the same
-// write reached leg 0, then dropped, so the legs differ (a write torn
-// between the legs).
+// The kill is tied to one write, chosen by the node's writer before it
+// issues it (tornWrite): that write reaches leg 0, and leg 1's copy of it
+// waits until leg 0 has it and is then dropped as the node dies, so the
+// legs differ (a write torn between the legs). Writes issued before the
+// choice are not affected, however their leg writes interleave with it.
 type crashLeg struct {
 	f      *os.File
 	leg    int
 	killed *atomic.Bool
-	armed  *atomic.Bool
-	tore   chan struct{} // closed when leg 0 got the torn write
-	once   *sync.Once
+	tear   *atomic.Pointer[tornWrite]
+}
+
+// tornWrite is the write a node dies in. tore is closed once leg 0 has it.
+type tornWrite struct {
+	off  int64
+	data []byte
+	tore chan struct{}
 }
 
 func (c *crashLeg) ReadAt(p []byte, off int64) (int, error) { return c.f.ReadAt(p, off) }
@@ -76,20 +83,21 @@ func (c *crashLeg) WriteAt(p []byte, off int64) (int, error) {
 	if c.killed.Load() {
 		return len(p), nil // the process is gone: nothing reaches the disk
 	}
-	if c.armed.Load() {
-		if c.leg == 0 {
-			n, err := c.f.WriteAt(p, off)
-			c.once.Do(func() { close(c.tore) })
-			return n, err
-		}
-		select { // leg 1: the node dies before this write is issued
-		case <-c.tore:
-		case <-time.After(time.Second):
-		}
-		c.killed.Store(true)
-		return len(p), nil
+	t := c.tear.Load()
+	if t == nil || t.off != off || !bytes.Equal(t.data, p) {
+		return c.f.WriteAt(p, off)
 	}
-	return c.f.WriteAt(p, off)
+	if c.leg == 0 {
+		n, err := c.f.WriteAt(p, off)
+		close(t.tore)
+		return n, err
+	}
+	select { // leg 1: the node dies before this copy is issued
+	case <-t.tore:
+	case <-time.After(10 * time.Second): // leg 0's copy never came: die anyway
+	}
+	c.killed.Store(true)
+	return len(p), nil
 }
 
 func (c *crashLeg) Sync() error {
@@ -106,7 +114,9 @@ type node struct {
 	log    *etcdlog.Log
 	m      *mirror.Mirror
 	killed atomic.Bool
-	armed  atomic.Bool
+	// armed asks the writer to die in its next write; tear is that write.
+	armed atomic.Bool
+	tear  atomic.Pointer[tornWrite]
 }
 
 func openNode(ctx context.Context, name string, lease time.Duration, endpoint string, legPaths []string) (*node, error) {
@@ -124,14 +134,13 @@ func openNode(ctx context.Context, name string, lease time.Duration, endpoint st
 	if err != nil {
 		return nil, err
 	}
-	tore, once := make(chan struct{}), new(sync.Once)
 	var legs []mirror.Leg
 	for i, p := range legPaths {
 		f, err := os.OpenFile(p, os.O_RDWR, 0)
 		if err != nil {
 			return nil, err
 		}
-		legs = append(legs, &crashLeg{f: f, leg: i, killed: &n.killed, armed: &n.armed, tore: tore, once: once})
+		legs = append(legs, &crashLeg{f: f, leg: i, killed: &n.killed, tear: &n.tear})
 	}
 	n.m, err = mirror.New(legs, n.log, mirror.Options{Size: devSize, Names: []string{"leg0", "leg1"}, Syncer: s, ClearDelay: time.Second})
 	return n, err
@@ -163,6 +172,9 @@ func (n *node) writer(seed uint64, lo, hi int, stop <-chan struct{}, w *writes) 
 		}
 		if n.killed.Load() {
 			return
+		}
+		if n.armed.Load() {
+			n.tear.Store(&tornWrite{off: off, data: p, tore: make(chan struct{})})
 		}
 		if _, err := n.m.WriteAt(p, off); err != nil || n.killed.Load() {
 			// The node died in this write: not acknowledged, and it may

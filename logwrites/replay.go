@@ -152,7 +152,39 @@ type replayer struct {
 	o      ReplayOptions
 	s      int
 	win    *window // read-ahead over the log
+	st     *stage  // staging buffer for large entries; nil until one is staged
+	staged bool    // the last entry with data was staged (true at the start)
 	zeros  []byte
+}
+
+// ReadAt serves the log iterator's reads (headers, probes, mark names):
+// from the last staged read if it holds them (the header after a staged
+// entry), else from the read-ahead window. At the start and after a staged
+// entry, a header the window does not hold is read on its own rather than
+// by refilling the window, whose read-ahead would be wasted if the next
+// entries are staged.
+func (rp *replayer) ReadAt(p []byte, off int64) (int, error) {
+	if rp.st != nil {
+		if v, ok := rp.st.resident(off, len(p)); ok {
+			return copy(p, v), nil
+		}
+	}
+	if rp.staged && len(p) >= HeaderSize && !rp.win.holds(off, len(p)) {
+		return rp.log.r.ReadAt(p, off)
+	}
+	return rp.win.ReadAt(p, off)
+}
+
+// fail returns err as a *ReplayError, flushing the pending run first: if
+// that fails, its error (about an earlier entry) is returned instead.
+func (rp *replayer) fail(e Entry, applied uint64, err error) error {
+	if ferr := rp.flushRun(); ferr != nil {
+		return ferr
+	}
+	if re, ok := err.(*ReplayError); ok {
+		return re
+	}
+	return &ReplayError{Entry: e, Applied: applied, Err: err}
 }
 
 func (rp *replayer) progress(e Entry, a Action) {
@@ -194,11 +226,12 @@ func (rp *replayer) run() error {
 	var r io.ReaderAt = rp.log.r // Find reads headers only
 	if !o.Find {
 		rp.win = newWindow(rp.log.r, replayChunk)
-		r = rp.win
+		rp.staged = true
+		r = rp
 	}
 	for e, err := range rp.log.entries(r) {
 		if err != nil {
-			return &ReplayError{Entry: e, Applied: applied, Err: err}
+			return rp.fail(e, applied, err)
 		}
 		if e.Index < start {
 			rp.progress(e, Seeked)
@@ -213,13 +246,22 @@ func (rp *replayer) run() error {
 			rp.progress(e, Seeked)
 			continue
 		}
-		act, err := rp.apply(e)
+		act, err := rp.apply(e, applied)
 		if err != nil {
-			return &ReplayError{Entry: e, Applied: applied, Err: err}
+			return rp.fail(e, applied, err)
 		}
 		applied++
-		rp.progress(e, act)
+		if o.Progress != nil {
+			// Progress is told about an entry once it is on the target.
+			if err := rp.flushRun(); err != nil {
+				return err
+			}
+			rp.progress(e, act)
+		}
 		if o.Checker != nil && ((o.CheckEvery != 0 && count%o.CheckEvery == 0) || e.Flags&o.CheckOn != 0) {
+			if err := rp.flushRun(); err != nil {
+				return err
+			}
 			if err := rp.check(e); err != nil {
 				return &ReplayError{Entry: e, Applied: applied, Err: err}
 			}
@@ -230,6 +272,9 @@ func (rp *replayer) run() error {
 	}
 	if o.Find {
 		return ErrNotFound
+	}
+	if err := rp.flushRun(); err != nil {
+		return err
 	}
 	if err := syncDev(rp.target); err != nil {
 		return fmt.Errorf("logwrites: syncing the replay target: %w", err)
@@ -277,13 +322,18 @@ func (rp *replayer) zeroBuf(n int64) []byte {
 	return rp.zeros[:min(n, replayChunk)]
 }
 
-// apply replays one entry.
-func (rp *replayer) apply(e Entry) (Action, error) {
+// apply replays one entry; applied is the number of entries applied before
+// it. A write entry's data may be left in the pending run (see stage.go):
+// anything else written to the target is written after the run is flushed.
+func (rp *replayer) apply(e Entry, applied uint64) (Action, error) {
 	s := rp.s
 	switch {
 	case e.Flags&FlagDiscard != 0:
 		if rp.o.NoDiscard || !rp.inRange(e) {
 			return Skipped, nil
+		}
+		if err := rp.flushRun(); err != nil {
+			return Replayed, err
 		}
 		off, n := e.Offset(s), e.Length(s)
 		for done := int64(0); done < n; {
@@ -301,7 +351,19 @@ func (rp *replayer) apply(e Entry) (Action, error) {
 	}
 	off, n := e.Offset(s), e.Length(s)
 	data := int64(e.Block+1) * int64(s)
+	rp.staged = false
 	for done := int64(0); done < n; {
+		if !rp.win.holds(data+done, 1) && rp.stageable(n-done) {
+			// The rest of the data is not in the window: stage it.
+			if err := rp.stageData(e, applied, data+done, off+done, n-done); err != nil {
+				return Replayed, err
+			}
+			rp.staged = true
+			return Replayed, nil
+		}
+		if err := rp.flushRun(); err != nil {
+			return Replayed, err
+		}
 		b, err := rp.win.next(data+done, int(min(n-done, int64(len(rp.win.buf)))))
 		if err != nil {
 			return Replayed, fmt.Errorf("reading data: %w", err)

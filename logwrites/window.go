@@ -48,6 +48,11 @@ func (w *window) fill(off int64, n int) error {
 	return err
 }
 
+// holds reports whether log bytes [off, off+n) are resident.
+func (w *window) holds(off int64, n int) bool {
+	return off >= w.off && off+int64(n) <= w.off+int64(w.n)
+}
+
 // view returns n bytes (n <= len(buf)) at off, valid until the next call.
 func (w *window) view(off int64, n int) ([]byte, error) {
 	if err := w.fill(off, n); err != nil {

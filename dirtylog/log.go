@@ -40,9 +40,16 @@ type Log interface {
 	// returns nil. Clears may reach stable storage later.
 	Flush(ctx context.Context) error
 
-	// ResyncWork hands out a region that is out of sync and not already
-	// being recovered; ok is false when there is none. A region is handed
-	// out once until SetRegionSync is called for it.
+	// ResyncWork hands out a region that is out of sync and that no other
+	// caller is recovering; ok is false when there is none. A region handed
+	// out is not handed to anyone else until SetRegionSync ends its
+	// recovery. Logs differ in how many recoveries they allow at once:
+	// Core and Disk hand each region out once and move on, so a caller
+	// may copy several in parallel; a clustered log (remote, etcdlog)
+	// allows one at a time, as the kernel's userspace log server does, and
+	// returns the caller's unfinished region again until it is set. A
+	// caller that copies in parallel treats a region it is already copying
+	// as "no more work for now".
 	ResyncWork(ctx context.Context) (r Region, ok bool, err error)
 	// SetRegionSync records the outcome of a recovery (or that r went out
 	// of sync) and always ends r's recovery. A region is counted once

@@ -69,6 +69,9 @@ type Options struct {
 	ReadRepair bool
 
 	// ResyncParallel is the number of regions copied at once (default 4).
+	// A log that allows one recovery at a time (the clustered logs of
+	// dirtylog/remote and dirtylog/etcdlog) copies one region at a time,
+	// whatever this says.
 	ResyncParallel int
 	// ResyncRate limits resync to this many bytes per second (0: no limit).
 	ResyncRate int64

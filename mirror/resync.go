@@ -21,6 +21,12 @@ type resyncState struct {
 	backoff   time.Duration
 	bufs      sync.Pool
 	lastEvent time.Time
+	// copying holds the regions this mirror is recovering, from the
+	// ResyncWork that handed one out until just before the SetRegionSync
+	// that ends its recovery. A log that recovers one region at a time
+	// (remote, etcdlog) hands its recoverer the unfinished region again;
+	// finding it here means "no more work for now".
+	copying map[dirtylog.Region]struct{}
 }
 
 func (m *Mirror) kickResync() {
@@ -76,8 +82,7 @@ func (m *Mirror) scheduleOne(g *errgroup.Group) bool {
 		return false
 	}
 	if ok {
-		g.Go(func() error { m.recoverRegion(m.ctx, r); return nil })
-		return true
+		return m.startRecovery(m.ctx, g, r)
 	}
 	if r, legs, ok := m.nextJoinRegion(); ok {
 		g.Go(func() error { m.joinCopy(m.ctx, r, legs); return nil })
@@ -130,6 +135,43 @@ func (m *Mirror) resetBackoff() {
 	m.kickResync()
 }
 
+// startRecovery starts recovering r on g, unless this mirror is already
+// recovering it (see resyncState.copying); it reports whether it started.
+func (m *Mirror) startRecovery(ctx context.Context, g *errgroup.Group, r dirtylog.Region) bool {
+	s := &m.resync
+	s.mu.Lock()
+	if _, busy := s.copying[r]; busy {
+		s.mu.Unlock()
+		return false
+	}
+	if s.copying == nil {
+		s.copying = map[dirtylog.Region]struct{}{}
+	}
+	s.copying[r] = struct{}{}
+	s.mu.Unlock()
+	g.Go(func() error { m.recoverRegion(ctx, r); return nil })
+	return true
+}
+
+// copying reports whether this mirror is recovering r.
+func (m *Mirror) copying(r dirtylog.Region) bool {
+	m.resync.mu.Lock()
+	defer m.resync.mu.Unlock()
+	_, ok := m.resync.copying[r]
+	return ok
+}
+
+// endRecovery records the outcome of r's recovery in the log. r leaves
+// resyncState.copying first: a log that hands out each region once until
+// SetRegionSync (Core, Disk) may hand r out again as soon as this call
+// returns, and that must be recovered, not taken for the copy that ended.
+func (m *Mirror) endRecovery(r dirtylog.Region, inSync bool) {
+	m.resync.mu.Lock()
+	delete(m.resync.copying, r)
+	m.resync.mu.Unlock()
+	m.log.SetRegionSync(r, inSync)
+}
+
 // recoverRegion is the kernel's recovery of one region: quiesce it (wait
 // for its writes in flight, park new ones), copy it from the default leg
 // to every other leg, and record the outcome in the log. A copy error
@@ -139,7 +181,7 @@ func (m *Mirror) recoverRegion(ctx context.Context, r dirtylog.Region) {
 	e, err := m.quiesceLocked(ctx, r)
 	if err != nil {
 		m.mu.Unlock()
-		m.log.SetRegionSync(r, false) // end the recovery; still out of sync
+		m.endRecovery(r, false) // still out of sync
 		return
 	}
 	c := m.cfg.Load()
@@ -159,7 +201,7 @@ func (m *Mirror) recoverRegion(ctx context.Context, r dirtylog.Region) {
 		// Recovered: in sync, and clean once the legs are synced. The
 		// region joins the idle dirty set, so the clear reaches the log
 		// with the next batch of clears (after the flush callback).
-		m.log.SetRegionSync(r, true)
+		m.endRecovery(r, true)
 		m.syncEpoch++
 		e.inSync = true
 		if !e.dirty {
@@ -174,7 +216,7 @@ func (m *Mirror) recoverRegion(ctx context.Context, r dirtylog.Region) {
 		if ctx.Err() == nil {
 			m.noteResyncFailure()
 		}
-		m.log.SetRegionSync(r, false)
+		m.endRecovery(r, false)
 		m.syncEpoch++
 		e.inSync = false
 	}
@@ -368,8 +410,17 @@ func (m *Mirror) Resync(ctx context.Context) error {
 			_ = g.Wait()
 			return fmt.Errorf("mirror: resync: %w", err)
 		}
-		if ok {
-			g.Go(func() error { m.recoverRegion(ctx, r); return nil })
+		if ok && m.startRecovery(ctx, &g, r) {
+			continue
+		}
+		if ok { // the log's one recovery is ours and still running
+			_ = g.Wait()
+			if m.copying(r) { // by the background worker: let it finish
+				select {
+				case <-ctx.Done():
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
 			continue
 		}
 		if r, legs, ok := m.nextJoinRegion(); ok {

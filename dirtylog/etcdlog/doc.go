@@ -23,9 +23,11 @@
 //     into resync work (the regions go out of sync) and deletes them, in
 //     one transaction. A node restarted under the same id does the same
 //     for itself when it registers.
-//   - Recovery: one node recovers at a time (the recoverer key, bound to
-//     its lease) and may hold several regions, each claimed with a key
-//     bound to its lease, so a dead recoverer's claims free themselves.
+//   - Recovery: one region is recovered at a time, cluster-wide, as in
+//     cmirrord: the recoverer key and the region's claim key are bound to
+//     the recovering node's lease, so a dead recoverer's claim frees
+//     itself. Until SetRegionSync, asking again returns the same region
+//     to the same node and nothing to the others.
 //     RemoteRecovering is true for any out-of-sync region, and records a
 //     priority request so the recoverer resyncs the regions writers wait
 //     on first. SetRegionSync releases the claim.

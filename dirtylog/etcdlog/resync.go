@@ -11,17 +11,18 @@ import (
 
 // ResyncWork claims an out-of-sync region for this node to recover.
 //
-// One node recovers at a time, as in cmirrord: the recoverer key, bound to
-// the node's lease, names it; it may hold several regions (a mirror copies
-// in parallel), each handed out once until SetRegionSync, and gives the
-// role up when it holds none. Other nodes get no work meanwhile. A region
-// some writer waits on (see RemoteRecovering) is taken first, oldest
-// request first, then the next one at or after this node's resync cursor.
-// Each claim is a key bound to this node's lease, created only if no node
-// holds one and the region is still out of sync; SetRegionSync releases
-// it, and the lease releases it (and the recoverer role) if the node
-// dies. ok is false when nothing is left to claim, another node is the
-// recoverer, or the log is suspended.
+// One region is recovered at a time, cluster-wide, as in cmirrord: the
+// recoverer key, bound to the node's lease, names the recovering node, and
+// a claim key, bound to the same lease, names the region. Until
+// SetRegionSync ends its recovery, this node gets that same region each
+// time it asks (so an abandoned call loses nothing) and other nodes get no
+// work. A region some writer waits on (see RemoteRecovering) is taken
+// first, oldest request first, then the next one at or after this node's
+// resync cursor. A claim is created only if no node holds one and the
+// region is still out of sync; SetRegionSync releases it, and the lease
+// releases it (and the recoverer role) if the node dies. ok is false when
+// nothing is left to claim, another node is the recoverer, or the log is
+// suspended.
 func (l *Log) ResyncWork(ctx context.Context) (dirtylog.Region, bool, error) {
 	if l.closed.Load() {
 		return 0, false, fmt.Errorf("etcdlog: resync work: %w", dirtylog.ErrClosed)
@@ -43,6 +44,9 @@ func (l *Log) ResyncWork(ctx context.Context) (dirtylog.Region, bool, error) {
 		recov, held := l.c.recovery(self)
 		if recov != "" && recov != self {
 			return 0, false, nil
+		}
+		if r, ok := l.c.heldClaim(self); ok && recov == self {
+			return r, true, nil // still ours: the same region again
 		}
 		cand, ok := l.c.nextCandidate(skip)
 		if !ok {

@@ -68,9 +68,9 @@ const (
 //   - marks are per node: a region marked by several nodes is clean only
 //     after every one of them cleared it, and only if it is in sync; two
 //     marks by one node need one clear;
-//   - one node recovers at a time (it may hold several regions, each
-//     handed out once until SetRegionSync); the others get no work
-//     meanwhile;
+//   - one region is recovered at a time, cluster-wide: until
+//     SetRegionSync ends its recovery, the node that claimed it gets the
+//     same region each time it asks, and the others get no work;
 //   - RemoteRecovering is true for any out-of-sync region and moves it to
 //     the front of the resync queue;
 //   - what one node's call acknowledged (a flushed mark, a set-sync) is
@@ -156,16 +156,22 @@ func RunCluster(t *testing.T, f ClusterFactory) {
 		a, b := c.Node(0), c.Node(1)
 		r0 := requireWork(t, a, true)
 		_ = requireWork(t, b, false)
-		r1 := requireWork(t, a, true)
-		require.NotEqual(t, r0, r1, "a region was handed out twice")
+		require.Equal(t, r0, requireWork(t, a, true), "asking again must return the same region to the same node")
 		_ = requireWork(t, b, false)
 		a.SetRegionSync(r0, true)
-		_ = requireWork(t, b, false) // a still holds r1
-		a.SetRegionSync(r1, true)
-		r2 := requireWork(t, b, true)
-		require.NotContains(t, []dirtylog.Region{r0, r1}, r2)
-		_ = requireWork(t, a, false)
-		b.SetRegionSync(r2, true)
+		r1 := requireWork(t, b, true)
+		require.NotEqual(t, r0, r1, "a region set in sync was handed out again")
+		_ = requireWork(t, a, false) // b is the recoverer now
+		require.Equal(t, r1, requireWork(t, b, true))
+		// A failed recovery (set out of sync) also ends the claim: the
+		// region stays resync work, for whoever asks next.
+		b.SetRegionSync(r1, false)
+		r2 := requireWork(t, a, true)
+		_ = requireWork(t, b, false)
+		a.SetRegionSync(r2, true)
+		r3 := requireWork(t, b, true)
+		require.NotContains(t, []dirtylog.Region{r0, r2}, r3)
+		b.SetRegionSync(r3, true)
 		require.EqualValues(t, 3, a.SyncCount())
 		require.EqualValues(t, 3, b.SyncCount())
 	})

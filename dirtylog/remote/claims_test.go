@@ -14,8 +14,9 @@ import (
 
 // TestLostResyncReplyIsOfferedAgain: the server handed node 5 a region,
 // and the reply was lost with the connection. When node 5 comes back
-// (CTR on a new connection) and asks again, it gets the same region; node
-// 6 gets nothing meanwhile, since node 5 is the recoverer.
+// (CTR on a new connection) and asks again, it gets the same region, and
+// keeps getting it until it sets it in sync; node 6 gets nothing
+// meanwhile, since node 5 is the recoverer.
 func TestLostResyncReplyIsOfferedAgain(t *testing.T) {
 	checkGoroutines(t)
 	ts := startServer(t, ServerOptions{DeadAfter: -1})
@@ -48,7 +49,9 @@ func TestLostResyncReplyIsOfferedAgain(t *testing.T) {
 	require.Equal(t, r, r2, "asking again after a reconnect must return the same region")
 	ok, r3 := work(a, 5)
 	require.True(t, ok)
-	require.NotEqual(t, r, r3, "re-offered only once per reconnect")
+	require.Equal(t, r, r3, "asking again must return the same region until it is set")
+	ok, _ = work(b, 6)
+	require.False(t, ok, "another node got work while node 5 holds a claim")
 }
 
 // TestAbandonedResyncWorkIsOfferedAgain: a ResyncWork whose context ends
@@ -82,19 +85,14 @@ func TestAbandonedResyncWorkIsOfferedAgain(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 
 	bg := context.Background()
-	seen := map[dirtylog.Region]bool{}
-	for range n {
+	for want := range dirtylog.Region(n) {
 		r, ok, err := a.ResyncWork(bg)
 		require.NoError(t, err)
 		require.True(t, ok)
-		require.False(t, seen[r], "region %d handed out twice", r)
-		seen[r] = true
+		require.Equal(t, want, r, "regions are recovered one at a time, in order (region 0 was the abandoned claim)")
 		_, ok, err = b.ResyncWork(bg)
 		require.NoError(t, err)
 		require.False(t, ok, "node 2 got work while node 1 recovers")
-	}
-	require.True(t, seen[0], "the abandoned claim on region 0 was never offered again")
-	for r := range seen {
 		a.SetRegionSync(r, true)
 	}
 	require.EqualValues(t, n, b.SyncCount())

@@ -118,13 +118,7 @@ type Client struct {
 	resumed     bool
 	closed      bool
 	pendingSync map[dirtylog.Region]bool
-	claims      map[dirtylog.Region]struct{} // handed to us, not yet set
-	// claimsLost: a GET_RESYNC_WORK was sent but its reply not seen, so
-	// the server may hold a claim for us that we do not know of. The next
-	// ResyncWork rejoins (CTR) first, which makes the server offer our
-	// claims again.
-	claimsLost bool
-	abandon    bool // test hook: simulate a crash, never redial
+	abandon     bool // test hook: simulate a crash, never redial
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -192,7 +186,6 @@ func Dial(ctx context.Context, network, address string, opts ClientOptions) (*Cl
 		opts: opts, network: network, address: address,
 		ctr:         append([]byte(ctrStr), 0),
 		pendingSync: map[dirtylog.Region]bool{},
-		claims:      map[dirtylog.Region]struct{}{},
 		done:        make(chan struct{}),
 		ready:       make(chan struct{}),
 	}
@@ -715,54 +708,28 @@ func (c *Client) delayedFlush() {
 	_ = c.flushLocked(ctx, true)
 }
 
-// ResyncWork asks the server for a region to recover. One node of the
-// cluster recovers at a time (others get none meanwhile); it may hold
-// several regions, each handed out once until SetRegionSync. After a
-// reconnect the server offers this node's claims again, in case a reply
-// was lost; regions this client already holds are skipped.
-//
-// A call that fails after its request may have reached the server (its
-// context ended, the server became unreachable) leaves the server possibly
-// holding a claim this client never saw; the next call first rejoins the
-// log (CTR), so that the server offers that claim again.
+// ResyncWork asks the server for a region to recover. As in cmirrord,
+// one region of the log is recovered at a time, cluster-wide: until
+// SetRegionSync ends its recovery, the node that claimed it gets the same
+// region each time it asks, and every other node gets none. So a reply
+// lost with a connection, or a call abandoned when its context ended,
+// leaves nothing stuck: the next call returns the claimed region.
 func (c *Client) ResyncWork(ctx context.Context) (dirtylog.Region, bool, error) {
-	for range 1 << 20 {
-		c.mu.Lock()
-		lost := c.claimsLost
-		c.mu.Unlock()
-		if lost {
-			if _, err := c.call(ctx, RequestCtr, c.ctr); err != nil {
-				return 0, false, fmt.Errorf("remote: rejoining log %s for its recovery claims: %w", c.opts.UUID, err)
-			}
-			c.mu.Lock()
-			c.claimsLost = false
-			c.mu.Unlock()
-		}
-		p, err := c.call(ctx, RequestGetResyncWork, nil)
-		if err != nil {
-			if _, ok := errors.AsType[*RemoteError](err); !ok {
-				c.mu.Lock()
-				c.claimsLost = true
-				c.mu.Unlock()
-			}
-			return 0, false, err
-		}
-		if len(p) != 16 {
-			return 0, false, fmt.Errorf("%w: GET_RESYNC_WORK reply of %d bytes", ErrBadFrame, len(p))
-		}
-		if binary.LittleEndian.Uint64(p) == 0 {
-			return 0, false, nil
-		}
-		r := dirtylog.Region(binary.LittleEndian.Uint64(p[8:]))
-		c.mu.Lock()
-		_, dup := c.claims[r]
-		c.claims[r] = struct{}{}
-		c.mu.Unlock()
-		if !dup {
-			return r, true, nil
-		}
+	p, err := c.call(ctx, RequestGetResyncWork, nil)
+	if err != nil {
+		return 0, false, err
 	}
-	return 0, false, fmt.Errorf("%w: server keeps re-offering claimed regions", ErrBadFrame)
+	if len(p) != 16 {
+		return 0, false, fmt.Errorf("%w: GET_RESYNC_WORK reply of %d bytes", ErrBadFrame, len(p))
+	}
+	if binary.LittleEndian.Uint64(p) == 0 {
+		return 0, false, nil
+	}
+	r := dirtylog.Region(binary.LittleEndian.Uint64(p[8:]))
+	if uint64(r) >= c.count {
+		return 0, false, fmt.Errorf("%w: GET_RESYNC_WORK returned region %d of %d", ErrBadFrame, r, c.count)
+	}
+	return r, true, nil
 }
 
 // SetRegionSync tells the server r's sync state and ends its recovery.
@@ -772,9 +739,6 @@ func (c *Client) SetRegionSync(r dirtylog.Region, inSync bool) {
 	if uint64(r) >= c.count {
 		return
 	}
-	c.mu.Lock()
-	delete(c.claims, r)
-	c.mu.Unlock()
 	ctx, cancel := c.timeoutCtx()
 	defer cancel()
 	_, err := c.call(ctx, RequestSetRegionSync, setSyncPayload(r, inSync))

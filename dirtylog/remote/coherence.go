@@ -1,8 +1,6 @@
 package remote
 
 import (
-	"slices"
-
 	"github.com/bits-and-blooms/bitset"
 
 	"github.com/dmlog/dmlog/dirtylog"
@@ -24,7 +22,7 @@ const (
 
 // coherence is the cluster state of one log, after cmirrord (reference
 // §5): clean and sync bits, which nodes hold a mark on which region, the
-// recovery claims, the resync cursor and the priority queue of
+// recovery claim, the resync cursor and the priority queue of
 // regions someone is waiting to write. It does no I/O and takes no lock:
 // the server serialises calls per log and mirrors clean-bit changes
 // (returned as cleanChange) into the backing core or disk log.
@@ -38,7 +36,7 @@ const (
 //     no marks and in sync (cmirrord leaves a resynced region dirty until
 //     its next clear; it does not matter for the data but costs a resync
 //     after a restart);
-//   - recovery claims are held by at most one node at a time.
+//   - at most one region is claimed for recovery, by one node, at a time.
 type coherence struct {
 	count     uint64
 	clean     *bitset.BitSet
@@ -48,9 +46,10 @@ type coherence struct {
 	nodes   map[NodeID]*nodeMarks
 	markers map[dirtylog.Region]uint32 // how many nodes mark a region
 
-	// Recovery claims: one recovering node at a time, which may hold
-	// several regions (a mirror copies regions in parallel).
-	claims    map[dirtylog.Region]bool
+	// The recovery claim, as cmirrord's recovering_region and recoverer:
+	// one region at a time cluster-wide, claimed by one node.
+	claimed   bool
+	claim     dirtylog.Region
 	recoverer NodeID
 
 	cursor uint64 // next region ResyncWork looks at
@@ -61,9 +60,6 @@ type coherence struct {
 type nodeMarks struct {
 	marks  map[dirtylog.Region]struct{}
 	halted bool // presuspended: recovery halted for this node
-	// reoffer holds the node's claims to hand out again after it
-	// reconnected: a reply carrying one may have been lost.
-	reoffer []dirtylog.Region
 }
 
 // newCoherence returns the state of a log of count regions whose clean and
@@ -76,7 +72,6 @@ func newCoherence(count uint64, clean, inSync func(dirtylog.Region) bool) *coher
 		nodes:   map[NodeID]*nodeMarks{},
 		markers: map[dirtylog.Region]uint32{},
 		inPrio:  map[dirtylog.Region]bool{},
-		claims:  map[dirtylog.Region]bool{},
 	}
 	for r := uint64(0); r < count; r++ {
 		if clean(dirtylog.Region(r)) {
@@ -102,18 +97,9 @@ func (c *coherence) node(n NodeID) *nodeMarks {
 func (c *coherence) inRange(r dirtylog.Region) bool { return uint64(r) < c.count }
 
 // join records node n as a member. A node that joins again (it
-// reconnected) is offered its recovery claims again first, since the
-// reply that handed one out may have been lost with the connection.
-func (c *coherence) join(n NodeID) {
-	nm := c.node(n)
-	nm.reoffer = nm.reoffer[:0]
-	if c.recoverer == n {
-		for r := range c.claims {
-			nm.reoffer = append(nm.reoffer, r)
-		}
-		slices.Sort(nm.reoffer)
-	}
-}
+// reconnected) keeps its recovery claim: asking for work returns it, so a
+// reply lost with the old connection loses nothing.
+func (c *coherence) join(n NodeID) { c.node(n) }
 
 // member reports whether n is a member.
 func (c *coherence) member(n NodeID) bool { return c.nodes[n] != nil }
@@ -187,60 +173,55 @@ func (c *coherence) settle(r dirtylog.Region) cleanChange {
 func (c *coherence) isClean(r dirtylog.Region) bool { return c.clean.Test(uint(r)) }
 func (c *coherence) inSync(r dirtylog.Region) bool  { return c.sync.Test(uint(r)) }
 
-// resyncWork hands node n a region to recover. One node recovers at a
-// time: while it holds claims, every other node gets nothing. A region is
-// handed out once until setRegionSync (or its claimer leaves), except that
-// a node that reconnected is offered its claims again first. Regions
-// someone waits to write (the priority queue) go before the next
-// out-of-sync region at or after the cursor.
+// resyncWork hands node n a region to recover, as cmirrord does: one
+// region is recovered at a time cluster-wide. While a region is claimed,
+// its claimer asking again gets that same region (so a reply lost with a
+// connection, or abandoned by the caller, loses nothing) and every other
+// node gets nothing. Otherwise a region someone waits to write (the
+// priority queue) goes first, then the next out-of-sync region at or after
+// the cursor.
 func (c *coherence) resyncWork(n NodeID) (dirtylog.Region, bool) {
-	if len(c.claims) > 0 && c.recoverer != n {
-		return 0, false
-	}
-	if nm := c.nodes[n]; nm != nil {
-		for len(nm.reoffer) > 0 {
-			r := nm.reoffer[0]
-			nm.reoffer = nm.reoffer[1:]
-			if c.claims[r] {
-				return r, true
-			}
+	if c.claimed {
+		if c.recoverer == n {
+			return c.claim, true
 		}
+		return 0, false
 	}
 	for len(c.prio) > 0 {
 		r := c.prio[0]
 		c.prio = c.prio[1:]
 		delete(c.inPrio, r)
-		if !c.sync.Test(uint(r)) && !c.claims[r] {
-			return c.claim(n, r), true
+		if !c.sync.Test(uint(r)) {
+			return c.take(n, r), true
 		}
 	}
-	for c.cursor < c.count {
-		next, ok := c.sync.NextClear(uint(c.cursor))
-		if !ok || uint64(next) >= c.count {
-			c.cursor = c.count
-			return 0, false
-		}
-		r := dirtylog.Region(next)
-		c.cursor = uint64(r) + 1
-		if !c.claims[r] {
-			return c.claim(n, r), true
-		}
+	if c.cursor >= c.count {
+		return 0, false
 	}
-	return 0, false
+	next, ok := c.sync.NextClear(uint(c.cursor))
+	if !ok || uint64(next) >= c.count {
+		c.cursor = c.count
+		return 0, false
+	}
+	c.cursor = uint64(next) + 1
+	return c.take(n, dirtylog.Region(next)), true
 }
 
-func (c *coherence) claim(n NodeID, r dirtylog.Region) dirtylog.Region {
-	c.claims[r] = true
-	c.recoverer = n
+// take claims r for node n.
+func (c *coherence) take(n NodeID, r dirtylog.Region) dirtylog.Region {
+	c.claimed, c.claim, c.recoverer = true, r, n
 	return r
 }
 
+// unclaim ends the recovery claim if it is on r.
 func (c *coherence) unclaim(r dirtylog.Region) {
-	delete(c.claims, r)
+	if c.claimed && c.claim == r {
+		c.claimed = false
+	}
 }
 
 // recovering reports whether r is claimed for recovery.
-func (c *coherence) recovering(r dirtylog.Region) bool { return c.claims[r] }
+func (c *coherence) recovering(r dirtylog.Region) bool { return c.claimed && c.claim == r }
 
 // setRegionSync records r's sync state. It ends r's recovery claim; a
 // region counts once however often it is set in sync; one that goes out
@@ -284,7 +265,7 @@ func (c *coherence) remoteRecovering(n NodeID, r dirtylog.Region) (rec bool, hin
 	if c.sync.Test(uint(r)) {
 		return false, hint
 	}
-	if !c.claims[r] && !c.inPrio[r] {
+	if !c.recovering(r) && !c.inPrio[r] {
 		c.prio = append(c.prio, r)
 		c.inPrio[r] = true
 	}
@@ -318,12 +299,10 @@ func (c *coherence) leave(n NodeID) (resync []dirtylog.Region, released bool) {
 		c.setSyncBit(r, false)
 		// The region was marked, so its clean bit is already 0.
 	}
-	if len(c.claims) > 0 && c.recoverer == n {
-		for r := range c.claims {
-			delete(c.claims, r)
-			if uint64(r) < c.cursor {
-				c.cursor = uint64(r)
-			}
+	if c.claimed && c.recoverer == n {
+		c.claimed = false
+		if uint64(c.claim) < c.cursor {
+			c.cursor = uint64(c.claim)
 		}
 		released = true
 	}

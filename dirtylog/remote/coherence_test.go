@@ -137,17 +137,25 @@ func TestCoherence(t *testing.T) {
 			1 sync 2 0 => dirtied
 			1 sync 2 0 => same
 			0 count => 0`},
-		{"OneRecovererManyRegions", 8, false, `
+		{"OneRegionRecoveredAtATime", 8, false, `
 			1 work => 0
 			2 work => none
-			1 work => 1
-			1 sync 0 1 => same
+			1 work => 0
+			1 work => 0
 			2 work => none
-			1 sync 1 1 => same
-			2 work => 2
+			1 sync 0 1 => same
+			2 work => 1
 			1 work => none
-			2 sync 2 1 => same
+			2 work => 1
+			2 sync 1 1 => same
+			1 work => 2
+			1 sync 2 1 => same
 			0 count => 3`},
+		{"SetSyncOfAnotherRegionKeepsTheClaim", 8, false, `
+			1 work => 0
+			2 sync 5 1 => same
+			2 work => none
+			1 work => 0`},
 		{"FailedRecoveryRequeues", 8, true, `
 			1 sync 5 0 => dirtied
 			1 work => 5
@@ -167,12 +175,14 @@ func TestCoherence(t *testing.T) {
 			2 rec 6 => true 0
 			1 work => 6
 			2 rec 6 => true 0
-			1 work => 0
+			1 work => 6
 			1 sync 6 1 => same
 			2 rec 6 => false 0
+			1 work => 0
 			1 sync 0 1 => same
 			2 rec 7 => true 1
 			1 work => 7
+			1 sync 7 1 => same
 			1 work => 1`},
 		{"InSyncNotRecovering", 8, true, `
 			2 rec 3 => false 8
@@ -201,6 +211,7 @@ func TestCoherence(t *testing.T) {
 			0 count => 14
 			0 clean 3 => false
 			2 work => 3
+			2 work => 3
 			2 sync 3 1 => cleaned
 			2 work => 9
 			2 sync 9 1 => same
@@ -214,19 +225,20 @@ func TestCoherence(t *testing.T) {
 			0 insync 3 => false`},
 		{"DeadRecovererReleased", 8, false, `
 			1 work => 0
+			1 sync 0 1 => same
 			1 work => 1
 			2 work => none
 			1 leave => [] released
-			2 work => 0
 			2 work => 1
+			2 sync 1 1 => same
 			2 work => 2`},
-		{"RejoinReoffersClaims", 8, false, `
+		{"RejoinKeepsTheClaim", 8, false, `
 			1 work => 0
-			1 work => 1
 			1 join => -
+			2 work => none
 			1 work => 0
-			1 work => 1
-			1 work => 2`},
+			1 sync 0 1 => same
+			1 work => 1`},
 		{"OutOfRangeIgnored", 8, true, `
 			1 mark 8 => same
 			1 clear 99 => same
@@ -241,7 +253,8 @@ func TestCoherence(t *testing.T) {
 
 // TestCoherenceInvariants drives random operations and checks the
 // invariants after each: a marked or out-of-sync region is never clean,
-// the sync count is the popcount, claims belong to one node.
+// the sync count is the popcount, the claim (if any) is on an out-of-sync
+// region and only its claimer gets work.
 func TestCoherenceInvariants(t *testing.T) {
 	const n = 40
 	c := newTestCoherence(n, true)
@@ -263,8 +276,8 @@ func TestCoherenceInvariants(t *testing.T) {
 		case 4:
 			c.setRegionSync(r, rnd(3) != 0)
 		case 5:
-			if w, ok := c.resyncWork(node); ok {
-				c.setRegionSync(w, true)
+			if w, ok := c.resyncWork(node); ok && rnd(2) == 0 {
+				c.setRegionSync(w, rnd(4) != 0) // else it stays claimed
 			}
 		case 6:
 			c.remoteRecovering(node, r)
@@ -290,5 +303,11 @@ func TestCoherenceInvariants(t *testing.T) {
 			}
 		}
 		require.Equal(t, total, c.markers, "step %d", i)
+		if c.claimed {
+			require.False(t, c.inSync(c.claim), "step %d: the claimed region %d is in sync", i, c.claim)
+			other := c.recoverer%4 + 1
+			_, ok := c.resyncWork(other)
+			require.False(t, ok, "step %d: node %d got work while node %d recovers", i, other, c.recoverer)
+		}
 	}
 }

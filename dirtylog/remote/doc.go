@@ -23,18 +23,13 @@
 //   - Marks are kept per node: a region marked by nodes A and B is dirty
 //     until both cleared it, and becomes clean only if it is in sync. Two
 //     marks by one node need one clear.
-//   - One node recovers at a time: while it holds recovery claims, other
-//     nodes get no resync work. A claimer may hold several regions (a
-//     mirror copies in parallel), each handed out once until
-//     SetRegionSync, as the dirtylog.Log contract says. This is where it
-//     departs from cmirrord, which hands its one recoverer the same
-//     region on every request until it is set: here asking again returns
-//     the same region to the same node only when the reply that handed
-//     it out may have been lost, that is after the node reconnected
-//     (the server offers it its claims again, first) or after one of its
-//     ResyncWork calls failed mid-way (the client rejoins before asking
-//     again, with the same effect). Regions the client already holds are
-//     not returned twice.
+//   - One region is recovered at a time, cluster-wide, as in cmirrord:
+//     until SetRegionSync ends its recovery, the node that claimed it gets
+//     that same region each time it asks, and every other node gets none.
+//     So a reply lost with a connection, or a ResyncWork abandoned when
+//     its context ended, leaves nothing stuck: asking again returns it.
+//     (A mirror that copies in parallel over a local log therefore copies
+//     one region at a time over a remote one, as the kernel's does.)
 //   - RemoteRecovering is true for any out-of-sync region, so a writer
 //     waits for it to be resynced, and asking moves that region to the
 //     front of the resync queue.
@@ -43,7 +38,7 @@
 //     including a node that joins.
 //   - A node that disconnects without suspending is declared dead after
 //     ServerOptions.DeadAfter: the regions it marks become out of sync
-//     (resync work, clean again once resynced) and its recovery claims are
+//     (resync work, clean again once resynced) and its recovery claim is
 //     released. cmirrord leaves both stuck. A node that leaves (Close,
 //     DTR) with marks left over is treated the same way.
 //   - InSync always reports the region's sync bit. (cmirrord answers "in

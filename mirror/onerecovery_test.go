@@ -1,0 +1,99 @@
+package mirror
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dmlog/dmlog/dirtylog"
+	"github.com/dmlog/dmlog/internal/testdev"
+)
+
+// oneAtATimeLog is a log that allows one recovery at a time, as the
+// clustered logs do (dirtylog.Log.ResyncWork): until SetRegionSync ends it,
+// ResyncWork returns the unfinished region again. It counts hand-outs and
+// copies in progress, to check the mirror neither copies a region twice
+// nor runs two copies at once.
+type oneAtATimeLog struct {
+	dirtylog.Log // an interface field: Core's Local() is not promoted
+
+	mu       sync.Mutex
+	held     bool
+	claim    dirtylog.Region
+	handed   map[dirtylog.Region]int // distinct claims per region
+	repeated int                     // the unfinished region returned again
+}
+
+func (l *oneAtATimeLog) ResyncWork(ctx context.Context) (dirtylog.Region, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.held {
+		l.repeated++
+		return l.claim, true, nil
+	}
+	r, ok, err := l.Log.ResyncWork(ctx)
+	if ok {
+		l.held, l.claim = true, r
+		l.handed[r]++
+	}
+	return r, ok, err
+}
+
+func (l *oneAtATimeLog) SetRegionSync(r dirtylog.Region, in bool) {
+	l.mu.Lock()
+	if l.held && l.claim == r {
+		l.held = false
+	}
+	l.mu.Unlock()
+	l.Log.SetRegionSync(r, in)
+}
+
+// TestResyncWithOneRecoveryAtATime: over a log that hands its recoverer
+// the unfinished region again, the mirror (asking with ResyncParallel 4,
+// from the background worker and from Resync at once) copies every region
+// exactly once and ends with identical legs.
+func TestResyncWithOneRecoveryAtATime(t *testing.T) {
+	const size, rs = 256 << 10, 8 << 10
+	core, err := dirtylog.NewCore(dirtylog.Options{RegionSize: rs, DeviceSize: size, Sync: dirtylog.ForceSync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &oneAtATimeLog{Log: core, handed: map[dirtylog.Region]int{}}
+	l0, l1 := testdev.NewMemory(size), testdev.NewMemory(size)
+	_, _ = l0.WriteAt(fill(size, 'a'), 0)
+	_, _ = l1.WriteAt(fill(size, 'z'), 0)
+	m, err := New([]Leg{l0, l1}, log, Options{Size: size, ResyncParallel: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.Resync(ctx); err != nil {
+		t.Fatalf("Resync: %v", err)
+	}
+	if err := m.WaitInSync(ctx); err != nil {
+		t.Fatalf("WaitInSync: %v (status %s)", err, m.Status())
+	}
+	r := &rig{m: m, legs: []*testdev.Memory{l0, l1}}
+	r.legsIdentical(t)
+
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	const regions = size / rs
+	if len(log.handed) != regions {
+		t.Fatalf("%d distinct regions handed out, want %d", len(log.handed), regions)
+	}
+	for reg, n := range log.handed {
+		if n != 1 {
+			t.Errorf("region %d claimed %d times", reg, n)
+		}
+	}
+	if got := m.Stats().ResyncedRegions; got != regions {
+		t.Errorf("ResyncedRegions = %d, want %d (a region copied twice or not at all)", got, regions)
+	}
+	if log.repeated == 0 {
+		t.Error("the mirror never asked while its one recovery ran: the test did not exercise the repeat")
+	}
+}

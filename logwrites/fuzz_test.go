@@ -19,6 +19,11 @@ func fuzzSeeds(f *testing.F) {
 	f.Add(h.raw(h.header(0, 0, FlagMark|FlagFUA, 3, "abc")).bytes(-1))
 	f.Add(newHandLog(512).discard(1<<40, 1<<40).bytes(-1))
 	f.Add(newHandLog(512).write(0, 0, fill(512, 1)).bytes(1 << 40))
+	// Entries large enough to be staged (contiguous: one run), whole and
+	// truncated.
+	big := newHandLog(512).write(0, 0, fill(32<<10, 1)).write(64, FlagFUA, fill(32<<10, 2)).bytes(-1)
+	f.Add(big)
+	f.Add(big[:len(big)-100])
 }
 
 // checkLogErr fails on errors that do not wrap one of the package's sentinels.

@@ -147,14 +147,15 @@ func Find(log *Log, o ReplayOptions) (Entry, error) {
 }
 
 type replayer struct {
-	log    *Log
-	target io.WriterAt
-	o      ReplayOptions
-	s      int
-	win    *window // read-ahead over the log
-	st     *stage  // staging buffer for large entries; nil until one is staged
-	staged bool    // the last entry with data was staged (true at the start)
-	zeros  []byte
+	log      *Log
+	target   io.WriterAt
+	o        ReplayOptions
+	s        int
+	win      *window // read-ahead over the log
+	st       *stage  // staging buffer for large entries; nil until one is staged
+	staged   bool    // the last entry with data was staged (true at the start)
+	stageCap int     // the staging buffer's size
+	zeros    []byte
 }
 
 // ReadAt serves the log iterator's reads (headers, probes, mark names):
@@ -227,6 +228,7 @@ func (rp *replayer) run() error {
 	if !o.Find {
 		rp.win = newWindow(rp.log.r, replayChunk)
 		rp.staged = true
+		rp.stageCap = stageCap(rp.win, rp.s)
 		r = rp
 	}
 	for e, err := range rp.log.entries(r) {

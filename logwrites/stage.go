@@ -23,8 +23,9 @@ const (
 	// stageMaxSector is the largest sector size for which entries are
 	// staged (the header block after the data is read with it).
 	stageMaxSector = 64 << 10
-	// stageSize is the staging buffer's size: a run of up to replayChunk
-	// bytes plus the next header block. It does not depend on the log.
+	// stageSize is the staging buffer's largest size: a run of up to
+	// replayChunk bytes plus the next header block. It does not depend on
+	// the entries' sizes (see stageCap).
 	stageSize = replayChunk + stageMaxSector
 )
 
@@ -57,10 +58,29 @@ func (st *stage) resident(off int64, n int) ([]byte, bool) {
 	return st.buf[i : i+n], true
 }
 
+// stageCap returns the size of the staging buffer for a log read through
+// window w, with sector size s: stageSize, or less for a log smaller than
+// replayChunk, as the window is. newWindow found the log shorter than 16
+// windows; probing narrows that to a power of two.
+func stageCap(w *window, s int) int {
+	if len(w.buf) >= replayChunk {
+		return stageSize
+	}
+	size := 2 * len(w.buf)
+	var one [1]byte
+	for size < 16*len(w.buf) {
+		if n, _ := w.r.ReadAt(one[:], int64(size-1)); n != 1 {
+			break
+		}
+		size *= 2
+	}
+	return min(stageSize, size+s)
+}
+
 // stageable reports whether the n bytes of data left to write (of an entry
 // of the log) are read with a staged read.
 func (rp *replayer) stageable(n int64) bool {
-	return rp.s <= stageMaxSector && n >= stageMin && n <= replayChunk
+	return rp.s <= stageMaxSector && n >= stageMin && n+int64(rp.s) <= int64(rp.stageCap)
 }
 
 // stageData reads n bytes of data at log offset data, and the header block
@@ -70,7 +90,7 @@ func (rp *replayer) stageable(n int64) bool {
 func (rp *replayer) stageData(e Entry, applied uint64, data, off, n int64) error {
 	st := rp.st
 	if st == nil {
-		st = &stage{buf: make([]byte, stageSize)}
+		st = &stage{buf: make([]byte, rp.stageCap)}
 		rp.st = st
 	}
 	if st.runEnd > 0 && (off != st.runOff+int64(st.runEnd) || st.runEnd+int(n)+rp.s > len(st.buf)) {

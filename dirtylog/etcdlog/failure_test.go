@@ -88,7 +88,7 @@ func TestKillNodeMidWrite(t *testing.T) {
 		regions    = 64
 		block      = 512
 	)
-	c := startCluster(t, 1)
+	c := startCluster(t, 3)
 	o := Options{Name: "vol", RegionSize: regionSize, DeviceSize: regions * regionSize, Sync: dirtylog.NoSync, LeaseTTL: 5 * time.Second}
 	a := openNode(t, c.client(t), o, "a")
 	b := openNode(t, c.client(t), o, "b")
@@ -171,7 +171,7 @@ func TestKillNodeMidWrite(t *testing.T) {
 // rejoins once the partition heals.
 func TestPartitionFencing(t *testing.T) {
 	t.Parallel() // waits on leases and members, not on the CPU
-	c := startCluster(t, 1)
+	c := startCluster(t, 3)
 	var events []dirtylog.Event
 	var evMu sync.Mutex
 	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: time.Second,
@@ -223,6 +223,36 @@ func TestPartitionFencing(t *testing.T) {
 	clean, err = b.IsClean(ctx, 9)
 	require.NoError(t, err)
 	require.True(t, clean)
+}
+
+// TestFencingWithNothingToFlush: a node whose lease expired fails its next
+// Flush even when it has nothing new to commit (its writes all go to
+// regions it marked before), and that flush writes nothing.
+func TestFencingWithNothingToFlush(t *testing.T) {
+	t.Parallel() // waits on leases and members, not on the CPU
+	c := startCluster(t, 3)
+	o := Options{Name: "vol", RegionSize: 1 << 16, DeviceSize: 100 << 16, Sync: dirtylog.NoSync, LeaseTTL: time.Second}
+	a := openNode(t, c.client(t), o, "a")
+	o.LeaseTTL = 5 * time.Second
+	b := openNode(t, c.client(t), o, "b")
+	ctx := testCtx(t)
+
+	a.MarkRegion(5)
+	require.NoError(t, a.Flush(ctx))
+	require.NoError(t, a.Flush(ctx), "an empty flush of a live node")
+	a.noRenew.Store(true)
+	a.session().Orphan() // keepalives stop, as behind a partition
+	eventually(t, 10*time.Second, func() bool {
+		in, err := b.InSync(ctx, 5)
+		return err == nil && !in
+	}, "the partitioned node's marks never became resync work")
+	a.MarkRegion(5) // already marked: nothing new to commit
+	err := a.Flush(ctx)
+	require.ErrorIs(t, err, ErrFenced)
+	require.ErrorIs(t, err, dirtylog.ErrLogFailed)
+	resp, err := c.client(t).Get(ctx, a.k.marks("a"), clientv3.WithPrefix())
+	require.NoError(t, err)
+	require.Empty(t, resp.Kvs, "a fenced node's marks are back in etcd")
 }
 
 // TestKillLeaderFlushesContinue: with three members, killing the raft

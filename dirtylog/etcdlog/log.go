@@ -468,7 +468,9 @@ func (l *Log) dirtyChunk(r dirtylog.Region) {
 // Flush commits every mark and clear this node made since the last flush
 // in one etcd transaction, guarded by a compare on the node's liveness
 // key. A node whose lease expired gets an error wrapping ErrFenced and
-// must stop writing; nothing is committed.
+// must stop writing; nothing is committed. A flush with nothing new to
+// commit still checks the liveness key (a read-only transaction), so the
+// fencing holds for a node whose writes all go to regions it had marked.
 func (l *Log) Flush(ctx context.Context) error {
 	if l.closed.Load() {
 		return fmt.Errorf("etcdlog: flush: %w", dirtylog.ErrClosed)
@@ -484,7 +486,7 @@ func (l *Log) flushLocked(ctx context.Context) error {
 	}
 	d := l.dirty.Swap(0)
 	if d == 0 {
-		return nil
+		return l.checkLive(ctx)
 	}
 	type change struct {
 		chunk int
@@ -555,7 +557,7 @@ func (l *Log) flushLocked(ctx context.Context) error {
 	}
 	build()
 	if len(ops) == 0 {
-		return nil
+		return l.checkLive(ctx)
 	}
 	if clears && l.opts.FlushCallback != nil && !l.flushFailed.Load() {
 		if err := l.opts.FlushCallback(); err != nil {
@@ -602,6 +604,23 @@ func (l *Log) flushLocked(ctx context.Context) error {
 	}
 	for _, ch := range changes {
 		copy(l.committed[ch.chunk], ch.words)
+	}
+	return nil
+}
+
+// checkLive is the flush of nothing new: one read-only transaction on the
+// liveness compare, so a node whose lease expired without its noticing
+// (paused, partitioned) fails this flush too and stops writing, even when
+// every region it writes was marked before. etcd answers it without a disk
+// write.
+func (l *Log) checkLive(ctx context.Context) error {
+	resp, err := l.cli.Txn(ctx).If(l.aliveCmp()).Commit()
+	if err != nil {
+		return fmt.Errorf("etcdlog: flush on node %q: %w: %w", l.opts.Node, dirtylog.ErrLogFailed, err)
+	}
+	if !resp.Succeeded {
+		l.fence()
+		return l.fencedErr("flush")
 	}
 	return nil
 }

@@ -366,7 +366,7 @@ func (rp *replayer) apply(e Entry, applied uint64) (Action, error) {
 		if err := rp.flushRun(); err != nil {
 			return Replayed, err
 		}
-		b, err := rp.win.next(data+done, int(min(n-done, int64(len(rp.win.buf)))))
+		b, err := rp.win.next(data+done, int(min(n-done, int64(rp.win.size))))
 		if err != nil {
 			return Replayed, fmt.Errorf("reading data: %w", err)
 		}

@@ -63,12 +63,12 @@ func (st *stage) resident(off int64, n int) ([]byte, bool) {
 // replayChunk, as the window is. newWindow found the log shorter than 16
 // windows; probing narrows that to a power of two.
 func stageCap(w *window, s int) int {
-	if len(w.buf) >= replayChunk {
+	if w.size >= replayChunk {
 		return stageSize
 	}
-	size := 2 * len(w.buf)
+	size := 2 * w.size
 	var one [1]byte
-	for size < 16*len(w.buf) {
+	for size < 16*w.size {
 		if n, _ := w.r.ReadAt(one[:], int64(size-1)); n != 1 {
 			break
 		}

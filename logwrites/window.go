@@ -11,10 +11,11 @@ import (
 // straight from the buffer, with no extra copy. It is an io.ReaderAt for
 // header reads. Not safe for concurrent use.
 type window struct {
-	r   io.ReaderAt
-	buf []byte
-	off int64 // log offset of buf[0]
-	n   int   // valid bytes in buf
+	r    io.ReaderAt
+	size int    // the window's size
+	buf  []byte // allocated at the first fill: a replay of staged entries needs none
+	off  int64  // log offset of buf[0]
+	n    int    // valid bytes in buf
 }
 
 // newWindow returns a window of up to max bytes, smaller if the log is
@@ -29,13 +30,16 @@ func newWindow(r io.ReaderAt, max int) *window {
 		}
 		size /= 16
 	}
-	return &window{r: r, buf: make([]byte, size)}
+	return &window{r: r, size: size}
 }
 
 // fill makes [off, off+n) resident, reading a whole window from off.
 func (w *window) fill(off int64, n int) error {
 	if off >= w.off && off+int64(n) <= w.off+int64(w.n) {
 		return nil
+	}
+	if w.buf == nil {
+		w.buf = make([]byte, w.size)
 	}
 	m, err := w.r.ReadAt(w.buf, off)
 	w.off, w.n = off, m
@@ -84,7 +88,7 @@ func (w *window) ReadAt(p []byte, off int64) (int, error) {
 	// Large reads, and tiny ones outside the window (the probe for the
 	// end of an entry's data), go straight to the log: refilling for them
 	// would throw away the data about to be replayed.
-	if len(p) > len(w.buf) || (!inside && len(p) < HeaderSize) {
+	if len(p) > w.size || (!inside && len(p) < HeaderSize) {
 		return w.r.ReadAt(p, off)
 	}
 	v, err := w.view(off, len(p))

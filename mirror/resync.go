@@ -22,11 +22,14 @@ type resyncState struct {
 	bufs      sync.Pool
 	lastEvent time.Time
 	// copying holds the regions this mirror is recovering, from the
-	// ResyncWork that handed one out until just before the SetRegionSync
-	// that ends its recovery. A log that recovers one region at a time
-	// (remote, etcdlog) hands its recoverer the unfinished region again;
-	// finding it here means "no more work for now".
+	// ResyncWork that handed one out to the SetRegionSync that ends its
+	// recovery. A log that recovers one region at a time (remote, etcdlog)
+	// hands its recoverer the unfinished region again; finding it here
+	// means "no more work for now". askMu keeps ResyncWork calls apart
+	// from the end of a recovery (taking r out of copying and the
+	// SetRegionSync), so a region found here has not been set yet.
 	copying map[dirtylog.Region]struct{}
+	askMu   sync.Mutex
 }
 
 func (m *Mirror) kickResync() {
@@ -76,13 +79,17 @@ func (m *Mirror) resyncLoop() {
 
 // scheduleOne starts one copy if there is work.
 func (m *Mirror) scheduleOne(g *errgroup.Group) bool {
-	r, ok, err := m.log.ResyncWork(m.ctx)
+	r, ok, busy, err := m.takeResyncWork(m.ctx)
 	if err != nil {
 		m.noteResyncFailure()
 		return false
 	}
+	if busy {
+		return false
+	}
 	if ok {
-		return m.startRecovery(m.ctx, g, r)
+		g.Go(func() error { m.recoverRegion(m.ctx, r); return nil })
+		return true
 	}
 	if r, legs, ok := m.nextJoinRegion(); ok {
 		g.Go(func() error { m.joinCopy(m.ctx, r, legs); return nil })
@@ -135,22 +142,28 @@ func (m *Mirror) resetBackoff() {
 	m.kickResync()
 }
 
-// startRecovery starts recovering r on g, unless this mirror is already
-// recovering it (see resyncState.copying); it reports whether it started.
-func (m *Mirror) startRecovery(ctx context.Context, g *errgroup.Group, r dirtylog.Region) bool {
+// takeResyncWork asks the log for a region to recover and records it in
+// resyncState.copying. busy reports that the log returned a region this
+// mirror is already recovering (a log that allows one recovery at a time
+// repeats its recoverer's unfinished region): no more work for now.
+func (m *Mirror) takeResyncWork(ctx context.Context) (r dirtylog.Region, ok, busy bool, err error) {
 	s := &m.resync
+	s.askMu.Lock()
+	defer s.askMu.Unlock()
+	r, ok, err = m.log.ResyncWork(ctx)
+	if err != nil || !ok {
+		return r, false, false, err
+	}
 	s.mu.Lock()
-	if _, busy := s.copying[r]; busy {
-		s.mu.Unlock()
-		return false
+	defer s.mu.Unlock()
+	if _, dup := s.copying[r]; dup {
+		return r, false, true, nil
 	}
 	if s.copying == nil {
 		s.copying = map[dirtylog.Region]struct{}{}
 	}
 	s.copying[r] = struct{}{}
-	s.mu.Unlock()
-	g.Go(func() error { m.recoverRegion(ctx, r); return nil })
-	return true
+	return r, true, false, nil
 }
 
 // copying reports whether this mirror is recovering r.
@@ -161,14 +174,18 @@ func (m *Mirror) copying(r dirtylog.Region) bool {
 	return ok
 }
 
-// endRecovery records the outcome of r's recovery in the log. r leaves
-// resyncState.copying first: a log that hands out each region once until
-// SetRegionSync (Core, Disk) may hand r out again as soon as this call
-// returns, and that must be recovered, not taken for the copy that ended.
+// endRecovery records the outcome of r's recovery in the log and takes r
+// out of resyncState.copying, with no ResyncWork in between: a log that
+// hands out each region once until SetRegionSync (Core, Disk) may hand r
+// out again as soon as this returns, and that is a new recovery; a log
+// that repeats its recoverer's region does so only before this.
 func (m *Mirror) endRecovery(r dirtylog.Region, inSync bool) {
-	m.resync.mu.Lock()
-	delete(m.resync.copying, r)
-	m.resync.mu.Unlock()
+	s := &m.resync
+	s.askMu.Lock()
+	defer s.askMu.Unlock()
+	s.mu.Lock()
+	delete(s.copying, r)
+	s.mu.Unlock()
 	m.log.SetRegionSync(r, inSync)
 }
 
@@ -405,15 +422,16 @@ func (m *Mirror) Resync(ctx context.Context) error {
 	g.SetLimit(m.opts.resyncParallel())
 	before := m.stats.resyncFailures.Load()
 	for ctx.Err() == nil {
-		r, ok, err := m.log.ResyncWork(ctx)
+		r, ok, busy, err := m.takeResyncWork(ctx)
 		if err != nil {
 			_ = g.Wait()
 			return fmt.Errorf("mirror: resync: %w", err)
 		}
-		if ok && m.startRecovery(ctx, &g, r) {
+		if ok {
+			g.Go(func() error { m.recoverRegion(ctx, r); return nil })
 			continue
 		}
-		if ok { // the log's one recovery is ours and still running
+		if busy { // the log's one recovery is ours and still running
 			_ = g.Wait()
 			if m.copying(r) { // by the background worker: let it finish
 				select {

@@ -5,8 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -282,6 +286,61 @@ func TestLogSizeFromDevice(t *testing.T) {
 	require.NoError(t, rec.Mark("a"))
 	require.NoError(t, rec.Mark("b"))
 	require.ErrorIs(t, rec.Mark("c"), ErrLogFull)
+}
+
+// blockFile is a log device that looks like an *os.File opened on a block
+// device: Stat reports a device of size 0, seeking to the end gives the
+// size, and the file offset is restored afterwards.
+type blockFile struct {
+	*testdev.Memory
+	off int64
+}
+
+type devInfo struct{ fs.FileInfo }
+
+func (devInfo) Mode() fs.FileMode { return fs.ModeDevice | 0o600 }
+func (devInfo) Size() int64       { return 0 }
+
+func (b *blockFile) Stat() (fs.FileInfo, error) { return devInfo{}, nil }
+func (b *blockFile) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+		b.off = off
+	case io.SeekCurrent:
+		b.off += off
+	case io.SeekEnd:
+		b.off = b.Memory.Size() + off
+	}
+	return b.off, nil
+}
+
+// A log device opened as a file: a block device's size (found by seeking
+// to its end) bounds the log; a regular file grows, so it does not.
+func TestLogSizeFromFile(t *testing.T) {
+	bf := &blockFile{Memory: testdev.NewMemory(4 * 512), off: 123}
+	// Only what an *os.File has: no Size method.
+	rec, err := New(testdev.NewMemory(1<<20), struct {
+		io.WriterAt
+		fileDevice
+	}{bf, bf}, Options{})
+	require.NoError(t, err)
+	require.Equal(t, int64(123), bf.off, "the file offset was not restored")
+	require.NoError(t, rec.Mark("a"))
+	require.NoError(t, rec.Mark("b"))
+	require.ErrorIs(t, rec.Mark("c"), ErrLogFull)
+
+	f, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	require.NoError(t, err)
+	defer f.Close()
+	rec, err = New(testdev.NewMemory(1<<20), f, Options{})
+	require.NoError(t, err, "an empty regular file is a log that grows")
+	for i := range 8 {
+		require.NoError(t, rec.Mark(fmt.Sprint(i)))
+	}
+	require.NoError(t, rec.Close())
+	fi, err := f.Stat()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, fi.Size(), int64(9*512), "the log file did not grow")
 }
 
 // Test idea 11: a log write error disables logging, data goes on.

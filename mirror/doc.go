@@ -55,7 +55,13 @@
 //
 //   - A write is acknowledged only if the default leg (the source of every
 //     out-of-sync region's reads and resync) holds it; the kernel completes
-//     a write that failed on the default leg but reached another.
+//     a write that failed on the default leg but reached another. A failed
+//     default leg hands over to a healthy leg whenever the mirror is in
+//     sync (or KeepLog is set), with or without HandleErrors (the kernel
+//     hands over only with handle_errors), so a write that reached the new
+//     default leg is acknowledged.
+//   - Leg failures are always reported to Options.OnEvent (the kernel
+//     raises its dm event only with handle_errors).
 //   - A write whose log flush failed is never issued and fails with
 //     ErrLogFailed (the kernel issues it unless handle_errors is set).
 //   - A leg write error always takes the region out of sync, even after a
@@ -71,8 +77,9 @@
 //     identical.
 //
 // As in the kernel, leg error states are reset when every region is back
-// in sync, a failed default leg hands over only with HandleErrors, and the
-// sticky log failure stays until the mirror is reopened.
+// in sync, a default leg that fails while the mirror is out of sync stays
+// the default (without KeepLog: the other legs lack its out-of-sync
+// regions), and the sticky log failure stays until the mirror is reopened.
 //
 // # Persistent logs
 //

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,8 +45,10 @@ func TestLegWriteErrorKernelSemantics(t *testing.T) {
 	if got := r.m.Status(); got != "2 leg0 leg1 15/16 1 AD 3 disk log A" {
 		t.Fatalf("status %q", got)
 	}
-	if ev.count(EventLegFailed) != 0 {
-		t.Fatal("leg-failed event without handle_errors (the kernel raises none)")
+	// Reported with or without HandleErrors: once for the write error (and
+	// once more if a resync copy to leg 1 failed before this check).
+	if n := ev.count(EventLegFailed); n < 1 || n > 2 {
+		t.Fatalf("%d leg-failed events, want 1 or 2", n)
 	}
 	// The region is read from the default leg only.
 	got := make([]byte, 4096)
@@ -68,6 +71,54 @@ func TestLegWriteErrorKernelSemantics(t *testing.T) {
 	r.legsIdentical(t)
 	if ev.count(EventInSync) != 1 {
 		t.Fatalf("%d in-sync events", ev.count(EventInSync))
+	}
+}
+
+// Without HandleErrors too, a failed default leg hands over to a healthy
+// leg while the mirror is in sync: the writes that reached leg 1 are
+// acknowledged and read back from it.
+func TestDefaultLegFailsWithoutHandleErrors(t *testing.T) {
+	var ev eventLog
+	r := newRig(t, rigOpts{sync: dirtylog.NoSync, opts: Options{OnEvent: ev.add}})
+	r.faulty[0].Add(testdev.Rule{Label: "dead", Op: testdev.OpWrite})
+	for i := range 4 {
+		if _, err := r.m.WriteAt(fill(4096, byte('a'+i)), int64(i)*4096); err != nil {
+			t.Fatalf("write %d with a failed default leg: %v", i, err)
+		}
+	}
+	for i := range 4 {
+		got := make([]byte, 4096)
+		if _, err := r.m.ReadAt(got, int64(i)*4096); err != nil || !bytes.Equal(got, fill(4096, byte('a'+i))) {
+			t.Fatalf("read %d back: %v", i, err)
+		}
+	}
+	// One event per kind of error (the resync's copies to leg 0 fail too).
+	ev.mu.Lock()
+	for _, e := range ev.ev {
+		if e.Kind == EventLegFailed && e.Leg != 0 {
+			t.Errorf("leg %d reported failed", e.Leg)
+		}
+	}
+	ev.mu.Unlock()
+	if ev.count(EventLegFailed) == 0 || ev.count(EventDefaultChanged) != 1 {
+		t.Fatalf("events %+v", ev.ev)
+	}
+	if s := r.m.Stats(); s.Health != "DA" {
+		t.Fatalf("health %s, want DA", s.Health)
+	}
+}
+
+// Out of sync, the default leg is the only one with every region's data:
+// it stays the default when it fails, and a write it did not take fails.
+func TestDefaultLegFailsOutOfSync(t *testing.T) {
+	r := newRig(t, rigOpts{opts: Options{NoResync: true}}) // core: all out of sync
+	r.faulty[0].Add(testdev.Rule{Label: "dead", Op: testdev.OpWrite})
+	n, err := r.m.WriteAt(fill(4096, 'x'), 0)
+	if !errors.Is(err, ErrIO) || n != 0 {
+		t.Fatalf("WriteAt = %d, %v; want ErrIO", n, err)
+	}
+	if !strings.Contains(err.Error(), "leg0") {
+		t.Fatalf("error %q does not name the failed leg", err)
 	}
 }
 

@@ -251,13 +251,14 @@ func (m *Mirror) event(e Event) {
 }
 
 // failLeg records an error of kind typ on leg l, as the kernel's
-// fail_mirror: the leg's status character changes; with HandleErrors the
-// first error of each kind raises an event and a failed default leg hands
-// over to a healthy one.
+// fail_mirror: the leg's status character changes; the first error of each
+// kind raises an event, and a failed default leg hands over to a healthy
+// one if the mirror is in sync or KeepLog is set (the kernel does both
+// only with handle_errors).
 func (m *Mirror) failLeg(l *legState, typ uint32, err error) {
 	l.errCount.Add(1)
 	old := l.errTypes.Or(typ)
-	if old&typ != 0 || !m.opts.HandleErrors {
+	if old&typ != 0 {
 		return
 	}
 	idx := -1

@@ -50,11 +50,11 @@ type Options struct {
 	// io.NewOffsetWriter / io.NewSectionReader or use Parse).
 	Offsets []int64
 
-	// HandleErrors is the kernel's handle_errors feature: a failed leg
-	// raises an event, a failed default leg hands over to a healthy one,
-	// and a write that failed on some leg is held (not acknowledged) until
-	// the failed leg is replaced with ReplaceLeg or the mirror is closed.
-	// A write whose log flush failed is not issued.
+	// HandleErrors is the kernel's handle_errors feature: a write that
+	// failed on some leg is held (not acknowledged) until the failed leg
+	// is replaced with ReplaceLeg or the mirror is closed. (Events and the
+	// default leg's handover happen with or without it; the kernel ties
+	// them to handle_errors.)
 	HandleErrors bool
 	// KeepLog is the kernel's keep_log feature (requires HandleErrors):
 	// writes that would be held complete instead, and writes after a log
@@ -143,8 +143,8 @@ type EventKind int
 
 const (
 	// EventLegFailed: a leg failed (read, write, sync or flush error) for
-	// the first time with that kind of error. Raised only with
-	// HandleErrors, as the kernel raises dm events.
+	// the first time with that kind of error. (The kernel raises its dm
+	// event only with handle_errors; the mirror always reports it.)
 	EventLegFailed EventKind = iota + 1
 	// EventLogFailed: a log flush failed for the first time.
 	EventLogFailed

@@ -529,8 +529,13 @@ func (m *Mirror) issue(op *writeOp, c *config, p []byte, off, n int64, rlo dirty
 			}
 		}
 		switch {
-		case written == 0 || !onDefault || (m.opts.KeepLog && m.logFailure):
+		case written == 0:
 			failedErr = fmt.Errorf("%w: no leg holds the write at %d: %w", ErrIO, s.off, legErr)
+		case !onDefault:
+			failedErr = fmt.Errorf("%w: the write at %d failed on the default leg %s, and no healthy in-sync leg could take over: %w",
+				ErrIO, s.off, nc.legs[nc.def].name, legErr)
+		case m.opts.KeepLog && m.logFailure:
+			failedErr = fmt.Errorf("%w: the write at %d failed on a leg after the log failed (keep_log): %w", ErrIO, s.off, legErr)
 		case m.opts.HandleErrors && !m.opts.KeepLog:
 			hold = true
 		}

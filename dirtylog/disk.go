@@ -15,7 +15,9 @@ import (
 )
 
 // Device is a log device: random-access reads and writes plus Sync, which
-// must make every completed write durable (a cache flush).
+// must make every completed write durable (a cache flush). A Disk calls it
+// from one goroutine at a time (its flushes are serialised), so an
+// implementation need not be safe for concurrent use unless it is shared.
 type Device interface {
 	io.ReaderAt
 	io.WriterAt

@@ -27,11 +27,12 @@ func diskBufSize(regions uint64, bs int) int64 {
 	return int64((n + b - 1) / b * b)
 }
 
-// DiskHeader is the decoded header of a disk log.
+// DiskHeader is the decoded header of a disk log. It is a plain value,
+// safe to copy and to share.
 type DiskHeader struct {
-	Magic     uint32
-	Version   uint32
-	NrRegions uint64
+	Magic     uint32 // "MiRr" (0x4D695272) for a dm disk log
+	Version   uint32 // 2 for the format this package writes
+	NrRegions uint64 // regions the bitmap covers
 }
 
 func decodeHeader(b []byte) DiskHeader {
@@ -49,10 +50,11 @@ func (h DiskHeader) encode(b []byte) {
 }
 
 // DiskImage is a disk log read back from a device: its header and its
-// clean bitmap (bit set = clean and in sync).
+// clean bitmap (bit set = clean and in sync). Reading it from several
+// goroutines is safe; changing Clean while others read it is not.
 type DiskImage struct {
-	Header DiskHeader
-	Clean  *bitset.BitSet
+	Header DiskHeader     // the decoded header
+	Clean  *bitset.BitSet // bit r set: region r is clean and in sync
 }
 
 // Dirty returns the regions whose clean bit is not set, in order.

@@ -14,6 +14,9 @@ var (
 	// ErrBadRegionSize: the region size is not a power of two of at least
 	// two sectors and at most the device size.
 	ErrBadRegionSize = errors.New("dirtylog: invalid region size")
+	// ErrOpenDevice: Env.Open could not open the log device named in the
+	// arguments; the opener's own error is wrapped too.
+	ErrOpenDevice = errors.New("dirtylog: cannot open log device")
 	// ErrLogDeviceTooSmall: the log device cannot hold the header and bitmap.
 	ErrLogDeviceTooSmall = errors.New("dirtylog: log device too small")
 	// ErrBadMagic: the bytes are not a dm disk log (magic "MiRr").

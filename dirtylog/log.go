@@ -6,7 +6,8 @@ import (
 )
 
 // Region numbers a fixed-size region of the device: region r covers bytes
-// [r*RegionSize, (r+1)*RegionSize), the last region possibly shorter.
+// [r*RegionSize, (r+1)*RegionSize), the last region possibly shorter. It
+// is a plain value, safe for concurrent use.
 type Region uint64
 
 // Log records which regions of a device may be inconsistent between the

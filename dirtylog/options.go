@@ -9,7 +9,8 @@ import (
 // strings.
 const SectorSize = 512
 
-// SyncMode says how a log treats the state it starts with.
+// SyncMode says how a log treats the state it starts with. It is a plain
+// value, safe for concurrent use.
 type SyncMode int
 
 const (
@@ -33,7 +34,8 @@ func (m SyncMode) String() string {
 	return ""
 }
 
-// Options configures a core or disk log.
+// Options configures a core or disk log. It is a plain value: NewCore and
+// OpenDisk copy it, so it may be reused or changed afterwards.
 type Options struct {
 	// RegionSize in bytes: a power of two, at least 1024 (two sectors) and
 	// at most DeviceSize.
@@ -62,7 +64,8 @@ type Options struct {
 	LogicalBlockSize int
 }
 
-// EventKind tells what an Event reports.
+// EventKind tells what an Event reports. It is a plain value, safe for
+// concurrent use.
 type EventKind int
 
 const (
@@ -85,12 +88,14 @@ func (k EventKind) String() string {
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
 
-// Event is something a log reports through Options.OnEvent.
+// Event is something a log reports through Options.OnEvent. It is a plain
+// value, safe to copy and to share.
 type Event struct {
-	Kind EventKind
-	Err  error
+	Kind EventKind // what happened
+	Err  error     // the error behind it, if any
 }
 
+// String returns the kind and the error, as "log-failed: <err>".
 func (e Event) String() string { return fmt.Sprintf("%s: %v", e.Kind, e.Err) }
 
 // regionCount validates the geometry and returns ceil(DeviceSize/RegionSize).

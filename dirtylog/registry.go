@@ -9,7 +9,9 @@ import (
 	"github.com/dmlog/dmlog/internal/table"
 )
 
-// Env is what a log constructor needs beyond its table words.
+// Env is what a log constructor needs beyond its table words. It is a
+// plain value; New does not keep it, though the log may keep and call its
+// callbacks.
 type Env struct {
 	// DeviceSize is the size in bytes of the device the log describes
 	// (the kernel's ti->len).
@@ -25,7 +27,8 @@ type Env struct {
 }
 
 // Constructor builds a log from the words of a table line that follow the
-// type name and argument count.
+// type name and argument count. New may call a registered Constructor from
+// several goroutines at once, so it must be safe for concurrent use.
 type Constructor func(args []string, env Env) (Log, error)
 
 var (
@@ -138,7 +141,7 @@ func newDiskFromArgs(args []string, env Env) (Log, error) {
 	}
 	dev, err := env.Open(args[0])
 	if err != nil {
-		return nil, fmt.Errorf("dirtylog: opening log device %s: %w", args[0], err)
+		return nil, fmt.Errorf("%w %s: %w", ErrOpenDevice, args[0], err)
 	}
 	d, err := OpenDisk(dev, o)
 	if err != nil {

@@ -7,7 +7,8 @@ import (
 )
 
 // Namer is an optional Leg method: AddLeg and ReplaceLeg take the new
-// leg's name in Status and Table from it.
+// leg's name in Status and Table from it. Name is called once, when the
+// leg is added.
 type Namer interface{ Name() string }
 
 // AddLeg adds a leg to the mirror. The new leg receives every write to an

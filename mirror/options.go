@@ -6,7 +6,8 @@ import (
 )
 
 // ReadPolicy chooses which in-sync leg serves a read of an in-sync
-// region. Out-of-sync regions are always read from the default leg.
+// region. Out-of-sync regions are always read from the default leg. It is
+// a plain value, safe for concurrent use.
 type ReadPolicy int
 
 const (
@@ -34,9 +35,11 @@ func (p ReadPolicy) String() string {
 }
 
 // Options configures a Mirror; New copies it, so changing it later has no
-// effect. The zero value (plus Size) is a working
-// configuration: round-robin reads, kernel error handling without
-// handle_errors, four parallel resync copies and no rate limit.
+// effect (it is a plain value; its callbacks are called from the mirror's
+// goroutines and must be safe for concurrent use). The zero value (plus
+// Size) is a working configuration: round-robin reads, kernel error
+// handling without handle_errors, four parallel resync copies and no rate
+// limit.
 type Options struct {
 	// Size of the mirrored device in bytes (the kernel's ti->len). Zero
 	// means RegionCount*RegionSize of the log. The last region may be
@@ -138,7 +141,8 @@ func (o *Options) clearDelay() time.Duration {
 	return o.ClearDelay
 }
 
-// EventKind tells what an Event reports.
+// EventKind tells what an Event reports. It is a plain value, safe for
+// concurrent use.
 type EventKind int
 
 const (

@@ -11,7 +11,10 @@ import (
 
 // Opener resolves a device name from a table line (a leg or the log
 // device). Log devices must also have Sync() error. If the device is an
-// io.Closer, the mirror closes it on Close.
+// io.Closer, the mirror closes it on Close. Parse calls it from its own
+// goroutine, one device at a time. The devices it returns are used from
+// many goroutines at once (parallel leg I/O), so they must be safe for
+// concurrent ReadAt and WriteAt, as *os.File is.
 type Opener func(name string) (Leg, error)
 
 // Parse builds a mirror from a kernel table line:

@@ -17,6 +17,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"fmt"
@@ -24,6 +25,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/bits-and-blooms/bitset"
 
 	"github.com/dmlog/dmlog/dirtylog"
 )
@@ -73,31 +76,49 @@ func run(w io.Writer, path string) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	// The version is shown as stored; a v1 log is read as v2 by the kernel.
-	fmt.Fprintf(w, "magic: MiRr\nversion: %d\nregions: %d\nclean: %d\ndirty: %s\n",
-		img.Header.Version, img.Header.NrRegions, img.Clean.Count(), ranges(img.Dirty()))
-	return nil
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "magic: MiRr\nversion: %d\nregions: %d\nclean: %d\ndirty: ",
+		img.Header.Version, img.Header.NrRegions, img.Clean.Count())
+	writeDirty(bw, img.Clean, img.Header.NrRegions)
+	bw.WriteByte('\n')
+	return bw.Flush()
 }
 
-// ranges formats ascending regions as "0-3,17,40-41", or "none".
-func ranges(rs []dirtylog.Region) string {
-	if len(rs) == 0 {
-		return "none"
+// writeDirty writes the regions below n whose clean bit is clear as
+// ascending ranges, "0-3,17,40-41", or "none". It walks the bitmap, so a
+// log of 2^32 dirty regions costs no more memory than its bitmap.
+func writeDirty(w *bufio.Writer, clean *bitset.BitSet, n uint64) {
+	wrote := false
+	for r := uint64(0); r < n; {
+		lo, ok := clean.NextClear(uint(r))
+		if !ok || uint64(lo) >= n {
+			break
+		}
+		hi, ok := clean.NextSet(lo)
+		if !ok || uint64(hi) > n {
+			hi = uint(n)
+		}
+		if wrote {
+			w.WriteByte(',')
+		}
+		wrote = true
+		w.WriteString(strconv.FormatUint(uint64(lo), 10))
+		if hi-1 > lo {
+			w.WriteByte('-')
+			w.WriteString(strconv.FormatUint(uint64(hi-1), 10))
+		}
+		r = uint64(hi)
 	}
+	if !wrote {
+		w.WriteString("none")
+	}
+}
+
+// ranges formats the dirty regions below n of a clean bitmap.
+func ranges(clean *bitset.BitSet, n uint64) string {
 	var b strings.Builder
-	for i := 0; i < len(rs); {
-		j := i
-		for j+1 < len(rs) && rs[j+1] == rs[j]+1 {
-			j++
-		}
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatUint(uint64(rs[i]), 10))
-		if j > i {
-			b.WriteByte('-')
-			b.WriteString(strconv.FormatUint(uint64(rs[j]), 10))
-		}
-		i = j + 1
-	}
+	w := bufio.NewWriter(&b)
+	writeDirty(w, clean, n)
+	w.Flush()
 	return b.String()
 }

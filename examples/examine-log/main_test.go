@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/bits-and-blooms/bitset"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dmlog/dmlog/dirtylog"
@@ -35,8 +36,24 @@ func TestGzipInput(t *testing.T) {
 }
 
 func TestRanges(t *testing.T) {
-	require.Equal(t, "none", ranges(nil))
-	require.Equal(t, "0-3,17,40-41", ranges([]dirtylog.Region{0, 1, 2, 3, 17, 40, 41}))
+	clean := func(n uint, dirty ...uint) *bitset.BitSet {
+		b := bitset.New(n)
+		for i := range n {
+			b.Set(i)
+		}
+		for _, d := range dirty {
+			b.Clear(d)
+		}
+		return b
+	}
+	require.Equal(t, "none", ranges(clean(50), 50))
+	require.Equal(t, "0-3,17,40-41", ranges(clean(50, 0, 1, 2, 3, 17, 40, 41), 50))
+	require.Equal(t, "0-49", ranges(bitset.New(50), 50))
+	require.Equal(t, "48-49", ranges(clean(50, 48, 49), 50))
+	require.Equal(t, "7", ranges(clean(8, 7), 8))
+	// Padding bits past the last region are not regions.
+	require.Equal(t, "none", ranges(clean(64), 60))
+	require.Equal(t, "59", ranges(clean(64, 59, 60, 63), 60))
 }
 
 func TestNotALog(t *testing.T) {

@@ -24,8 +24,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dmlog/dmlog/internal/testdev"
@@ -98,25 +100,65 @@ func record(c config) (*logwrites.Log, []Record, error) {
 
 // checker returns the crash-state check: the store must open, every
 // committed record must be intact, the records must be the first ones put,
-// and every record acknowledged before the cut must be there.
-func checker(puts []Record) func(ctx context.Context, s logwrites.State) error {
+// and every record acknowledged before the cut must be there. A failing
+// state that had no Put acknowledged yet is a bug too, but the one worth
+// showing loses data a caller was told is safe: such states stop the
+// exploration at once, the others are kept in early (lowest state ID
+// first) and reported only if no state loses an acknowledged record.
+func checker(puts []Record, early *earlyFailure) func(ctx context.Context, s logwrites.State) error {
 	return func(ctx context.Context, s logwrites.State) error {
-		return checkImage(s, s.Mark, puts)
+		err := checkImage(s, s.Mark, puts)
+		if err == nil || ackedAt(s.Mark, puts) > 0 {
+			return err
+		}
+		early.note(s.Description, s.Mark, err)
+		return nil
 	}
 }
 
-func checkImage(img io.ReaderAt, mark string, puts []Record) error {
-	acked := 0
+// earlyFailure keeps the failing state with the lowest ID among those
+// that happened before any Put was acknowledged.
+type earlyFailure struct {
+	mu    sync.Mutex
+	found bool
+	desc  logwrites.Description
+	mark  string
+	err   error
+}
+
+func (e *earlyFailure) note(d logwrites.Description, mark string, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.found && e.desc.ID <= d.ID {
+		return
+	}
+	d.Apply, d.Dropped = slices.Clone(d.Apply), slices.Clone(d.Dropped)
+	if d.Tear != nil {
+		t := *d.Tear
+		d.Tear = &t
+	}
+	e.found, e.desc, e.mark, e.err = true, d, mark, err
+}
+
+// ackedAt is how many Puts were acknowledged before the cut of a state
+// whose last mark is mark.
+func ackedAt(mark string, puts []Record) int {
 	switch {
 	case mark == logwrites.EndMark:
-		acked = len(puts)
+		return len(puts)
 	case strings.HasPrefix(mark, ackPrefix):
-		acked, _ = strconv.Atoi(mark[len(ackPrefix):])
+		n, _ := strconv.Atoi(mark[len(ackPrefix):])
+		return n
 	}
+	return 0
+}
+
+func checkImage(img io.ReaderAt, mark string, puts []Record) error {
+	acked := ackedAt(mark, puts)
 	got, committed, err := Recover(img)
 	if err != nil {
 		if committed > 0 {
-			return fmt.Errorf("committed record lost: the commit block says %d records, %d recovered (%d acknowledged before the cut): %w",
+			return fmt.Errorf("committed record lost: the commit block says %d records, %d are intact, so the store does not open and the %d records acknowledged before the cut are unreadable: %w",
 				committed, len(got), acked, err)
 		}
 		return fmt.Errorf("store does not open (%d records acknowledged before the cut): %w", acked, err)
@@ -145,26 +187,37 @@ func run(c config, out io.Writer) error {
 		len(puts), l.NumEntries(), !c.bug)
 	base := bytes.NewReader(make([]byte, devSize)) // the device started all zeros
 	o := logwrites.ExploreOptions{Seed: c.seed, Tear: c.tear, MaxSubsetStates: c.maxSubset, Parallel: c.parallel}
-	stats, err := logwrites.Explore(context.Background(), l, base, o, checker(puts))
+	var early earlyFailure
+	stats, err := logwrites.Explore(context.Background(), l, base, o, checker(puts, &early))
 	var se *logwrites.StateError
-	if errors.As(err, &se) {
-		fmt.Fprintf(out, "LOST DATA in crash state after %d states checked:\n  %v\n  %v\n", stats.States, se.State.Description, se.Err)
-		describeEntries(out, l, se.State.Description)
-		// The description rebuilds the state exactly: show it.
-		img := testdev.NewMemory(devSize)
-		if rerr := logwrites.ReplayState(l, se.State.Description, img); rerr != nil {
-			return fmt.Errorf("replaying the failing state: %w", rerr)
-		}
-		fmt.Fprintf(out, "  replayed with logwrites.ReplayState, the check fails again: %v\n",
-			checkImage(img, se.State.Mark, puts))
-		return fmt.Errorf("committed data lost in %v", se.State.Description)
-	}
-	if err != nil {
+	switch {
+	case errors.As(err, &se):
+		fmt.Fprintf(out, "LOST DATA in crash state after %d states checked (%d records acknowledged before the cut):\n  %v\n  %v\n",
+			stats.States, ackedAt(se.State.Mark, puts), se.State.Description, se.Err)
+		return showFailure(out, l, se.State.Description, se.State.Mark, puts)
+	case err != nil:
 		return err
+	case early.found:
+		fmt.Fprintf(out, "CORRUPT STORE in crash state (checked %d states; none lost an acknowledged record, but this one, before any Put returned, does not open):\n  %v\n  %v\n",
+			stats.States, early.desc, early.err)
+		return showFailure(out, l, early.desc, early.mark, puts)
 	}
 	fmt.Fprintf(out, "checked %d crash states (%d prefix, %d subset, %d torn; %d duplicates skipped) in %v: every state recovers every acknowledged record\n",
 		stats.States, stats.Prefix, stats.Subset, stats.Torn, stats.Duplicates, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// showFailure prints the entries of a failing state, rebuilds it from its
+// description alone (logwrites.ReplayState) and checks it again, and
+// returns the error that makes the run fail.
+func showFailure(out io.Writer, l *logwrites.Log, d logwrites.Description, mark string, puts []Record) error {
+	describeEntries(out, l, d)
+	img := testdev.NewMemory(devSize)
+	if err := logwrites.ReplayState(l, d, img); err != nil {
+		return fmt.Errorf("replaying the failing state: %w", err)
+	}
+	fmt.Fprintf(out, "  replayed with logwrites.ReplayState, the check fails again: %v\n", checkImage(img, mark, puts))
+	return fmt.Errorf("committed data lost in %v", d)
 }
 
 // describeEntries prints the entries a subset state applied or dropped.

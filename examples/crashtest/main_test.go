@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 
@@ -60,7 +61,24 @@ func TestCrashtestBugIsFound(t *testing.T) {
 		require.Contains(t, err.Error(), "committed data lost")
 		require.Contains(t, out.String(), "committed record lost")
 		require.Contains(t, out.String(), "the check fails again: committed record lost")
+		// The state shown loses data a caller was told is safe.
+		require.Regexp(t, `LOST DATA in crash state after \d+ states checked \([1-9]\d* records acknowledged before the cut\)`, out.String())
 	}
+}
+
+// A failing state before any acknowledgement is kept aside, lowest ID
+// first, with its description copied (Explore may reuse the slices).
+func TestEarlyFailureKeepsLowestID(t *testing.T) {
+	var e earlyFailure
+	apply := []uint64{4, 5}
+	e.note(logwrites.Description{ID: 9, Apply: apply}, "", errors.New("nine"))
+	e.note(logwrites.Description{ID: 3, Apply: apply}, "", errors.New("three"))
+	e.note(logwrites.Description{ID: 7}, "", errors.New("seven"))
+	apply[0] = 99
+	require.True(t, e.found)
+	require.Equal(t, 3, e.desc.ID)
+	require.EqualError(t, e.err, "three")
+	require.Equal(t, []uint64{4, 5}, e.desc.Apply)
 }
 
 // Without subset states (prefixes only, as replay-log --check flush would

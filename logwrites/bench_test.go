@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dmlog/dmlog/internal/testdev"
 )
 
 // memDev is a plain in-memory device: a byte slice, Sync a no-op. It is the
@@ -37,7 +39,7 @@ func (m *memDev) WriteAt(p []byte, off int64) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
-		return 0, fmt.Errorf("memDev: write beyond the end")
+		return 0, fmt.Errorf("%w: memDev: write beyond the end (%d bytes at %d, device of %d)", testdev.ErrOutOfRange, len(p), off, len(m.b))
 	}
 	return copy(m.b[off:], p), nil
 }

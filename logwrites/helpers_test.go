@@ -2,6 +2,7 @@ package logwrites
 
 import (
 	"bytes"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -206,4 +207,15 @@ func (g *gated) Sync() error {
 		return s.Sync()
 	}
 	return nil
+}
+
+// allocated returns the bytes f allocates (runtime.MemStats.TotalAlloc),
+// after a GC so that an earlier cycle's work does not count.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }

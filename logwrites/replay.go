@@ -155,7 +155,7 @@ type replayer struct {
 	st       *stage  // staging buffer for large entries; nil until one is staged
 	staged   bool    // the last entry with data was staged (true at the start)
 	stageCap int     // the staging buffer's size
-	zeros    []byte
+	zeros    zeroSource
 }
 
 // ReadAt serves the log iterator's reads (headers, probes, mark names):
@@ -229,6 +229,7 @@ func (rp *replayer) run() error {
 		rp.win = newWindow(rp.log.r, replayChunk)
 		rp.staged = true
 		rp.stageCap = stageCap(rp.win, rp.s)
+		rp.zeros.limit = rp.win.size
 		r = rp
 	}
 	for e, err := range rp.log.entries(r) {
@@ -317,11 +318,24 @@ func (rp *replayer) inRange(e Entry) bool {
 	return rp.o.EndSector == 0 || e.Sector < rp.o.EndSector
 }
 
-func (rp *replayer) zeroBuf(n int64) []byte {
-	if rp.zeros == nil {
-		rp.zeros = make([]byte, replayChunk)
+// zeroSource hands out zeros for discarded ranges. Its buffer is sized by
+// the discards seen so far (doubling, so growing costs at most twice the
+// final size) and by the log: never beyond limit, the size of a read-ahead
+// window over the log (probeSize, up to replayChunk), so that a small log
+// never allocates much more than its size however large its discards
+// claim to be. A longer range is zeroed in chunks of limit bytes.
+type zeroSource struct {
+	buf   []byte
+	limit int
+}
+
+// chunk returns min(n, limit) zero bytes, valid until the next call.
+func (z *zeroSource) chunk(n int64) []byte {
+	want := int(min(n, int64(z.limit)))
+	if len(z.buf) < want {
+		z.buf = make([]byte, min(max(want, 2*len(z.buf)), z.limit))
 	}
-	return rp.zeros[:min(n, replayChunk)]
+	return z.buf[:want]
 }
 
 // apply replays one entry; applied is the number of entries applied before
@@ -339,7 +353,7 @@ func (rp *replayer) apply(e Entry, applied uint64) (Action, error) {
 		}
 		off, n := e.Offset(s), e.Length(s)
 		for done := int64(0); done < n; {
-			b := rp.zeroBuf(n - done)
+			b := rp.zeros.chunk(n - done)
 			if _, err := rp.target.WriteAt(b, off+done); err != nil {
 				return Replayed, fmt.Errorf("zeroing discarded range: %w", err)
 			}

@@ -138,7 +138,10 @@ func TestReplayOverstatedCount(t *testing.T) {
 
 // zeroCounter is a target that checks that everything written is zero and
 // counts it, without storing anything.
-type zeroCounter struct{ n, nonzero int64 }
+type zeroCounter struct {
+	n, nonzero int64
+	largest    int // the largest write
+}
 
 var zeroChunk = make([]byte, 1<<20)
 
@@ -151,7 +154,50 @@ func (z *zeroCounter) WriteAt(p []byte, off int64) (int, error) {
 		q = q[n:]
 	}
 	z.n += int64(len(p))
+	z.largest = max(z.largest, len(p))
 	return len(p), nil
+}
+
+// The buffer of zeros for discards is sized by the discards and by the
+// log: a tiny log with a small discard, or with a discard of a whole large
+// device, allocates a few KiB (not replayChunk), and still zeroes the whole
+// range, in chunks no larger than the log's read-ahead window; a log of
+// 1 MiB or more zeroes in chunks of replayChunk. Replay and ReplayState
+// alike.
+func TestReplayDiscardBuffer(t *testing.T) {
+	small := newHandLog(512).discard(8, 8).bytes(-1)
+	huge := newHandLog(512).discard(0, 300<<20/512).bytes(-1)
+	for _, tc := range []struct {
+		name string
+		run  func(l *Log, w io.WriterAt) error
+	}{
+		{"Replay", func(l *Log, w io.WriterAt) error { return Replay(l, w, ReplayOptions{}) }},
+		{"ReplayState", func(l *Log, w io.WriterAt) error { return ReplayState(l, Description{Prefix: l.NumEntries()}, w) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := openBytes(t, small)
+			target := newMemDev(64 << 10)
+			copy(target.b[4096:8192], fill(4096, 1))
+			require.Less(t, allocated(func() { require.NoError(t, tc.run(l, target)) }), uint64(32<<10))
+			require.Equal(t, make([]byte, 64<<10), target.b)
+
+			l = openBytes(t, huge)
+			var z zeroCounter
+			require.Less(t, allocated(func() { require.NoError(t, tc.run(l, &z)) }), uint64(64<<10))
+			require.Equal(t, int64(300<<20), z.n)
+			require.Zero(t, z.nonzero)
+			require.Equal(t, 4096, z.largest)
+
+			// A log of 1 MiB or more: chunks of replayChunk.
+			h := newHandLog(512).write(0, 0, fill(1<<20, 1)).discard(0, 3<<20/512)
+			l = h.open(t)
+			z = zeroCounter{}
+			require.NoError(t, tc.run(l, &z))
+			require.Equal(t, int64(4<<20), z.n)
+			require.Equal(t, int64(1), z.nonzero) // the write
+			require.Equal(t, replayChunk, z.largest)
+		})
+	}
 }
 
 // Test idea 20: discards zero the range whatever the size; no-discard; the

@@ -32,6 +32,7 @@ func ReplayState(log *Log, d Description, target io.WriterAt) error {
 		pos[i] = k
 	}
 	later := make([]Entry, len(d.Apply))
+	zeros := &zeroSource{limit: probeSize(log.r, replayChunk)}
 	for e, err := range log.Entries() {
 		if e.Index >= need {
 			break // what comes later (even a bad entry) does not matter
@@ -40,7 +41,7 @@ func ReplayState(log *Log, d Description, target io.WriterAt) error {
 			return err
 		}
 		if e.Index < d.Prefix {
-			if err := replayEntry(log, e, nil, target); err != nil {
+			if err := replayEntry(log, e, nil, target, zeros); err != nil {
 				return err
 			}
 		}
@@ -86,7 +87,7 @@ func ReplayState(log *Log, d Description, target io.WriterAt) error {
 				}
 			}
 		}
-		if err := replayEntry(log, e, kept, target); err != nil {
+		if err := replayEntry(log, e, kept, target, zeros); err != nil {
 			return err
 		}
 	}
@@ -106,15 +107,15 @@ func blockRange(e Entry, sectorSize int) (lo, hi uint64) {
 // replayEntry writes e's data (zeros for a discard) to target, only the
 // 512-byte sectors in kept if kept is not nil. A write's data is read whole
 // (the reader has checked that it is in the log, so the buffer is bounded
-// by the log's size); a discard is zeroed in chunks of at most replayChunk
-// bytes, whatever its size.
-func replayEntry(log *Log, e Entry, kept []SectorRange, target io.WriterAt) error {
+// by the log's size); a discard is zeroed in chunks from zeros, whatever
+// its size.
+func replayEntry(log *Log, e Entry, kept []SectorRange, target io.WriterAt, zeros *zeroSource) error {
 	if e.Flags&FlagMark != 0 || e.NrSectors == 0 {
 		return nil
 	}
 	ss := log.SectorSize()
 	off, n := e.Offset(ss), e.Length(ss)
-	var data, zeros []byte
+	var data []byte
 	if e.HasData() {
 		data = make([]byte, n)
 		if err := log.ReadData(e, data); err != nil {
@@ -134,10 +135,7 @@ func replayEntry(log *Log, e Entry, kept []SectorRange, target io.WriterAt) erro
 			if data != nil {
 				p = data[lo:hi]
 			} else {
-				if zeros == nil {
-					zeros = make([]byte, min(hi-lo, replayChunk))
-				}
-				p = zeros[:min(hi-lo, int64(len(zeros)))]
+				p = zeros.chunk(hi - lo)
 			}
 			if _, err := target.WriteAt(p, off+lo); err != nil {
 				return fmt.Errorf("logwrites: replaying entry %d: %w", e.Index, err)

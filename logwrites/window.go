@@ -22,6 +22,14 @@ type window struct {
 // smaller (probed), so that reading a tiny log never allocates much more
 // than its size.
 func newWindow(r io.ReaderAt, max int) *window {
+	return &window{r: r, size: probeSize(r, max)}
+}
+
+// probeSize returns max, or max/16^k down to 4096 for a log shorter than
+// max: the largest of those sizes that the log reaches, so a buffer of that
+// size is never much larger than the log (at most 4096 bytes for a tiny
+// one) and never larger than max. It costs at most a few 1-byte reads.
+func probeSize(r io.ReaderAt, max int) int {
 	size := max
 	var one [1]byte
 	for size > 4096 {
@@ -30,7 +38,7 @@ func newWindow(r io.ReaderAt, max int) *window {
 		}
 		size /= 16
 	}
-	return &window{r: r, size: size}
+	return size
 }
 
 // fill makes [off, off+n) resident, reading a whole window from off.

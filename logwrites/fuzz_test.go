@@ -37,11 +37,49 @@ func checkLogErr(t *testing.T, err error) {
 	t.Fatalf("error wraps no sentinel: %v", err)
 }
 
+// The rule for a log from outside: no allocation beyond the log's
+// size. The fuzz targets check it on every input: what the operation under
+// test allocates (runtime.MemStats.TotalAlloc, which counts every byte
+// allocated, freed or not) is at most allocPerByte bytes per byte of the log
+// plus allocSlack. The factor covers several buffers each bounded by the
+// log: Replay's read-ahead window (at most the log's size), staging buffer
+// (at most about twice it), buffer of zeros (at most the window), and the
+// iterator's header buffer and mark names, allocated again by each pass
+// (Replay makes up to three: start mark, end mark, replay); FuzzOpen's
+// ReadData buffers (in all, at most the log's size). The slack covers the
+// smallest buffers (4 KiB window and zeros for a tiny log), errors and
+// closures.
+const (
+	allocPerByte = 8
+	allocSlack   = 32 << 10
+)
+
+// checkAlloc runs f and fails if it allocates more than the bound for a
+// log of n bytes.
+func checkAlloc(t *testing.T, what string, n int, f func()) {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	if d, limit := after.TotalAlloc-before.TotalAlloc, uint64(allocPerByte*n+allocSlack); d > limit {
+		t.Fatalf("%s allocated %d bytes for a log of %d bytes (limit %d)", what, d, n, limit)
+	}
+}
+
 // FuzzOpen: arbitrary bytes never panic or hang; every entry yielded has
 // its data in the log, and the iteration ends within the log's size.
+// Opening and reading every entry's data allocates no more than the
+// bound of checkAlloc.
 func FuzzOpen(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
+		checkAlloc(t, "Open, Entries and ReadData", len(b), func() { fuzzOpen(t, b) })
+	})
+}
+
+func fuzzOpen(t *testing.T, b []byte) {
+	{
 		l, err := Open(bytes.NewReader(b))
 		if err != nil {
 			checkLogErr(t, err)
@@ -71,12 +109,14 @@ func FuzzOpen(f *testing.F) {
 		if uint64(n) != l.NumEntries() {
 			t.Fatalf("%d entries read without error, count %d", n, l.NumEntries())
 		}
-	})
+	}
 }
 
 // FuzzReplay: replaying arbitrary logs with options taken from the input
 // onto a small device, with Replay and with ReplayState, never panics;
-// errors wrap sentinels.
+// errors wrap sentinels; each allocates no more than the bound of
+// checkAlloc (the targets, plain byte slices that do not allocate, are
+// made before measuring).
 func FuzzReplay(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -106,8 +146,8 @@ func FuzzReplay(f *testing.F) {
 			}
 			o.Find = sel&(1<<20) != 0
 		}
-		target := testdev.NewMemory(64 << 10)
-		err = Replay(l, target, o)
+		target, stateTarget := newMemDev(64<<10), newMemDev(64<<10)
+		checkAlloc(t, "Replay", len(b), func() { err = Replay(l, target, o) })
 		if err != nil {
 			checkLogErr(t, err)
 		}
@@ -117,7 +157,8 @@ func FuzzReplay(f *testing.F) {
 		for i := d.Prefix; i < min(d.Prefix+3, l.NumEntries()); i++ {
 			d.Apply = append([]uint64{i}, d.Apply...)
 		}
-		if err := ReplayState(l, d, testdev.NewMemory(64<<10)); err != nil {
+		checkAlloc(t, "ReplayState", len(b), func() { err = ReplayState(l, d, stateTarget) })
+		if err != nil {
 			checkLogErr(t, err)
 		}
 	})

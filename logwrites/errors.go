@@ -58,7 +58,7 @@ var (
 type EntryError struct {
 	Index uint64 // 0-based entry number
 	Block uint64 // log block of the entry header
-	Err   error
+	Err   error  // the cause: wraps a sentinel (ErrMalformed, ErrTruncated) or is the read error
 }
 
 // Error formats the error as "entry <index> @<block>: <cause>".

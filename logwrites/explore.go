@@ -15,14 +15,15 @@ import (
 
 // Defaults for ExploreOptions fields left zero.
 const (
-	DefaultMaxSubsetStates = 32
-	DefaultMaxStates       = 100000
+	DefaultMaxSubsetStates = 32     // subset states per cut (ExploreOptions.MaxSubsetStates)
+	DefaultMaxStates       = 100000 // states checked in all (ExploreOptions.MaxStates)
 )
 
 // ExploreOptions configure Explore. The zero value explores prefix states at
 // every FLUSH and FUA entry and up to DefaultMaxSubsetStates subset states
 // per cut, without torn writes, with GOMAXPROCS parallel checks. It is a
-// plain value; Explore keeps no reference to it.
+// plain value, safe for concurrent use; Explore copies it and keeps no
+// reference to it.
 type ExploreOptions struct {
 	// EveryEntry adds a prefix state after every entry, not only after
 	// FLUSH and FUA entries (replay-log's --check 1 rather than --check flush/fua).
@@ -52,7 +53,8 @@ type ExploreOptions struct {
 	DeviceSize int64
 }
 
-// ExploreStats reports what Explore did. It is a plain value.
+// ExploreStats reports what Explore did. It is a plain value, safe for
+// concurrent use.
 type ExploreStats struct {
 	Entries    uint64 // log entries read
 	Cuts       int    // cuts at which subset states were generated
@@ -70,8 +72,8 @@ type ExploreStats struct {
 // ReplayState and which stays readable. Like State, it is immutable and
 // safe for concurrent use.
 type StateError struct {
-	State State
-	Err   error
+	State State // the crash state the checker failed on
+	Err   error // the checker's error (or its panic, as an error)
 }
 
 // Error describes the failing state and the checker's error.

@@ -66,7 +66,7 @@ func (f Flags) String() string {
 type Entry struct {
 	Index     uint64 // 0-based entry number
 	Block     uint64 // block number of the entry header in the log (sector-size units)
-	Flags     Flags
+	Flags     Flags  // the entry's flag bits (FLUSH, FUA, DISCARD, MARK, METADATA)
 	Sector    uint64 // first sector, in the log's sector-size units, as on disk
 	NrSectors uint64 // number of sectors, likewise
 	Mark      string // the name, for MARK entries

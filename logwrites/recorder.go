@@ -88,8 +88,8 @@ func logDeviceSize(dev io.WriterAt) (int64, error) {
 	return -1, nil
 }
 
-// Options configure a Recorder. It is a plain value; New keeps no
-// reference to it.
+// Options configure a Recorder. It is a plain value, safe for concurrent
+// use; New copies it and keeps no reference to it.
 type Options struct {
 	// SectorSize is the log's sector size in bytes: a power of two from 512
 	// to MaxSectorSize (the kernel uses the data device's logical block

@@ -12,8 +12,9 @@ import (
 // point) and exits before replaying anything, so it selects no entries and
 // is Log.NumEntries rather than a field here.
 //
-// ReplayOptions is a plain value; Replay and Find copy it. Its callbacks
-// are called from the goroutine running Replay.
+// ReplayOptions is a plain value, safe for concurrent use (its callbacks
+// must be too, to share one between concurrent Replays); Replay and Find
+// copy it. Its callbacks are called from the goroutine running Replay.
 //
 // Replay differs from replay-log where replay-log is a known pitfall: an
 // end mark that is not in the log is an error (ErrMarkNotFound) and nothing
@@ -57,9 +58,13 @@ type ReplayOptions struct {
 	// change the target, or later entries are replayed over its changes:
 	// a check that writes (a mount that runs journal recovery) works on a
 	// copy or snapshot of the target. Explore's States are read-only.
-	Checker    func(e Entry) error
+	Checker func(e Entry) error
+	// CheckEvery runs Checker after every CheckEvery-th entry replayed
+	// (counted from the start point); 0 means not by count [--check N].
 	CheckEvery uint64
-	CheckOn    Flags
+	// CheckOn runs Checker after each entry with any of these flags
+	// (FlagFlush, FlagFUA, FlagDiscard) [--check flush|fua|discard].
+	CheckOn Flags
 	// Progress, if set, is told about every entry Replay walks over and
 	// what it did with it (replay-log's -v / -vv output).
 	Progress func(e Entry, a Action)
@@ -99,7 +104,7 @@ func (a Action) String() string {
 type ReplayError struct {
 	Entry   Entry  // the entry concerned (Index and Block are always set)
 	Applied uint64 // entries applied (from the start point) before the error
-	Err     error
+	Err     error  // the cause: a log error (wrapping a sentinel), the target's error, or ErrCheck
 }
 
 // Error names the entry, its log block and how many entries were applied.

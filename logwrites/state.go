@@ -7,7 +7,8 @@ import (
 	"strings"
 )
 
-// StateKind says how Explore produced a crash state. It is a plain value.
+// StateKind says how Explore produced a crash state. It is a plain value,
+// safe for concurrent use.
 type StateKind int
 
 const (
@@ -33,9 +34,11 @@ func (k StateKind) String() string {
 }
 
 // SectorRange is a half-open range [Start, End) of 512-byte sectors,
-// counted from the start of an entry's data. It is a plain value.
+// counted from the start of an entry's data. It is a plain value, safe for
+// concurrent use.
 type SectorRange struct {
-	Start, End uint64
+	Start uint64 // first sector of the range
+	End   uint64 // first sector after the range (exclusive)
 }
 
 // Tear describes a torn write: only some 512-byte sectors of the entry's

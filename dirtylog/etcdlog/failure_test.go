@@ -184,13 +184,7 @@ func TestPartitionFencing(t *testing.T) {
 
 	a.MarkRegion(5) // a write in flight when the partition starts
 	require.NoError(t, a.Flush(ctx))
-	a.noRenew.Store(true)
-	a.session().Orphan() // keepalives stop, as behind a partition
-
-	eventually(t, 10*time.Second, func() bool {
-		in, err := b.InSync(ctx, 5)
-		return err == nil && !in
-	}, "the partitioned node's marks never became resync work")
+	partition(ctx, t, a, b, 5)
 	a.MarkRegion(9)
 	err := a.Flush(ctx)
 	require.ErrorIs(t, err, ErrFenced)
@@ -225,6 +219,19 @@ func TestPartitionFencing(t *testing.T) {
 	require.True(t, clean)
 }
 
+// partition stops a's lease renewals, as behind a network partition, and
+// waits until b sees a's marked region r become resync work (a's lease
+// expired and the janitor reaped it).
+func partition(ctx context.Context, t *testing.T, a, b *Log, r dirtylog.Region) {
+	t.Helper()
+	a.noRenew.Store(true)
+	a.session().Orphan() // keepalives stop
+	eventually(t, 10*time.Second, func() bool {
+		in, err := b.InSync(ctx, r)
+		return err == nil && !in
+	}, "the partitioned node's marks never became resync work")
+}
+
 // TestFencingWithNothingToFlush: a node whose lease expired fails its next
 // Flush even when it has nothing new to commit (its writes all go to
 // regions it marked before), and that flush writes nothing.
@@ -240,12 +247,7 @@ func TestFencingWithNothingToFlush(t *testing.T) {
 	a.MarkRegion(5)
 	require.NoError(t, a.Flush(ctx))
 	require.NoError(t, a.Flush(ctx), "an empty flush of a live node")
-	a.noRenew.Store(true)
-	a.session().Orphan() // keepalives stop, as behind a partition
-	eventually(t, 10*time.Second, func() bool {
-		in, err := b.InSync(ctx, 5)
-		return err == nil && !in
-	}, "the partitioned node's marks never became resync work")
+	partition(ctx, t, a, b, 5)
 	a.MarkRegion(5) // already marked: nothing new to commit
 	err := a.Flush(ctx)
 	require.ErrorIs(t, err, ErrFenced)

@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,9 +13,9 @@ import (
 
 // oneAtATimeLog is a log that allows one recovery at a time, as the
 // clustered logs do (dirtylog.Log.ResyncWork): until SetRegionSync ends it,
-// ResyncWork returns the unfinished region again. It counts hand-outs and
-// copies in progress, to check the mirror neither copies a region twice
-// nor runs two copies at once.
+// ResyncWork returns the unfinished region again. It counts hand-outs
+// (distinct claims per region, and repeats of the unfinished one); the
+// test checks with Stats that no region was copied twice.
 type oneAtATimeLog struct {
 	dirtylog.Log // an interface field: Core's Local() is not promoted
 
@@ -95,5 +96,58 @@ func TestResyncWithOneRecoveryAtATime(t *testing.T) {
 	}
 	if log.repeated == 0 {
 		t.Error("the mirror never asked while its one recovery ran: the test did not exercise the repeat")
+	}
+}
+
+// slowWorkLog blocks its second ResyncWork until release is closed, as a
+// clustered log's would behind a partition.
+type slowWorkLog struct {
+	dirtylog.Log
+	calls   atomic.Int32
+	blocked chan struct{} // closed when the second call blocks
+	release chan struct{}
+}
+
+func (l *slowWorkLog) ResyncWork(ctx context.Context) (dirtylog.Region, bool, error) {
+	if l.calls.Add(1) == 2 {
+		close(l.blocked)
+		select {
+		case <-l.release:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	return l.Log.ResyncWork(ctx)
+}
+
+// A recovery that ends while a ResyncWork call is slow must not hold up
+// the mirror's writes: the outcome reaches the log outside the mirror's
+// lock.
+func TestSlowResyncWorkDoesNotStallWrites(t *testing.T) {
+	const size, rs = 64 << 10, 4 << 10
+	core, err := dirtylog.NewCore(dirtylog.Options{RegionSize: rs, DeviceSize: size, Sync: dirtylog.NoSync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core.SetRegionSync(0, false) // resync work: regions 0 and 1
+	core.SetRegionSync(1, false)
+	log := &slowWorkLog{Log: core, blocked: make(chan struct{}), release: make(chan struct{})}
+	m, err := New([]Leg{testdev.NewMemory(size), testdev.NewMemory(size)}, log, Options{Size: size, ResyncParallel: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	defer close(log.release)
+	<-log.blocked
+	// Region 0's copy (4 KiB) ends meanwhile and waits for the slow call
+	// to record its outcome; give it the time to get there.
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	// Region 9 is in sync and clean: the write marks it and waits for a
+	// log flush, which needs the mirror's lock.
+	if _, err := m.WriteAt(fill(4096, 'w'), 9*rs); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("a write took %v while a ResyncWork call was slow", d)
 	}
 }

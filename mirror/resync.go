@@ -30,6 +30,7 @@ type resyncState struct {
 	// SetRegionSync), so a region found here has not been set yet.
 	copying map[dirtylog.Region]struct{}
 	askMu   sync.Mutex
+	ended   chan struct{} // closed (and replaced) when a recovery ends
 }
 
 func (m *Mirror) kickResync() {
@@ -166,14 +167,6 @@ func (m *Mirror) takeResyncWork(ctx context.Context) (r dirtylog.Region, ok, bus
 	return r, true, false, nil
 }
 
-// copying reports whether this mirror is recovering r.
-func (m *Mirror) copying(r dirtylog.Region) bool {
-	m.resync.mu.Lock()
-	defer m.resync.mu.Unlock()
-	_, ok := m.resync.copying[r]
-	return ok
-}
-
 // endRecovery records the outcome of r's recovery in the log and takes r
 // out of resyncState.copying, with no ResyncWork in between: a log that
 // hands out each region once until SetRegionSync (Core, Disk) may hand r
@@ -183,10 +176,37 @@ func (m *Mirror) endRecovery(r dirtylog.Region, inSync bool) {
 	s := &m.resync
 	s.askMu.Lock()
 	defer s.askMu.Unlock()
+	m.log.SetRegionSync(r, inSync)
 	s.mu.Lock()
 	delete(s.copying, r)
+	if s.ended != nil {
+		close(s.ended)
+		s.ended = nil
+	}
 	s.mu.Unlock()
-	m.log.SetRegionSync(r, inSync)
+}
+
+// waitCopied waits until this mirror is no longer recovering r, or ctx
+// ends.
+func (m *Mirror) waitCopied(ctx context.Context, r dirtylog.Region) {
+	s := &m.resync
+	for {
+		s.mu.Lock()
+		if _, busy := s.copying[r]; !busy {
+			s.mu.Unlock()
+			return
+		}
+		if s.ended == nil {
+			s.ended = make(chan struct{})
+		}
+		ch := s.ended
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+	}
 }
 
 // recoverRegion is the kernel's recovery of one region: quiesce it (wait
@@ -211,6 +231,11 @@ func (m *Mirror) recoverRegion(ctx context.Context, r dirtylog.Region) {
 		}
 	}
 	cerr := m.copyRegion(ctx, c, r, targets)
+	// The outcome reaches the log before m.mu is taken: endRecovery may
+	// wait for a ResyncWork in flight (askMu), which must not hold up the
+	// mirror's I/O. The region is still quiesced, so none of our writes
+	// sees the log and the region table disagree meanwhile.
+	m.endRecovery(r, cerr == nil)
 
 	m.mu.Lock()
 	var joined []int
@@ -218,7 +243,6 @@ func (m *Mirror) recoverRegion(ctx context.Context, r dirtylog.Region) {
 		// Recovered: in sync, and clean once the legs are synced. The
 		// region joins the idle dirty set, so the clear reaches the log
 		// with the next batch of clears (after the flush callback).
-		m.endRecovery(r, true)
 		m.syncEpoch++
 		e.inSync = true
 		if !e.dirty {
@@ -233,7 +257,6 @@ func (m *Mirror) recoverRegion(ctx context.Context, r dirtylog.Region) {
 		if ctx.Err() == nil {
 			m.noteResyncFailure()
 		}
-		m.endRecovery(r, false)
 		m.syncEpoch++
 		e.inSync = false
 	}
@@ -433,12 +456,7 @@ func (m *Mirror) Resync(ctx context.Context) error {
 		}
 		if busy { // the log's one recovery is ours and still running
 			_ = g.Wait()
-			if m.copying(r) { // by the background worker: let it finish
-				select {
-				case <-ctx.Done():
-				case <-time.After(5 * time.Millisecond):
-				}
-			}
+			m.waitCopied(ctx, r) // by the background worker: let it finish
 			continue
 		}
 		if r, legs, ok := m.nextJoinRegion(); ok {

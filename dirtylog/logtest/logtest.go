@@ -88,7 +88,8 @@ func Run(t *testing.T, f Factory) {
 			// call tells the two kinds of log apart: one that allows
 			// several recoveries at once moves on to region 1; one that
 			// allows one at a time returns region 0 again, and keeps
-			// returning a region until it is set in sync.
+			// returning a region until it is set in sync. A local log
+			// (dirtylog.IsLocal: Core, Disk) must be of the first kind.
 			work := func(want dirtylog.Region) {
 				t.Helper()
 				r, ok, err := l.ResyncWork(ctx)
@@ -101,6 +102,9 @@ func Run(t *testing.T, f Factory) {
 			require.NoError(t, err)
 			require.True(t, ok)
 			require.Contains(t, []dirtylog.Region{0, 1}, r)
+			if dirtylog.IsLocal(l) {
+				require.EqualValues(t, 1, r, "a local log hands each region out once: region 0 was handed out twice")
+			}
 			if r == 1 { // several at once: each region handed out once
 				for want := dirtylog.Region(2); want < regions; want++ {
 					work(want)

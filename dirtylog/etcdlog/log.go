@@ -469,8 +469,13 @@ func (l *Log) dirtyChunk(r dirtylog.Region) {
 // in one etcd transaction, guarded by a compare on the node's liveness
 // key. A node whose lease expired gets an error wrapping ErrFenced and
 // must stop writing; nothing is committed. A flush with nothing new to
-// commit still checks the liveness key (a read-only transaction), so the
-// fencing holds for a node whose writes all go to regions it had marked.
+// commit still checks the liveness key (a read-only transaction bounded
+// by Options.RequestTimeout), so a caller that flushes learns of the fence
+// even when its writes all go to regions it had marked. (A mirror does not
+// flush for such writes; what stops them is RemoteRecovering, which the
+// mirror asks before every write on a shared log: it fails while etcd is
+// unreachable and reports the regions a janitor took from an expired node
+// as out of sync.)
 func (l *Log) Flush(ctx context.Context) error {
 	if l.closed.Load() {
 		return fmt.Errorf("etcdlog: flush: %w", dirtylog.ErrClosed)
@@ -609,11 +614,12 @@ func (l *Log) flushLocked(ctx context.Context) error {
 }
 
 // checkLive is the flush of nothing new: one read-only transaction on the
-// liveness compare, so a node whose lease expired without its noticing
-// (paused, partitioned) fails this flush too and stops writing, even when
-// every region it writes was marked before. etcd answers it without a disk
-// write.
+// liveness compare, bounded by Options.RequestTimeout, so a node whose
+// lease expired without its noticing (paused, partitioned) fails this
+// flush too. etcd answers it without a disk write.
 func (l *Log) checkLive(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, l.opts.requestTimeout())
+	defer cancel()
 	resp, err := l.cli.Txn(ctx).If(l.aliveCmp()).Commit()
 	if err != nil {
 		return fmt.Errorf("etcdlog: flush on node %q: %w: %w", l.opts.Node, dirtylog.ErrLogFailed, err)

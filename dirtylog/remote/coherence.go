@@ -223,11 +223,18 @@ func (c *coherence) unclaim(r dirtylog.Region) {
 // recovering reports whether r is claimed for recovery.
 func (c *coherence) recovering(r dirtylog.Region) bool { return c.claimed && c.claim == r }
 
-// setRegionSync records r's sync state. It ends r's recovery claim; a
-// region counts once however often it is set in sync; one that goes out
-// of sync behind the cursor pulls the cursor back.
-func (c *coherence) setRegionSync(r dirtylog.Region, in bool) cleanChange {
+// setRegionSync records node n's report of r's sync state. It ends r's
+// recovery claim; a region counts once however often it is set in sync;
+// one that goes out of sync behind the cursor pulls the cursor back. A
+// report that r is in sync from a node other than the one now recovering
+// it is ignored: it comes from a copy whose claim was released (its node
+// suspended, or was declared dead while still running), and the current
+// recoverer's copy is still writing the region.
+func (c *coherence) setRegionSync(n NodeID, r dirtylog.Region, in bool) cleanChange {
 	if !c.inRange(r) {
+		return cleanSame
+	}
+	if in && c.recovering(r) && c.recoverer != n {
 		return cleanSame
 	}
 	c.unclaim(r)
@@ -274,6 +281,17 @@ func (c *coherence) remoteRecovering(n NodeID, r dirtylog.Region) (rec bool, hin
 
 // presuspend halts recovery for node n.
 func (c *coherence) presuspend(n NodeID) { c.node(n).halted = true }
+
+// postsuspend ends node n's recovery claim, as cmirrord resets its
+// recoverer when the log is suspended: a suspended node copies nothing,
+// and may never come back, so its region goes back to the queue (the
+// cursor is pulled back to it).
+func (c *coherence) postsuspend(n NodeID) {
+	if c.claimed && c.recoverer == n {
+		c.claimed = false
+		c.cursor = min(c.cursor, uint64(c.claim))
+	}
+}
 
 // resume restarts the resync cursor and recovery for node n.
 func (c *coherence) resume(n NodeID) {

@@ -20,7 +20,7 @@ import (
 //	work                        want: region or "none"
 //	rec r                       want: "true hint" / "false hint"
 //	leave                       want: sorted regions put out of sync, then "released" or "kept"
-//	join / presuspend / resume  want: "-"
+//	join / presuspend / postsuspend / resume  want: "-"
 //	clean r / insync r          want: true/false
 //	count                       want: sync count
 func runScript(t *testing.T, c *coherence, script string) {
@@ -47,7 +47,7 @@ func runScript(t *testing.T, c *coherence, script string) {
 		case "clear":
 			got = changeName(c.clear(node, dirtylog.Region(arg(2))))
 		case "sync":
-			got = changeName(c.setRegionSync(dirtylog.Region(arg(2)), arg(3) != 0))
+			got = changeName(c.setRegionSync(node, dirtylog.Region(arg(2)), arg(3) != 0))
 		case "work":
 			if r, ok := c.resyncWork(node); ok {
 				got = fmt.Sprint(r)
@@ -66,6 +66,9 @@ func runScript(t *testing.T, c *coherence, script string) {
 			got = "-"
 		case "presuspend":
 			c.presuspend(node)
+			got = "-"
+		case "postsuspend":
+			c.postsuspend(node)
 			got = "-"
 		case "resume":
 			c.resume(node)
@@ -239,6 +242,26 @@ func TestCoherence(t *testing.T) {
 			1 work => 0
 			1 sync 0 1 => same
 			1 work => 1`},
+		{"PostsuspendEndsTheClaim", 8, false, `
+			1 work => 0
+			1 sync 0 1 => same
+			1 work => 1
+			2 work => none
+			2 postsuspend => -
+			2 work => none
+			1 postsuspend => -
+			2 work => 1`},
+		{"InSyncFromAReleasedCopyIsIgnored", 8, false, `
+			1 work => 0
+			1 postsuspend => -
+			2 work => 0
+			1 sync 0 1 => same
+			0 insync 0 => false
+			2 work => 0
+			2 sync 0 1 => same
+			0 insync 0 => true
+			1 resume => -
+			1 work => 1`},
 		{"OutOfRangeIgnored", 8, true, `
 			1 mark 8 => same
 			1 clear 99 => same
@@ -274,10 +297,10 @@ func TestCoherenceInvariants(t *testing.T) {
 		case 2, 3:
 			c.clear(node, r)
 		case 4:
-			c.setRegionSync(r, rnd(3) != 0)
+			c.setRegionSync(node, r, rnd(3) != 0)
 		case 5:
 			if w, ok := c.resyncWork(node); ok && rnd(2) == 0 {
-				c.setRegionSync(w, rnd(4) != 0) // else it stays claimed
+				c.setRegionSync(node, w, rnd(4) != 0) // else it stays claimed
 			}
 		case 6:
 			c.remoteRecovering(node, r)

@@ -172,7 +172,7 @@ func (s *Server) newHostedLog(uuid string, sp ctrSpec) (*hostedLog, error) {
 		func(r dirtylog.Region) bool { ok, _ := b.InSync(ctx, r); return ok })
 	if typ == "disk" && grownFrom < st.count {
 		for r := dirtylog.Region(grownFrom); uint64(r) < st.count; r++ {
-			if st.setRegionSync(r, true) == cleanCleaned {
+			if st.setRegionSync(0, r, true) == cleanCleaned { // no node yet: nothing claimed
 				b.ClearRegion(r)
 			}
 		}
@@ -369,6 +369,7 @@ func (hl *hostedLog) handle(ctx context.Context, n NodeID, t RequestType, p []by
 		if m := hl.members[n]; m != nil {
 			m.suspended = true
 		}
+		st.postsuspend(n)
 		hl.mu.Unlock()
 		return out, hl.backing.Flush(ctx)
 	}
@@ -413,7 +414,7 @@ func (hl *hostedLog) handle(ctx context.Context, n NodeID, t RequestType, p []by
 		}
 		r := dirtylog.Region(binary.LittleEndian.Uint64(p))
 		in := int64(binary.LittleEndian.Uint64(p[8:])) != 0
-		hl.apply(st.setRegionSync(r, in), r)
+		hl.apply(st.setRegionSync(n, r, in), r)
 	case RequestGetSyncCount:
 		out = appendU64(out, st.syncCount)
 	case RequestStatusInfo:

@@ -28,6 +28,9 @@
 //     that same region each time it asks, and every other node gets none.
 //     So a reply lost with a connection, or a ResyncWork abandoned when
 //     its context ended, leaves nothing stuck: asking again returns it.
+//     A node that suspends (POSTSUSPEND) gives its claim up, as in
+//     cmirrord, and a late "in sync" from it is ignored while another
+//     node recovers that region.
 //     (A mirror that copies in parallel over a local log therefore copies
 //     one region at a time over a remote one, as the kernel's does.)
 //   - RemoteRecovering is true for any out-of-sync region, so a writer

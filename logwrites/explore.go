@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -293,17 +292,14 @@ func deviceSize(base io.ReaderAt, size int64) (int64, error) {
 	if size < 0 {
 		return 0, fmt.Errorf("%w: DeviceSize %d", ErrDeviceSize, size)
 	}
-	switch b := base.(type) {
-	case interface{ Size() int64 }:
-		return b.Size(), nil
-	case interface{ Stat() (os.FileInfo, error) }:
-		fi, err := b.Stat()
-		if err != nil {
-			return 0, fmt.Errorf("logwrites: sizing the base image: %w", err)
-		}
-		return fi.Size(), nil
+	size, _, known, err := devSize(base)
+	if err != nil {
+		return 0, fmt.Errorf("logwrites: the base image: %w", err)
 	}
-	return 0, fmt.Errorf("%w: base has no Size method; set ExploreOptions.DeviceSize", ErrDeviceSize)
+	if !known {
+		return 0, fmt.Errorf("%w: base has no Size method; set ExploreOptions.DeviceSize", ErrDeviceSize)
+	}
+	return size, nil
 }
 
 // xentry is a log entry loaded for exploration.

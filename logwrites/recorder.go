@@ -3,7 +3,6 @@ package logwrites
 import (
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"sync"
 )
@@ -44,48 +43,6 @@ type syncer interface{ Sync() error }
 
 type discarder interface {
 	Discard(off, n int64) error
-}
-
-type sizer interface{ Size() int64 }
-
-// fileDevice is what an *os.File offers to size a block device: its mode
-// says whether it is one, and seeking to the end gives its size (Stat
-// reports 0 for a block device).
-type fileDevice interface {
-	Stat() (fs.FileInfo, error)
-	Seek(offset int64, whence int) (int64, error)
-}
-
-// logDeviceSize returns the size of a log device that has a fixed one: its
-// Size() if it has that method, or the size of a block device opened as an
-// *os.File. A regular file grows, so it has none (-1), nor has a device
-// that offers neither.
-func logDeviceSize(dev io.WriterAt) (int64, error) {
-	switch d := dev.(type) {
-	case sizer:
-		return d.Size(), nil
-	case fileDevice:
-		fi, err := d.Stat()
-		if err != nil {
-			return 0, fmt.Errorf("logwrites: sizing the log device: %w", err)
-		}
-		if fi.Mode()&fs.ModeDevice == 0 || fi.Mode()&fs.ModeCharDevice != 0 {
-			return -1, nil
-		}
-		cur, err := d.Seek(0, io.SeekCurrent)
-		if err != nil {
-			return 0, fmt.Errorf("logwrites: sizing the log device: %w", err)
-		}
-		end, err := d.Seek(0, io.SeekEnd)
-		if _, rerr := d.Seek(cur, io.SeekStart); err == nil {
-			err = rerr
-		}
-		if err != nil {
-			return 0, fmt.Errorf("logwrites: sizing the log device: %w", err)
-		}
-		return end, nil
-	}
-	return -1, nil
 }
 
 // Options configure a Recorder. It is a plain value, safe for concurrent
@@ -212,11 +169,11 @@ func New(dev Device, logDev io.WriterAt, o Options) (*Recorder, error) {
 	case o.LogSize < 0:
 		return nil, fmt.Errorf("%w: negative LogSize %d", ErrInvalidArgument, o.LogSize)
 	default:
-		sz, err := logDeviceSize(logDev)
+		sz, fixed, _, err := devSize(logDev)
 		if err != nil {
 			return nil, err
 		}
-		if sz >= 0 {
+		if fixed && sz >= 0 {
 			r.logSize = sz
 		}
 	}

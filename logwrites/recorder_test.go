@@ -319,15 +319,26 @@ func (b *blockFile) Seek(off int64, whence int) (int64, error) {
 func TestLogSizeFromFile(t *testing.T) {
 	bf := &blockFile{Memory: testdev.NewMemory(4 * 512), off: 123}
 	// Only what an *os.File has: no Size method.
+	type fileLike interface {
+		statter
+		io.Seeker
+	}
 	rec, err := New(testdev.NewMemory(1<<20), struct {
 		io.WriterAt
-		fileDevice
+		fileLike
 	}{bf, bf}, Options{})
 	require.NoError(t, err)
 	require.Equal(t, int64(123), bf.off, "the file offset was not restored")
 	require.NoError(t, rec.Mark("a"))
 	require.NoError(t, rec.Mark("b"))
 	require.ErrorIs(t, rec.Mark("c"), ErrLogFull)
+	// Explore sizes a base image on a block device the same way.
+	size, err := deviceSize(struct {
+		io.ReaderAt
+		fileLike
+	}{bf, bf}, 0)
+	require.NoError(t, err)
+	require.Equal(t, int64(4*512), size)
 
 	f, err := os.Create(filepath.Join(t.TempDir(), "log"))
 	require.NoError(t, err)

@@ -113,12 +113,3 @@ func writeDirty(w *bufio.Writer, clean *bitset.BitSet, n uint64) {
 		w.WriteString("none")
 	}
 }
-
-// ranges formats the dirty regions below n of a clean bitmap.
-func ranges(clean *bitset.BitSet, n uint64) string {
-	var b strings.Builder
-	w := bufio.NewWriter(&b)
-	writeDirty(w, clean, n)
-	w.Flush()
-	return b.String()
-}

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/bits-and-blooms/bitset"
@@ -70,4 +72,14 @@ func TestNotALog(t *testing.T) {
 		err := run(io.Discard, p)
 		require.True(t, errors.Is(err, sentinel), "%s: %v", p, err)
 	}
+}
+
+// ranges is writeDirty into a string: the dirty regions below n of a
+// clean bitmap.
+func ranges(clean *bitset.BitSet, n uint64) string {
+	var b strings.Builder
+	w := bufio.NewWriter(&b)
+	writeDirty(w, clean, n)
+	w.Flush()
+	return b.String()
 }

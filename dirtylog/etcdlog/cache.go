@@ -561,29 +561,18 @@ func (c *cache) pristineChunk(i int) ([]uint64, int64) {
 	return c.copyChunkLocked(c.pristine, i), c.prisMod[i]
 }
 
-// heldClaim returns the lowest region node holds a recovery claim on.
-func (c *cache) heldClaim(node string) (dirtylog.Region, bool) {
+// recovery returns the recoverer ("" if none), how many claims node holds
+// and the lowest region it holds one on.
+func (c *cache) recovery(node string) (recoverer string, claims int, low dirtylog.Region) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var low dirtylog.Region
-	found := false
 	for r, n := range c.claims {
-		if n == node && (!found || r < low) {
-			low, found = r, true
-		}
-	}
-	return low, found
-}
-
-// recovery returns the recoverer ("" if none) and how many claims node
-// holds.
-func (c *cache) recovery(node string) (recoverer string, claims int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, n := range c.claims {
 		if n == node {
+			if claims == 0 || r < low {
+				low = r
+			}
 			claims++
 		}
 	}
-	return c.recov, claims
+	return c.recov, claims, low
 }

@@ -41,12 +41,12 @@ func (l *Log) ResyncWork(ctx context.Context) (dirtylog.Region, bool, error) {
 	self := l.opts.Node
 	skip := map[dirtylog.Region]bool{}
 	for attempt := 0; attempt < 64; attempt++ {
-		recov, held := l.c.recovery(self)
+		recov, held, mine := l.c.recovery(self)
 		if recov != "" && recov != self {
 			return 0, false, nil
 		}
-		if r, ok := l.c.heldClaim(self); ok && recov == self {
-			return r, true, nil // still ours: the same region again
+		if held > 0 && recov == self {
+			return mine, true, nil // still ours: the same region again
 		}
 		cand, ok := l.c.nextCandidate(skip)
 		if !ok {
@@ -144,7 +144,7 @@ func (l *Log) SetRegionSync(r dirtylog.Region, inSync bool) {
 		}
 		if holder, ok := l.c.claimHolder(r); ok && holder == self {
 			ops = append(ops, clientv3.OpDelete(l.k.claim(r)))
-			if recov, held := l.c.recovery(self); recov == self && held == 1 {
+			if recov, held, _ := l.c.recovery(self); recov == self && held == 1 {
 				ops = append(ops, clientv3.OpDelete(l.k.recoverer()))
 			}
 		}

@@ -8,7 +8,7 @@ import (
 	"github.com/bits-and-blooms/bitset"
 
 	"github.com/dmlog/dmlog/dirtylog"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
 
 // BenchmarkCoreMarkClear: one MarkRegion plus one ClearRegion (target

@@ -7,7 +7,7 @@ import (
 
 	"github.com/dmlog/dmlog/dirtylog"
 	"github.com/dmlog/dmlog/dirtylog/logtest"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
 
 func TestConformanceCore(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/dmlog/dmlog/dirtylog"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
 
 // FuzzOpenDisk feeds arbitrary device contents to OpenDisk and

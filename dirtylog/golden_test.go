@@ -9,13 +9,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dmlog/dmlog/dirtylog"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
+	"github.com/dmlog/dmlog/internal/fixture"
 )
 
 // kernelImage reads a gzip'd disk-log capture written by the kernel.
 func kernelImage(t testing.TB, name string) []byte {
 	t.Helper()
-	b := testdev.Gunzip(t, filepath.Join("..", "testdata", "mirror", name+".bin.gz"))
+	b := fixture.Gunzip(t, filepath.Join("..", "testdata", "mirror", name+".bin.gz"))
 	require.Len(t, b, 1<<20)
 	return b
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
 
 // memDev is a plain in-memory device: a byte slice, Sync a no-op. It is the

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 	"github.com/stretchr/testify/require"
 )
 

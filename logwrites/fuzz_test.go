@@ -7,7 +7,7 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
 
 func fuzzSeeds(f *testing.F) {

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 	"github.com/stretchr/testify/require"
 )
 

@@ -11,7 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
+	"github.com/dmlog/dmlog/internal/fixture"
 
 	"github.com/stretchr/testify/require"
 )
@@ -19,7 +20,7 @@ import (
 const kernelDir = "../testdata/log-writes/sector512"
 
 // gunzip reads a gzip'd testdata file.
-func gunzip(t testing.TB, path string) []byte { return testdev.Gunzip(t, path) }
+func gunzip(t testing.TB, path string) []byte { return fixture.Gunzip(t, path) }
 
 func sha(b []byte) string {
 	h := sha256.Sum256(b)

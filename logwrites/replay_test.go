@@ -7,7 +7,7 @@ import (
 	"io"
 	"testing"
 
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 	"github.com/stretchr/testify/require"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/dmlog/dmlog/dirtylog"
 	"github.com/dmlog/dmlog/dirtylog/remote"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
 
 // Two mirrors on two "nodes" share their legs through one remote

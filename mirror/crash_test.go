@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/dmlog/dmlog/dirtylog"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
 
 var errPowerCut = errors.New("power cut")

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/dmlog/dmlog/dirtylog"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
 
 // plainLeg hides a device's Sync and Discard: a leg that can only read

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/dmlog/dmlog/dirtylog"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
 
 // faultTrial runs a concurrent workload while seeded faults (EIO on read,

@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/dmlog/dmlog/dirtylog"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
+	"github.com/dmlog/dmlog/internal/fixture"
 )
 
 // rig is a mirror over in-memory legs with its devices.
@@ -181,5 +182,5 @@ func (m *manifest) kernelLine(t *testing.T, typ, label string) string {
 }
 
 func readGz(t *testing.T, name string) []byte {
-	return testdev.Gunzip(t, filepath.Join("..", "testdata", "mirror", name))
+	return fixture.Gunzip(t, filepath.Join("..", "testdata", "mirror", name))
 }

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/dmlog/dmlog/dirtylog"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 	"github.com/dmlog/dmlog/internal/lebitmap"
-	"github.com/dmlog/dmlog/internal/testdev"
 )
 
 func TestWriteReadLegsIdentical(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/dmlog/dmlog/dirtylog"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
 
 // oneAtATimeLog is a log that allows one recovery at a time, as the

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/dmlog/dmlog/dirtylog"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
 
 func memOpener(size int64) (Opener, map[string]*testdev.Memory) {

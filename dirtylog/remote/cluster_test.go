@@ -8,7 +8,7 @@ import (
 
 	"github.com/dmlog/dmlog/dirtylog"
 	"github.com/dmlog/dmlog/dirtylog/logtest"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
 
 // remoteCluster is a logtest.Cluster: n clients of one log on one server.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/dmlog/dmlog/dirtylog"
 	"github.com/dmlog/dmlog/dirtylog/remote"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
 
 // Two nodes share one clustered log: a region stays dirty until every

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dmlog/dmlog/dirtylog"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
 
 func TestServerLimits(t *testing.T) {

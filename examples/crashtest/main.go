@@ -30,7 +30,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 	"github.com/dmlog/dmlog/logwrites"
 )
 

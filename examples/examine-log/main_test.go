@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dmlog/dmlog/dirtylog"
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/internal/fixture"
 )
 
 func TestKernelLogs(t *testing.T) {
@@ -24,7 +24,7 @@ func TestKernelLogs(t *testing.T) {
 		"B-live-synced":  "magic: MiRr\nversion: 2\nregions: 40\nclean: 40\ndirty: none\n",
 	} {
 		p := filepath.Join(dir, name)
-		testdev.GunzipTo(t, filepath.Join("..", "..", "testdata", "mirror", name+".bin.gz"), p)
+		fixture.GunzipTo(t, filepath.Join("..", "..", "testdata", "mirror", name+".bin.gz"), p)
 		var out bytes.Buffer
 		require.NoError(t, run(&out, p))
 		require.Equal(t, want, out.String())

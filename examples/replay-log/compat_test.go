@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dmlog/dmlog/internal/testdev"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 	"github.com/dmlog/dmlog/logwrites"
 	"github.com/stretchr/testify/require"
 )

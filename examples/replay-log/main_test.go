@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/dmlog/dmlog/internal/testdev"
+	fx "github.com/dmlog/dmlog/internal/fixture"
 )
 
 const kernelDir = "../../testdata/log-writes/sector512"
@@ -19,7 +19,7 @@ const kernelDir = "../../testdata/log-writes/sector512"
 // kernelData is the sha256 of the kernel fixture's data device after removal.
 const kernelData = "f7d43d6e7e4c661cb951d162dce23f97dbfdd33a5cf0867895a883718a2aa546"
 
-func gunzipTo(t *testing.T, src, dst string) { testdev.GunzipTo(t, src, dst) }
+func gunzipTo(t *testing.T, src, dst string) { fx.GunzipTo(t, src, dst) }
 
 type fixture struct {
 	dir, log, dev string

@@ -3,5 +3,9 @@
 // (Memory), and a wrapper that injects I/O errors by operation, offset range
 // and count (Faulty).
 //
+// The package is public so that programs built on dmlog can crash-test
+// their own use of a Mirror, a Log or a Recorder with the same devices
+// dmlog's own crash and fault matrices use.
+//
 // Both are safe for concurrent use by multiple goroutines.
 package testdev

@@ -1,0 +1,116 @@
+package unixsock
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+func TestFreshPath(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "s.sock")
+	l, err := Listen("test", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Mode().Type() != os.ModeSocket {
+		t.Fatalf("socket file: %v %v", fi, err)
+	}
+	l.Close()
+	if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket left after Close: %v", err)
+	}
+}
+
+func TestRegularFileIsKept(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "data")
+	want := bytes.Repeat([]byte("precious"), 1<<16)
+	os.WriteFile(p, want, 0o644)
+	_, err := Listen("test", p)
+	if !errors.Is(err, ErrNotSocket) {
+		t.Fatalf("Listen over a regular file = %v; want ErrNotSocket", err)
+	}
+	t.Log(err)
+	got, _ := os.ReadFile(p)
+	if !bytes.Equal(got, want) {
+		t.Fatal("regular file changed")
+	}
+	d := filepath.Join(t.TempDir(), "dir")
+	os.Mkdir(d, 0o755)
+	if _, err := Listen("test", d); !errors.Is(err, ErrNotSocket) {
+		t.Fatalf("Listen over a directory = %v", err)
+	}
+}
+
+func TestLiveSocketIsInUse(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "s.sock")
+	first, err := Listen("test", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := first.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	_, err = Listen("test", p)
+	if !errors.Is(err, ErrInUse) || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("second Listen = %v; want ErrInUse", err)
+	}
+	// The first server's socket is still there and still answers.
+	c, err := net.Dial("unix", p)
+	if err != nil {
+		t.Fatalf("first server lost its socket: %v", err)
+	}
+	c.Close()
+	first.Close()
+	<-done
+}
+
+func TestStaleSocketIsReplaced(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "s.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close() // the file stays, nobody answers
+	if _, err := os.Lstat(p); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := Listen("test", p)
+	if err != nil {
+		t.Fatalf("Listen over a stale socket: %v", err)
+	}
+	l2.Close()
+}
+
+func TestCloseLeavesAnotherServersSocket(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "s.sock")
+	a, err := Listen("test", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Someone removes our socket and a second server takes the path.
+	os.Remove(p)
+	b, err := Listen("test", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	a.Close()
+	if _, err := os.Lstat(p); err != nil {
+		t.Fatalf("closing the first listener removed the second's socket: %v", err)
+	}
+}

@@ -36,7 +36,7 @@ func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if err := m.writeOrDiscard(p, off, int64(len(p))); err != nil {
+	if err := m.writeOrDiscard(p, off, int64(len(p)), false); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -63,12 +63,13 @@ func (m *Mirror) Discard(off, n int64) error {
 	if n == 0 {
 		return nil
 	}
-	return m.writeOrDiscard(nil, off, n)
+	return m.writeOrDiscard(nil, off, n, false)
 }
 
 // writeOrDiscard runs the write path for p at off, or for a discard of n
-// bytes if p is nil.
-func (m *Mirror) writeOrDiscard(p []byte, off, n int64) error {
+// bytes if p is nil. With fua every leg written is synced before the
+// write completes.
+func (m *Mirror) writeOrDiscard(p []byte, off, n int64, fua bool) error {
 	rlo, rhi := m.regionOf(off), m.regionOf(off+n-1)
 	if !m.enterSlot(m.slot(rlo)) {
 		return ErrClosed
@@ -85,6 +86,7 @@ func (m *Mirror) writeOrDiscard(p []byte, off, n int64) error {
 	if n := int(rhi-rlo) + 1; n > len(op.routeBuf) {
 		routes, ents = make([]bool, 0, n), make([]*region, n)
 	}
+	op.fua = fua
 	err := m.write(op, p, off, n, rlo, rhi, routes, ents[:rhi-rlo+1])
 	op.release()
 	return err
@@ -156,6 +158,7 @@ type writeOp struct {
 	routeBuf [4]bool
 	entBuf   [4]*region
 	wg       sync.WaitGroup
+	fua      bool // sync each leg after writing it (WriteAtFUA)
 }
 
 var writeOps = sync.Pool{New: func() any { return new(writeOp) }}
@@ -165,6 +168,7 @@ func (op *writeOp) release() {
 	op.segBuf = [1]segment{}
 	op.errBuf = [MaxLegs]error{}
 	op.entBuf = [4]*region{}
+	op.fua = false
 	writeOps.Put(op)
 }
 
@@ -435,6 +439,7 @@ type segment struct {
 	rlo  dirtylog.Region
 	rhi  dirtylog.Region
 	errs []error // per leg
+	fua  bool    // sync the leg after writing it
 }
 
 // issue writes p to the legs per region routing, in parallel, and handles
@@ -449,7 +454,7 @@ func (m *Mirror) issue(op *writeOp, c *config, p []byte, off, n int64, rlo dirty
 		}
 		so := max(off, int64(rlo+dirtylog.Region(i))<<m.rshift)
 		eo := min(end, int64(rlo+dirtylog.Region(j)+1)<<m.rshift)
-		s := segment{off: so, n: eo - so, all: routes[i], rlo: rlo + dirtylog.Region(i), rhi: rlo + dirtylog.Region(j)}
+		s := segment{off: so, n: eo - so, all: routes[i], rlo: rlo + dirtylog.Region(i), rhi: rlo + dirtylog.Region(j), fua: op.fua}
 		if p != nil {
 			s.p = p[so-off : eo-off]
 		}
@@ -550,8 +555,20 @@ func (m *Mirror) issue(op *writeOp, c *config, p []byte, off, n int64, rlo dirty
 }
 
 // writeLeg writes s to leg l, or discards it there: with the leg's
-// Discard if it has one and it succeeds, else by writing zeroes.
+// Discard if it has one and it succeeds, else by writing zeroes. With
+// s.fua the leg is then synced; a failed sync is the write's error, so the
+// leg is failed as for a failed write.
 func (m *Mirror) writeLeg(l *legState, s *segment) error {
+	err := m.writeLegData(l, s)
+	if err == nil && s.fua {
+		if err = l.sync(); err != nil {
+			err = fmt.Errorf("syncing after a FUA write: %w", err)
+		}
+	}
+	return err
+}
+
+func (m *Mirror) writeLegData(l *legState, s *segment) error {
 	if s.p != nil {
 		_, err := l.dev.WriteAt(s.p, s.off)
 		return err

@@ -30,8 +30,7 @@ type Mirror struct {
 	nregions uint64
 	nb       context.Context // dirtylog.NonBlocking(background), built once
 	volatile bool            // dirtylog.IsVolatile(log): its Flush makes nothing durable
-	ownLog   bool
-	closers  []func() error // devices Parse opened
+	closers  []func() error  // devices Parse opened
 
 	cfg atomic.Pointer[config]
 
@@ -86,17 +85,6 @@ type opSlot struct {
 type config struct {
 	legs []*legState
 	def  int // the default leg
-}
-
-// wop is one write in flight, for ordering overlapping writes. It is
-// listed in the inflight list of every shard in mask; seq is its ticket in
-// its home shard (the lowest in mask).
-type wop struct {
-	lo, hi int64
-	seq    uint64
-	mask   uint64
-	rlo    dirtylog.Region
-	ents   []*region // a write's counted regions from rlo on
 }
 
 type counters struct {

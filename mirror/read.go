@@ -153,8 +153,8 @@ func (m *Mirror) chooseLeg(c *config, tried int) int {
 func (m *Mirror) repair(c *config, bad *legState, good []byte, off int64) {
 	hi := off + int64(len(good))
 	m.mu.Lock()
-	w := &wop{}
-	m.addInflightLocked(w, off, hi)
+	w := &ticket{}
+	m.takeTicketLocked(w, off, hi)
 	for m.overlapsEarlierLocked(w) {
 		m.wait()
 	}
@@ -174,7 +174,7 @@ func (m *Mirror) repair(c *config, bad *legState, good []byte, off int64) {
 		_, err = bad.dev.WriteAt(buf, off)
 	}
 	m.mu.Lock()
-	m.removeInflightLocked(w)
+	m.dropTicketLocked(w)
 	m.cond.Broadcast()
 	m.mu.Unlock()
 	if err != nil {

@@ -37,9 +37,9 @@ type shard struct {
 	mu        sync.Mutex
 	regions   map[dirtylog.Region]*region
 	free      []*region
-	inflight  []*wop // writes in flight touching this shard, in start order
-	idleDirty int64  // dirty regions of the shard with no write in flight
-	seq       uint64 // order tickets of the writes whose home this is
+	inflight  []*ticket // writes in flight touching this shard, in start order
+	idleDirty int64     // dirty regions of the shard with no write in flight
+	seq       uint64    // order tickets of the writes whose home this is
 
 	// Counters of the writes and discards whose home this is (see Stats).
 	writes, bytesWritten, flushSkips int64

@@ -13,14 +13,13 @@ import (
 
 // resyncState is the resync worker's bookkeeping.
 type resyncState struct {
-	mu        sync.Mutex
-	next      time.Time // rate limiter: when the next byte may be copied
-	started   time.Time // first copy of the current burst of work
-	burst     int64     // bytes copied since started
-	failed    bool      // a copy failed: back off before asking for work
-	backoff   time.Duration
-	bufs      sync.Pool
-	lastEvent time.Time
+	mu      sync.Mutex
+	next    time.Time // rate limiter: when the next byte may be copied
+	started time.Time // first copy of the current burst of work
+	burst   int64     // bytes copied since started
+	failed  bool      // a copy failed: back off before asking for work
+	backoff time.Duration
+	bufs    sync.Pool
 	// copying holds the regions this mirror is recovering, from the
 	// ResyncWork that handed one out to the SetRegionSync that ends its
 	// recovery. A log that recovers one region at a time (remote, etcdlog)

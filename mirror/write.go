@@ -3,8 +3,6 @@ package mirror
 import (
 	"errors"
 	"fmt"
-	"io"
-	"math/bits"
 	"sync"
 	"time"
 
@@ -36,7 +34,7 @@ func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if err := m.writeOrDiscard(p, off, int64(len(p))); err != nil {
+	if err := m.writeOrDiscard(p, off, int64(len(p)), false); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -63,109 +61,157 @@ func (m *Mirror) Discard(off, n int64) error {
 	if n == 0 {
 		return nil
 	}
-	return m.writeOrDiscard(nil, off, n)
+	return m.writeOrDiscard(nil, off, n, false)
 }
 
 // writeOrDiscard runs the write path for p at off, or for a discard of n
-// bytes if p is nil.
-func (m *Mirror) writeOrDiscard(p []byte, off, n int64) error {
-	rlo, rhi := m.regionOf(off), m.regionOf(off+n-1)
-	if !m.enterSlot(m.slot(rlo)) {
-		return ErrClosed
-	}
-	defer m.exitSlot(m.slot(rlo))
-	if !m.local {
-		if err := m.waitRemoteRecovering(rlo, rhi); err != nil {
-			return err
-		}
-	}
-
+// bytes if p is nil. With fua every leg written is synced before the
+// write completes.
+func (m *Mirror) writeOrDiscard(p []byte, off, n int64, fua bool) error {
 	op := writeOps.Get().(*writeOp)
-	routes, ents := op.routeBuf[:0], op.entBuf[:]
-	if n := int(rhi-rlo) + 1; n > len(op.routeBuf) {
-		routes, ents = make([]bool, 0, n), make([]*region, n)
-	}
-	err := m.write(op, p, off, n, rlo, rhi, routes, ents[:rhi-rlo+1])
+	op.start(m, p, off, n)
+	op.fua = fua
+	err := op.run()
 	op.release()
 	return err
 }
 
-func (m *Mirror) write(op *writeOp, p []byte, off, n int64, rlo, rhi dirtylog.Region, routes []bool, ents []*region) error {
-
-	// Fast path: only the shards of the regions touched are locked, and
-	// the write goes ahead if it needs no wait (no flush, no earlier
-	// overlapping write, no quiesced region, no held write).
-	w := &op.w
-	mask := shardMask(rlo, rhi)
-	m.lockShards(mask)
-	var c *config
-	routes, need, anySync, counted := m.tryCountWriteLocked(w, off, n, rlo, rhi, mask, routes, ents)
-	if counted && m.mayIssueNowLocked(w, need, anySync) {
-		m.home(mask).flushSkips++
-		c = m.cfg.Load()
-		m.unlockShards(mask)
-	} else {
-		m.unlockShards(mask)
-		m.mu.Lock()
-		var err error
-		routes, err = m.registerWriteLocked(w, off, n, rlo, rhi, mask, routes, ents, counted, need, anySync)
-		if err != nil {
-			m.home(mask).count(p == nil, n, false)
-			m.mu.Unlock()
-			return err
-		}
-		// Wait for every earlier overlapping write: one order on every leg.
-		for m.overlapsEarlierLocked(w) {
-			m.wait()
-		}
-		c = m.cfg.Load()
-		m.mu.Unlock()
-	}
-
-	werr := m.issue(op, c, p, off, n, rlo, routes)
-
-	m.lockShards(mask)
-	m.completeWriteLocked(w)
-	m.home(mask).count(p == nil, n, werr == nil)
-	if werr == errHold {
-		m.stats.heldWrites.Add(1)
-		closed := m.closed.Load()
-		ch := m.held
-		m.unlockShards(mask)
-		if closed {
-			return fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
-		}
-		<-ch
-		if m.closed.Load() {
-			return fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
-		}
-		return nil
-	}
-	m.unlockShards(mask)
-	return werr
-}
-
-var errHold = errors.New("mirror: hold")
-
-// writeOp is the per-write scratch space, pooled so that a write to an
-// already-marked region allocates little.
+// writeOp is one write (or discard) from WriteAt to its completion: the
+// kernel's bio on its way through do_write and write_callback. Its steps
+// are its methods, run in this order by run:
+//
+//  1. start: the byte range, its regions and their shards.
+//  2. countFast (write.go's fast path) or admitLocked (the slow path):
+//     count the write on each region and mark the in-sync ones in the log
+//     (countLocked), take an order ticket, then wait for what must come
+//     first: a quiesced region, the log flush that makes the marks durable
+//     (waitMarksLocked), an earlier overlapping write (waitOrderLocked).
+//  3. issue: the leg writes start (startLegs), in parallel, and their
+//     errors are settled (settle).
+//  4. complete: the counts and the ticket are dropped; a held write waits
+//     for its release.
+//
+// A writeOp is pooled: the scratch buffers and the per-leg functions
+// (legFn) are made once, so a write to an already marked region does not
+// allocate. Every field is owned by the goroutine running the write,
+// except t (guarded by the shard locks of t.mask, see ticket) and the
+// segments' errs slots, each written by one leg goroutine before wg.Done.
 type writeOp struct {
-	w        wop
+	m *Mirror
+
+	// The request (start); read-only afterwards.
+	p        []byte // nil for a discard
+	off, n   int64
+	fua      bool // sync each leg after writing it (WriteAtFUA)
+	rlo, rhi dirtylog.Region
+	mask     uint64 // the shards of rlo..rhi
+
+	// The counting (countLocked); read-only once the write is issued.
+	t       ticket    // in the inflight lists of t.mask from count to complete
+	ents    []*region // the counted entries of rlo..rhi (hashed while pending)
+	routes  []bool    // per region from rlo: true = every leg, false = default leg only
+	need    uint64    // flush generation that makes the marks durable (0: none)
+	anySync bool      // some region is in sync (so the log matters)
+	counted bool      // counted by the fast path, not yet issued
+
+	// The issue (issue); cfg is the leg set the write goes to.
+	cfg   *config
+	segs  []segment
+	wg    sync.WaitGroup
+	legFn [MaxLegs]func() // legFn[i] writes leg i's segments, then wg.Done
+
 	segBuf   [1]segment
 	errBuf   [MaxLegs]error
 	routeBuf [4]bool
 	entBuf   [4]*region
-	wg       sync.WaitGroup
 }
 
-var writeOps = sync.Pool{New: func() any { return new(writeOp) }}
+var writeOps = sync.Pool{New: func() any { return newWriteOp() }}
 
+func newWriteOp() *writeOp {
+	op := new(writeOp)
+	for i := range op.legFn {
+		op.legFn[i] = func() {
+			op.writeLegSegments(i)
+			op.wg.Done()
+		}
+	}
+	return op
+}
+
+// start sets up op for n bytes of p (nil: a discard) at off on m.
+func (op *writeOp) start(m *Mirror, p []byte, off, n int64) {
+	op.m, op.p, op.off, op.n = m, p, off, n
+	op.rlo, op.rhi = m.regionOf(off), m.regionOf(off+n-1)
+	op.mask = shardMask(op.rlo, op.rhi)
+	k := int(op.rhi-op.rlo) + 1
+	if k <= len(op.entBuf) {
+		op.ents, op.routes = op.entBuf[:k], op.routeBuf[:0]
+	} else {
+		op.ents, op.routes = make([]*region, k), make([]bool, 0, k)
+	}
+}
+
+// release clears op of every reference and returns it to the pool.
 func (op *writeOp) release() {
-	op.w = wop{}
+	clear(op.entBuf[:])
+	clear(op.errBuf[:])
 	op.segBuf = [1]segment{}
-	op.errBuf = [MaxLegs]error{}
-	op.entBuf = [4]*region{}
+	op.m, op.p, op.cfg, op.ents, op.routes, op.segs = nil, nil, nil, nil, nil, nil
+	op.t = ticket{}
+	op.need, op.anySync, op.counted, op.fua = 0, false, false, false
 	writeOps.Put(op)
+}
+
+// run is the write path, top to bottom.
+func (op *writeOp) run() error {
+	m := op.m
+	slot := m.slot(op.rlo)
+	if !m.enterSlot(slot) {
+		return ErrClosed
+	}
+	defer m.exitSlot(slot)
+	if err := m.waitRemoteRecovering(op.rlo, op.rhi); err != nil {
+		return err
+	}
+	if !op.countFast() {
+		if err := op.admit(); err != nil {
+			return err
+		}
+	}
+	return op.complete(op.issue())
+}
+
+var errHold = errors.New("mirror: hold")
+
+// errHeldClosed fails a write held after a leg failure when the mirror
+// closes.
+var errHeldClosed = fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
+
+// complete ends the write after its legs returned werr (from issue): its
+// counts and ticket go, and a held write (errHold) waits for ReplaceLeg or
+// Close to release it.
+func (op *writeOp) complete(werr error) error {
+	m := op.m
+	m.lockShards(op.mask)
+	op.uncountLocked()
+	m.home(op.mask).count(op.p == nil, op.n, werr == nil)
+	if werr != errHold {
+		m.unlockShards(op.mask)
+		return werr
+	}
+	m.stats.heldWrites.Add(1)
+	closed := m.closed.Load()
+	held := m.held
+	m.unlockShards(op.mask)
+	if closed {
+		return errHeldClosed
+	}
+	<-held
+	if m.closed.Load() {
+		return errHeldClosed
+	}
+	return nil
 }
 
 // waitRemoteRecovering waits while another node resyncs any of the
@@ -195,389 +241,6 @@ func (m *Mirror) waitRemoteRecovering(rlo, rhi dirtylog.Region) error {
 			case <-t.C:
 			}
 		}
-	}
-	return nil
-}
-
-// tryCountWriteLocked is the fast path's half of registerWriteLocked,
-// with only the shards in mask locked: if no region is quiesced and the
-// log answers every state without blocking, it counts the write (see
-// countWriteLocked) and reports counted; otherwise it changes nothing.
-func (m *Mirror) tryCountWriteLocked(w *wop, off, n int64, rlo, rhi dirtylog.Region, mask uint64, routes []bool, ents []*region) (_ []bool, need uint64, anySync, counted bool) {
-	for r := rlo; r <= rhi; r++ {
-		e, ok := m.lookupFastLocked(r)
-		ents[r-rlo] = e
-		if !ok || e.quiesced {
-			for r2 := rlo; r2 <= r; r2++ {
-				if e := m.entry(r2); e != nil {
-					m.dropIfIdleLocked(r2, e)
-				}
-			}
-			return routes, 0, false, false
-		}
-	}
-	routes, need, anySync = m.countWriteLocked(w, off, n, rlo, mask, routes, ents)
-	return routes, need, anySync, true
-}
-
-// mayIssueNowLocked reports whether a counted write may go to the legs at
-// once: its marks are durable, no earlier overlapping write is in flight
-// and no error handling holds it. Only w's shards need be locked.
-func (m *Mirror) mayIssueNowLocked(w *wop, need uint64, anySync bool) bool {
-	if need > m.okGen {
-		return false
-	}
-	if anySync && m.logFailure && m.opts.HandleErrors {
-		return false
-	}
-	if !anySync && m.opts.HandleErrors && !m.opts.KeepLog && anyFailed(m.cfg.Load()) {
-		return false
-	}
-	return !m.overlapsEarlierLocked(w)
-}
-
-// countWriteLocked counts the write on each region, marks the in-sync
-// regions not yet marked, records the routing (true: all legs) and lists
-// the write in flight. It returns the flush generation that makes the
-// marks durable (0: none needed) and whether any region is in sync. ents
-// holds the hashed entries of regions rlo onwards (a pending count keeps
-// them hashed until completeWriteLocked); w's shards (or m.mu) must be
-// held.
-func (m *Mirror) countWriteLocked(w *wop, off, n int64, rlo dirtylog.Region, mask uint64, routes []bool, ents []*region) (_ []bool, need uint64, anySync bool) {
-	routes = routes[:0]
-	for i, e := range ents {
-		r := rlo + dirtylog.Region(i)
-		e.pending++
-		routes = append(routes, e.inSync)
-		if !e.inSync {
-			continue // NOSYNC: default leg only, not marked
-		}
-		anySync = true
-		if !e.dirty {
-			m.log.MarkRegion(r)
-			e.dirty = true
-			if m.volatile {
-				e.markGen = 0
-			} else {
-				e.markGen = m.flushStarted + 1
-			}
-		} else if e.pending == 1 {
-			m.shardOf(r).idleDirty-- // it was waiting to be cleared
-		}
-		need = max(need, e.markGen)
-	}
-	h := m.home(mask)
-	h.seq++
-	*w = wop{lo: off, hi: off + n, seq: h.seq, mask: mask, rlo: rlo, ents: ents}
-	m.listLocked(w)
-	return routes, need, anySync
-}
-
-// listLocked appends w to the inflight list of each of its shards.
-func (m *Mirror) listLocked(w *wop) {
-	for x := w.mask; x != 0; x &= x - 1 {
-		sh := &m.shards[bits.TrailingZeros64(x)]
-		sh.inflight = append(sh.inflight, w)
-	}
-}
-
-// addInflightLocked lists a non-write user of [lo, hi) (read repair) so
-// that it is ordered with writes. m.mu must be held.
-func (m *Mirror) addInflightLocked(w *wop, lo, hi int64) {
-	mask := shardMask(m.regionOf(lo), m.regionOf(hi-1))
-	h := m.home(mask)
-	h.seq++
-	*w = wop{lo: lo, hi: hi, seq: h.seq, mask: mask}
-	m.listLocked(w)
-}
-
-// removeInflightLocked takes w off its shards' inflight lists.
-func (m *Mirror) removeInflightLocked(w *wop) {
-	for x := w.mask; x != 0; x &= x - 1 {
-		sh := &m.shards[bits.TrailingZeros64(x)]
-		for i, o := range sh.inflight {
-			if o == w {
-				copy(sh.inflight[i:], sh.inflight[i+1:])
-				sh.inflight[len(sh.inflight)-1] = nil
-				sh.inflight = sh.inflight[:len(sh.inflight)-1]
-				break
-			}
-		}
-	}
-}
-
-// registerWriteLocked is the write path's slow half, under m.mu: unless
-// the fast path already counted the write (counted, with its need and
-// anySync), it waits for quiesced regions and counts it; then it applies
-// the error handling and waits for the log flush that makes the marks
-// durable.
-func (m *Mirror) registerWriteLocked(w *wop, off, n int64, rlo, rhi dirtylog.Region, mask uint64, routes []bool, ents []*region, counted bool, need uint64, anySync bool) ([]bool, error) {
-retry:
-	if !counted {
-		// Regions held for recovery, verify or a join copy park new
-		// writes.
-		for r := rlo; r <= rhi; r++ {
-			e := m.entry(r)
-			if e != nil && e.quiesced {
-				m.wait()
-				goto retry
-			}
-		}
-		// Learn every region's state before changing any (a remote log
-		// may make us drop the lock).
-		for r := rlo; r <= rhi; r++ {
-			if _, err := m.lookupLocked(r); err == errRetry {
-				goto retry
-			}
-		}
-		for r := rlo; r <= rhi; r++ {
-			ents[r-rlo] = m.entry(r)
-		}
-		routes, need, anySync = m.countWriteLocked(w, off, n, rlo, mask, routes, ents)
-	}
-	counted = false
-
-	var err error
-	switch {
-	case anySync && m.logFailure && m.opts.HandleErrors:
-		// The kernel does not issue writes after a log failure with
-		// handle_errors.
-		err = fmt.Errorf("%w: log failed earlier (handle_errors)", ErrLogFailed)
-	case need > 0:
-		err = m.waitFlushLocked(need)
-	default:
-		m.stats.flushSkips.Add(1)
-	}
-	if err == nil && !anySync {
-		c := m.cfg.Load()
-		if m.opts.HandleErrors && !m.opts.KeepLog && anyFailed(c) {
-			// Kernel: nosync writes go to failures when a leg failed.
-			err = errHold
-		}
-	}
-	if err != nil {
-		m.completeWriteLocked(w)
-		if err == errHold {
-			ch := m.held
-			if !m.closed.Load() {
-				m.mu.Unlock()
-				<-ch
-				m.mu.Lock()
-			}
-			if m.closed.Load() {
-				return nil, fmt.Errorf("%w: write held after a leg failure, mirror closed", ErrIO)
-			}
-			goto retry
-		}
-		return nil, err
-	}
-	return routes, nil
-}
-
-func anyFailed(c *config) bool {
-	for _, l := range c.legs {
-		if l.failed() {
-			return true
-		}
-	}
-	return false
-}
-
-// overlapsEarlierLocked reports whether a write listed before w overlaps
-// it. Two overlapping writes share a region, so a shard, and were listed
-// there in the order they were counted (each counted with all its shards
-// locked), which is the order they reach the legs.
-func (m *Mirror) overlapsEarlierLocked(w *wop) bool {
-	for x := w.mask; x != 0; x &= x - 1 {
-		for _, o := range m.shards[bits.TrailingZeros64(x)].inflight {
-			if o == w {
-				break
-			}
-			if o.lo < w.hi && w.lo < o.hi {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// completeWriteLocked drops the write's pending counts and its place in
-// the in-flight lists. w's shards (or m.mu) must be held.
-func (m *Mirror) completeWriteLocked(w *wop) {
-	for i, e := range w.ents {
-		r := w.rlo + dirtylog.Region(i)
-		e.pending--
-		if e.pending == 0 {
-			if e.dirty {
-				e.idle = m.clearEpoch
-				m.shardOf(r).idleDirty++
-				if m.opts.clearDelay() == 0 || !m.clearArmed.Load() {
-					// Arm the clear timer, or clear now. The flusher
-					// disarms under m.mu, after which this region's
-					// count is either seen by it or this load sees
-					// the timer disarmed.
-					m.kick()
-				}
-			}
-			m.dropIfIdleLocked(r, e)
-		}
-	}
-	m.removeInflightLocked(w)
-	m.wakeWaiters()
-}
-
-// segment is a run of regions with one routing.
-type segment struct {
-	off  int64
-	n    int64
-	p    []byte // nil for a discard
-	all  bool
-	rlo  dirtylog.Region
-	rhi  dirtylog.Region
-	errs []error // per leg
-}
-
-// issue writes p to the legs per region routing, in parallel, and handles
-// leg failures. It returns nil, errHold, or an error wrapping ErrIO.
-func (m *Mirror) issue(op *writeOp, c *config, p []byte, off, n int64, rlo dirtylog.Region, routes []bool) error {
-	segs := op.segBuf[:0]
-	end := off + n
-	for i := 0; i < len(routes); {
-		j := i
-		for j+1 < len(routes) && routes[j+1] == routes[i] {
-			j++
-		}
-		so := max(off, int64(rlo+dirtylog.Region(i))<<m.rshift)
-		eo := min(end, int64(rlo+dirtylog.Region(j)+1)<<m.rshift)
-		s := segment{off: so, n: eo - so, all: routes[i], rlo: rlo + dirtylog.Region(i), rhi: rlo + dirtylog.Region(j)}
-		if p != nil {
-			s.p = p[so-off : eo-off]
-		}
-		segs = append(segs, s)
-		i = j + 1
-	}
-	nlegs := len(c.legs)
-	wg := &op.wg
-	for si := range segs {
-		s := &segs[si]
-		if len(segs) == 1 && nlegs <= MaxLegs {
-			s.errs = op.errBuf[:nlegs]
-		} else {
-			s.errs = make([]error, nlegs)
-		}
-		for i, l := range c.legs {
-			if !s.all && i != c.def {
-				continue
-			}
-			if si == len(segs)-1 && (i == nlegs-1 || (!s.all && i == c.def)) {
-				// The last I/O runs on this goroutine.
-				s.errs[i] = m.writeLeg(l, s)
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s.errs[i] = m.writeLeg(l, s)
-			}()
-		}
-	}
-	wg.Wait()
-
-	var failedErr error
-	hold := false
-	for si := range segs {
-		s := &segs[si]
-		written := 0
-		var legErr error
-		for i, l := range c.legs {
-			if !s.all && i != c.def {
-				continue
-			}
-			if err := s.errs[i]; err != nil {
-				m.stats.writeErrors.Add(1)
-				err = fmt.Errorf("mirror: writing %s at %d: %w", l.name, s.off, err)
-				legErr = err
-				m.failLeg(l, errWrite, err)
-				continue
-			}
-			if !l.failed() || !s.all {
-				written++
-			}
-		}
-		if legErr == nil {
-			continue
-		}
-		if s.all {
-			// The kernel skips this after a log failure (it cannot record
-			// it durably); the mirror still must not read or resync the
-			// region as if its legs agreed, so it always goes out of sync.
-			m.mu.Lock()
-			for r := s.rlo; r <= s.rhi; r++ {
-				m.setOutOfSyncLocked(r, m.entry(r))
-			}
-			m.mu.Unlock()
-		}
-		// Acknowledge only what the default leg holds: it is the source of
-		// every out-of-sync region's reads and resync. (The kernel
-		// completes a write that failed on the default leg if another leg
-		// took it, then resyncs the old data over it.)
-		nc := m.cfg.Load()
-		onDefault := false
-		for i, l := range c.legs {
-			if l == nc.legs[nc.def] && s.errs[i] == nil && (s.all || i == c.def) {
-				onDefault = true
-			}
-		}
-		switch {
-		case written == 0:
-			failedErr = fmt.Errorf("%w: no leg holds the write at %d: %w", ErrIO, s.off, legErr)
-		case !onDefault:
-			failedErr = fmt.Errorf("%w: the write at %d failed on the default leg %s, and no healthy in-sync leg could take over: %w",
-				ErrIO, s.off, nc.legs[nc.def].name, legErr)
-		case m.opts.KeepLog && m.logFailure:
-			failedErr = fmt.Errorf("%w: the write at %d failed on a leg after the log failed (keep_log): %w", ErrIO, s.off, legErr)
-		case m.opts.HandleErrors && !m.opts.KeepLog:
-			hold = true
-		}
-	}
-	if failedErr != nil {
-		return failedErr
-	}
-	if hold {
-		return errHold
-	}
-	return nil
-}
-
-// writeLeg writes s to leg l, or discards it there: with the leg's
-// Discard if it has one and it succeeds, else by writing zeroes.
-func (m *Mirror) writeLeg(l *legState, s *segment) error {
-	if s.p != nil {
-		_, err := l.dev.WriteAt(s.p, s.off)
-		return err
-	}
-	if d, ok := l.dev.(discarder); ok {
-		if d.Discard(s.off, s.n) == nil {
-			return nil
-		}
-		// A failed discard is "not supported", not a leg failure.
-		m.stats.discardFallbacks.Add(1)
-	}
-	return writeZeroes(l.dev, s.off, s.n)
-}
-
-// zeroes is the source of the zeroes written for a discard on legs that
-// cannot discard; it is only ever read.
-var zeroes [128 << 10]byte
-
-func writeZeroes(w io.WriterAt, off, n int64) error {
-	for n > 0 {
-		k := min(n, int64(len(zeroes)))
-		if _, err := w.WriteAt(zeroes[:k], off); err != nil {
-			return err
-		}
-		off += k
-		n -= k
 	}
 	return nil
 }

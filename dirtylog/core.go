@@ -24,37 +24,9 @@ func NewCore(o Options) (*Core, error) {
 		return nil, err
 	}
 	c := &Core{opts: o}
-	c.init(n, o.Sync == NoSync)
+	c.init(o.RegionSize, n, o.Sync == NoSync)
 	return c, nil
 }
-
-// RegionSize returns the region size in bytes.
-func (c *Core) RegionSize() int64 { return c.opts.RegionSize }
-
-// RegionCount returns the number of regions.
-func (c *Core) RegionCount() uint64 { return c.count }
-
-// IsClean reports whether r has no write in flight since its last clear.
-func (c *Core) IsClean(_ context.Context, r Region) (bool, error) {
-	if err := c.check(r); err != nil {
-		return false, err
-	}
-	return c.isClean(r), nil
-}
-
-// InSync reports whether r is in sync. It never blocks.
-func (c *Core) InSync(_ context.Context, r Region) (bool, error) {
-	if err := c.check(r); err != nil {
-		return false, err
-	}
-	return c.inSync(r), nil
-}
-
-// MarkRegion marks r dirty in memory.
-func (c *Core) MarkRegion(r Region) { c.mark(r) }
-
-// ClearRegion marks r clean in memory.
-func (c *Core) ClearRegion(r Region) { c.clear(r) }
 
 // Flush does nothing: a core log has no stable storage.
 func (c *Core) Flush(context.Context) error {
@@ -64,26 +36,8 @@ func (c *Core) Flush(context.Context) error {
 	return nil
 }
 
-// ResyncWork hands out the next out-of-sync region.
-func (c *Core) ResyncWork(context.Context) (Region, bool, error) {
-	r, ok := c.resyncWork()
-	return r, ok, nil
-}
-
-// SetRegionSync records r's sync state and ends its recovery.
-func (c *Core) SetRegionSync(r Region, inSync bool) { c.setRegionSync(r, inSync) }
-
-// SyncCount returns the number of regions in sync.
-func (c *Core) SyncCount() uint64 { return c.getSyncCount() }
-
-// Local is true: a core log is not shared (see IsLocal).
-func (c *Core) Local() bool { return true }
-
 // Volatile is true: Flush makes nothing durable (see IsVolatile).
 func (c *Core) Volatile() bool { return true }
-
-// RemoteRecovering is always false for a local log.
-func (c *Core) RemoteRecovering(context.Context, Region) (bool, error) { return false, nil }
 
 // Suspend does nothing for a core log.
 func (c *Core) Suspend(context.Context) error { return nil }
@@ -111,9 +65,12 @@ func tableTail(regionSize int64, m SyncMode) string {
 	return fmt.Sprintf("2 %d %s ", regionSize/SectorSize, m)
 }
 
-// Close marks the log closed; later Flushes fail with ErrClosed.
+// Close marks the log closed; later Flushes, and a second Close, fail
+// with ErrClosed (which wraps os.ErrClosed).
 func (c *Core) Close() error {
-	c.closed.Store(true)
+	if c.closed.Swap(true) {
+		return ErrClosed
+	}
 	return nil
 }
 

@@ -83,7 +83,7 @@ func OpenDisk(dev Device, o Options) (*Disk, error) {
 		return nil, fmt.Errorf("%w: log device %s too small: need %d bytes", ErrLogDeviceTooSmall, o.name(), need)
 	}
 	d := &Disk{dev: dev, opts: o, bs: bs, buf: make([]byte, need), scratch: make([]byte, bs)}
-	d.init(n, o.Sync == NoSync)
+	d.init(o.RegionSize, n, o.Sync == NoSync)
 	// Hints are kept per group of bs/8 clean words (one block's worth of
 	// bitmap); flush maps a group to the one or two blocks it spans.
 	for s := uint(0); 1<<s < bs/8; s++ {
@@ -190,35 +190,6 @@ func (d *Disk) resume() error {
 	d.needSync = false
 	return nil
 }
-
-// RegionSize returns the region size in bytes.
-func (d *Disk) RegionSize() int64 { return d.opts.RegionSize }
-
-// RegionCount returns the number of regions.
-func (d *Disk) RegionCount() uint64 { return d.count }
-
-// IsClean reports whether r has no write in flight since its last clear.
-func (d *Disk) IsClean(_ context.Context, r Region) (bool, error) {
-	if err := d.check(r); err != nil {
-		return false, err
-	}
-	return d.isClean(r), nil
-}
-
-// InSync reports whether r is in sync. It never blocks.
-func (d *Disk) InSync(_ context.Context, r Region) (bool, error) {
-	if err := d.check(r); err != nil {
-		return false, err
-	}
-	return d.inSync(r), nil
-}
-
-// MarkRegion marks r dirty in memory; Flush makes it durable.
-func (d *Disk) MarkRegion(r Region) { d.mark(r) }
-
-// ClearRegion marks r clean in memory; a later Flush writes it. After a
-// flush callback failure it does nothing.
-func (d *Disk) ClearRegion(r Region) { d.clear(r) }
 
 // Flush writes the blocks of the bitmap that changed since the last
 // successful flush. See the type's doc for the rules. A failed write or
@@ -370,24 +341,6 @@ func (d *Disk) encodeBlock(b uint64) []byte {
 	return out
 }
 
-// ResyncWork hands out the next out-of-sync region.
-func (d *Disk) ResyncWork(context.Context) (Region, bool, error) {
-	r, ok := d.resyncWork()
-	return r, ok, nil
-}
-
-// SetRegionSync records r's sync state and ends its recovery.
-func (d *Disk) SetRegionSync(r Region, inSync bool) { d.setRegionSync(r, inSync) }
-
-// SyncCount returns the number of regions in sync.
-func (d *Disk) SyncCount() uint64 { return d.getSyncCount() }
-
-// Local is true: a disk log is not shared (see IsLocal).
-func (d *Disk) Local() bool { return true }
-
-// RemoteRecovering is always false for a local log.
-func (d *Disk) RemoteRecovering(context.Context, Region) (bool, error) { return false, nil }
-
 // Suspend flushes the log (the kernel's postsuspend).
 func (d *Disk) Suspend(ctx context.Context) error { return d.Flush(ctx) }
 
@@ -436,7 +389,7 @@ func (d *Disk) Failed() bool { return d.devFailed.Load() }
 // Close flushes the log, syncs the device (so the last clears are
 // durable too) and, if the log opened its device (New with an
 // opener returning an io.Closer), closes the device. Later calls return
-// ErrClosed.
+// ErrClosed (which wraps os.ErrClosed).
 func (d *Disk) Close() error {
 	if d.closed.Swap(true) {
 		return ErrClosed

@@ -1,6 +1,9 @@
 package dirtylog
 
-import "errors"
+import (
+	"errors"
+	"os"
+)
 
 // Sentinel errors. Errors returned by this package and its log types wrap
 // one of these, so callers test them with errors.Is.
@@ -33,6 +36,14 @@ var (
 	ErrExists = errors.New("dirtylog: log type already registered")
 	// ErrRegionRange: a region at or beyond RegionCount.
 	ErrRegionRange = errors.New("dirtylog: region out of range")
-	// ErrClosed: the log has been closed.
-	ErrClosed = errors.New("dirtylog: log closed")
+	// ErrClosed: the log has been closed. It wraps os.ErrClosed, so a
+	// second Close of any Log in this module answers
+	// errors.Is(err, os.ErrClosed) as a second Close of an *os.File does.
+	ErrClosed error = closedError{}
 )
+
+// closedError is ErrClosed: its own message, and os.ErrClosed beneath.
+type closedError struct{}
+
+func (closedError) Error() string { return "dirtylog: log closed" }
+func (closedError) Unwrap() error { return os.ErrClosed }

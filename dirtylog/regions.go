@@ -1,6 +1,7 @@
 package dirtylog
 
 import (
+	"context"
 	"math/bits"
 	"sync"
 	"sync/atomic"
@@ -8,14 +9,18 @@ import (
 
 // regions is the in-memory state shared by the core and disk logs: the
 // clean, sync and recovering bitmaps, the sync count and the resync
-// cursor. It does no I/O.
+// cursor. It does no I/O. Core and Disk embed it, so the Log methods that
+// only read or change this state (RegionSize, RegionCount, IsClean,
+// InSync, MarkRegion, ClearRegion, ResyncWork, SetRegionSync, SyncCount,
+// Local, RemoteRecovering) are written once, here, and promoted.
 //
 // Clean bits are atomic words so that MarkRegion and ClearRegion take no
 // lock; sync bits are atomic words too (InSync is a lock-free load) but are
 // only changed under mu, together with the recovering bits, the count and
 // the cursor.
 type regions struct {
-	count uint64
+	regionSize int64
+	count      uint64
 
 	clean       []atomic.Uint64 // 1 = no write in flight since last clear
 	flushFailed atomic.Bool     // sticky: clears are ignored
@@ -44,7 +49,8 @@ func (s *regions) tailMask() uint64 {
 }
 
 // init sizes the bitmaps: every region clean; in sync iff inSync.
-func (s *regions) init(count uint64, inSync bool) {
+func (s *regions) init(regionSize int64, count uint64, inSync bool) {
+	s.regionSize = regionSize
 	s.count = count
 	n := wordsFor(count)
 	s.clean = make([]atomic.Uint64, n)
@@ -105,7 +111,38 @@ func (s *regions) noteChanged(w uint64) {
 	}
 }
 
-func (s *regions) mark(r Region) {
+// RegionSize returns the region size in bytes.
+func (s *regions) RegionSize() int64 { return s.regionSize }
+
+// RegionCount returns the number of regions.
+func (s *regions) RegionCount() uint64 { return s.count }
+
+// IsClean reports whether r has no write in flight since its last clear.
+// It never blocks.
+func (s *regions) IsClean(_ context.Context, r Region) (bool, error) {
+	if err := s.check(r); err != nil {
+		return false, err
+	}
+	return s.isClean(r), nil
+}
+
+// InSync reports whether r is in sync. It never blocks.
+func (s *regions) InSync(_ context.Context, r Region) (bool, error) {
+	if err := s.check(r); err != nil {
+		return false, err
+	}
+	return s.inSync(r), nil
+}
+
+// Local is true: the log is not shared with other nodes (see IsLocal).
+func (s *regions) Local() bool { return true }
+
+// RemoteRecovering is always false for a local log.
+func (s *regions) RemoteRecovering(context.Context, Region) (bool, error) { return false, nil }
+
+// MarkRegion marks r dirty in memory; a persistent log's Flush makes the
+// mark durable. It is lock-free.
+func (s *regions) MarkRegion(r Region) {
 	if uint64(r) >= s.count {
 		return
 	}
@@ -118,7 +155,10 @@ func (s *regions) mark(r Region) {
 	s.noteChanged(w)
 }
 
-func (s *regions) clear(r Region) {
+// ClearRegion marks r clean in memory; a persistent log writes the clear
+// at a later Flush. After a flush callback failure it does nothing. It is
+// lock-free.
+func (s *regions) ClearRegion(r Region) {
 	if uint64(r) >= s.count || s.flushFailed.Load() {
 		return
 	}
@@ -155,8 +195,14 @@ func (s *regions) check(r Region) error {
 	return nil
 }
 
-// resyncWork finds the next region at or after the cursor that is out of
-// sync and not recovering, flags it recovering and returns it.
+// ResyncWork hands out the next region at or after the resync cursor that
+// is out of sync and not recovering, and flags it recovering. It never
+// fails.
+func (s *regions) ResyncWork(context.Context) (Region, bool, error) {
+	r, ok := s.resyncWork()
+	return r, ok, nil
+}
+
 func (s *regions) resyncWork() (Region, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -179,11 +225,11 @@ func (s *regions) resyncWork() (Region, bool) {
 	return 0, false
 }
 
-// setRegionSync ends r's recovery and sets its sync bit. A region counted
+// SetRegionSync ends r's recovery and sets its sync bit. A region counted
 // in sync is not counted again; a region that goes out of sync behind the
-// cursor pulls the cursor back so resyncWork finds it (both improvements
+// cursor pulls the cursor back so ResyncWork finds it (both improvements
 // over the kernel).
-func (s *regions) setRegionSync(r Region, inSync bool) {
+func (s *regions) SetRegionSync(r Region, inSync bool) {
 	if uint64(r) >= s.count {
 		return
 	}
@@ -205,7 +251,8 @@ func (s *regions) setRegionSync(r Region, inSync bool) {
 	}
 }
 
-func (s *regions) getSyncCount() uint64 {
+// SyncCount returns the number of regions in sync.
+func (s *regions) SyncCount() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.syncCount

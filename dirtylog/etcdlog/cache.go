@@ -1,7 +1,6 @@
 package etcdlog
 
 import (
-	"context"
 	"fmt"
 	"math/bits"
 	"sort"
@@ -102,10 +101,6 @@ func (c *cache) chunkWords(i int) (lo, hi int) {
 
 func (c *cache) inSync(r dirtylog.Region) bool {
 	return c.sync[r/64].Load()&(1<<(r%64)) != 0
-}
-
-func (c *cache) otherMarked(r dirtylog.Region) bool {
-	return c.others[r/64].Load()&(1<<(r%64)) != 0
 }
 
 // cleanForOthers: no other node marks r, and r is in sync or pristine.
@@ -364,25 +359,6 @@ func (c *cache) unionLocked(node string, i int, old, new []uint64) {
 	}
 }
 
-// waitRev waits until the cache has applied every event up to rev.
-func (c *cache) waitRev(ctx context.Context, rev int64, stop <-chan struct{}) error {
-	for {
-		c.mu.Lock()
-		ch := c.changed
-		c.mu.Unlock()
-		if c.rev.Load() >= rev {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-stop:
-			return dirtylog.ErrClosed
-		}
-	}
-}
-
 // wait returns a channel closed at the next change.
 func (c *cache) wait() <-chan struct{} {
 	c.mu.Lock()
@@ -489,17 +465,6 @@ func (c *cache) orphans() []string {
 		}
 	}
 	sort.Strings(out)
-	return out
-}
-
-// nodeMarks returns copies of node's mark chunks with their revisions.
-func (c *cache) nodeMarks(node string) map[int]markChunk {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[int]markChunk{}
-	for i, mc := range c.marks[node] {
-		out[i] = markChunk{words: append([]uint64(nil), mc.words...), mod: mc.mod}
-	}
 	return out
 }
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/dmlog/dmlog/dirtylog"
 	"github.com/dmlog/dmlog/dirtylog/logtest"
@@ -22,7 +21,6 @@ type testCluster struct {
 	opts  Options
 	mu    sync.Mutex
 	nodes []*Log
-	clis  []*clientv3.Client
 }
 
 func (tc *testCluster) Node(i int) dirtylog.Log {

@@ -39,9 +39,7 @@ type keys struct {
 }
 
 func (k keys) meta() string                 { return k.p + "meta" }
-func (k keys) nodes() string                { return k.p + "node/" }
 func (k keys) node(id string) string        { return k.p + "node/" + id }
-func (k keys) allMarks() string             { return k.p + "marks/" }
 func (k keys) marks(id string) string       { return k.p + "marks/" + id + "/" }
 func (k keys) mark(id string, c int) string { return fmt.Sprintf("%smarks/%s/%08x", k.p, id, c) }
 func (k keys) sync(c int) string            { return fmt.Sprintf("%ssync/%08x", k.p, c) }

@@ -706,9 +706,11 @@ func (l *Log) Table() string {
 // Options.RequestTimeout), revokes its lease (so its liveness key, claims
 // and priority requests vanish at once) and stops every goroutine. Marks
 // still set when Close is called stay in etcd and become resync work.
+// A second Close returns an error wrapping dirtylog.ErrClosed (and so
+// os.ErrClosed).
 func (l *Log) Close() error {
 	if l.closed.Swap(true) {
-		return nil
+		return fmt.Errorf("etcdlog: close of log %q node %q: %w", l.opts.Name, l.opts.Node, dirtylog.ErrClosed)
 	}
 	var err error
 	if !l.fenced.Load() {

@@ -19,6 +19,7 @@ package logtest
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"testing"
 
@@ -327,6 +328,16 @@ func Run(t *testing.T, f Factory) {
 		l.MarkRegion(1)
 		require.NoError(t, l.Close())
 		require.ErrorIs(t, l.Flush(ctx), dirtylog.ErrClosed)
+	})
+
+	t.Run("SecondCloseIsErrClosed", func(t *testing.T) {
+		// The os.File convention: the first Close succeeds, the second
+		// reports that the log is already closed.
+		l := f(t, dirtylog.Options{RegionSize: regionSize, DeviceSize: deviceSize, Sync: dirtylog.NoSync})
+		require.NoError(t, l.Close())
+		err := l.Close()
+		require.ErrorIs(t, err, os.ErrClosed, "second Close")
+		require.ErrorIs(t, err, dirtylog.ErrClosed, "second Close")
 	})
 }
 

@@ -826,7 +826,8 @@ func (c *Client) Table() string { return c.table }
 
 // Close flushes what is pending, sends DTR (the node leaves the log; the
 // last node's DTR destroys it on the server), closes the connection and
-// stops the redial goroutine. Later calls fail with dirtylog.ErrClosed.
+// stops the redial goroutine. Later calls, a second Close among them, fail
+// with dirtylog.ErrClosed (which wraps os.ErrClosed).
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {

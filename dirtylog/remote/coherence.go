@@ -101,19 +101,6 @@ func (c *coherence) inRange(r dirtylog.Region) bool { return uint64(r) < c.count
 // reply lost with the old connection loses nothing.
 func (c *coherence) join(n NodeID) { c.node(n) }
 
-// member reports whether n is a member.
-func (c *coherence) member(n NodeID) bool { return c.nodes[n] != nil }
-
-// marked reports whether node n holds a mark on r.
-func (c *coherence) marked(n NodeID, r dirtylog.Region) bool {
-	nm := c.nodes[n]
-	if nm == nil {
-		return false
-	}
-	_, ok := nm.marks[r]
-	return ok
-}
-
 // mark records that node n writes r. A node's mark is yes/no: marking
 // twice needs one clear. Out-of-range regions are ignored.
 func (c *coherence) mark(n NodeID, r dirtylog.Region) cleanChange {

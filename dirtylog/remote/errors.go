@@ -3,6 +3,7 @@ package remote
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/dmlog/dmlog/dirtylog"
 )
@@ -33,6 +34,15 @@ var (
 	// closed Server.
 	ErrServerClosed = errors.New("remote: server closed")
 )
+
+// errAlreadyClosed is a second Server.Close: ErrServerClosed, and
+// os.ErrClosed as for a second Close of an *os.File.
+var errAlreadyClosed error = alreadyClosed{}
+
+type alreadyClosed struct{}
+
+func (alreadyClosed) Error() string   { return "remote: server already closed" }
+func (alreadyClosed) Unwrap() []error { return []error{ErrServerClosed, os.ErrClosed} }
 
 // Linux errno values carried in a reply's error field (negated).
 const (

@@ -21,7 +21,6 @@ import (
 
 // testServer is a server on a Unix socket in a temp dir.
 type testServer struct {
-	t     *testing.T
 	srv   *Server
 	path  string
 	opts  ServerOptions

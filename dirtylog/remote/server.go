@@ -247,12 +247,13 @@ func (s *Server) Serve(l net.Listener) error {
 
 // Close stops every listener and connection, waits for their goroutines,
 // stops the death timers and closes every backing log (a disk log flushes
-// on close). It returns the backing logs' close errors.
+// on close). It returns the backing logs' close errors. A second Close
+// returns an error wrapping both ErrServerClosed and os.ErrClosed.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return ErrServerClosed
+		return errAlreadyClosed
 	}
 	s.closed = true
 	s.cancel()

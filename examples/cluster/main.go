@@ -12,20 +12,27 @@
 // them, and the program prints the final status with both legs identical.
 //
 //	go run ./examples/cluster
+//
+// It takes no flags: -h prints the usage and exits 0, anything else exits 2
+// with one line. SIGINT or SIGTERM stops it, removing the temporary
+// directory (etcd's data and the legs).
 package main
 
 import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -49,8 +56,40 @@ const (
 	leaseB = 5 * time.Second
 )
 
+// parseArgs parses the command line (the demo has no flags). It returns
+// flag.ErrHelp after printing the usage to stdout for -h, and a one-line
+// error for anything else.
+func parseArgs(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "usage: cluster\n\nTwo nodes' mirrors on an embedded etcd: one dies mid-write, the survivor\nresyncs its regions. Takes no flags or arguments. Exit status: 0 legs\nidentical, 1 error or mismatch, 2 usage.\n")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (cluster takes no arguments)", fs.Arg(0))
+	}
+	return nil
+}
+
 func main() {
-	if err := run(os.Stdout); err != nil {
+	err := parseArgs(os.Args[1:], os.Stdout)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "cluster: %v (see -h)\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, os.Stdout)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		os.Exit(1)
 	}
@@ -190,7 +229,7 @@ func (n *node) writer(seed uint64, lo, hi int, stop <-chan struct{}, w *writes) 
 	}
 }
 
-func startEtcd(dir string) (*embed.Etcd, error) {
+func startEtcd(ctx context.Context, dir string) (*embed.Etcd, error) {
 	cfg := embed.NewConfig()
 	cfg.Dir = filepath.Join(dir, "etcd")
 	cfg.TickMs, cfg.ElectionMs = 10, 100
@@ -210,18 +249,29 @@ func startEtcd(dir string) (*embed.Etcd, error) {
 	case <-time.After(30 * time.Second):
 		e.Close()
 		return nil, errors.New("etcd not ready after 30 s")
+	case <-ctx.Done():
+		e.Close()
+		return nil, ctx.Err()
 	}
 }
 
-func run(out io.Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+// run runs the demo in a temporary directory, which it removes when it
+// returns. Cancelling parent (SIGINT, SIGTERM) stops it early: it returns
+// an "interrupted" error after stopping etcd and removing the directory.
+func run(parent context.Context, out io.Writer) (err error) {
+	ctx, cancel := context.WithTimeout(parent, 2*time.Minute)
 	defer cancel()
+	defer func() {
+		if parent.Err() != nil {
+			err = fmt.Errorf("interrupted (temporary files removed): %w", err)
+		}
+	}()
 	dir, err := os.MkdirTemp("", "dmlog-cluster")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	e, err := startEtcd(dir)
+	e, err := startEtcd(ctx, dir)
 	if err != nil {
 		return err
 	}
@@ -259,12 +309,30 @@ func run(out io.Writer) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); a.writer(1, 0, regions/2, stopA, w) }()
 	go func() { defer wg.Done(); b.writer(2, regions/2, regions, stopB, w) }()
-	time.Sleep(300 * time.Millisecond)
+	stopWriters := func() {
+		select {
+		case <-stopA:
+		default:
+			close(stopA)
+		}
+		close(stopB)
+		wg.Wait()
+	}
+	select {
+	case <-time.After(300 * time.Millisecond):
+	case <-ctx.Done():
+		stopWriters()
+		return ctx.Err()
+	}
 
 	// node-a dies in the middle of a write: its next write reaches leg 0
 	// only, and then the node is gone (its etcd connection too).
 	a.armed.Store(true)
 	for !a.killed.Load() {
+		if ctx.Err() != nil {
+			stopWriters()
+			return ctx.Err()
+		}
 		time.Sleep(time.Millisecond)
 	}
 	a.cli.Close() // no more lease renewals: the lease will expire
@@ -283,14 +351,17 @@ func run(out io.Writer) error {
 	t0 := time.Now()
 	for b.log.SyncCount() == regions {
 		if ctx.Err() != nil {
+			stopWriters()
+			if parent.Err() != nil {
+				return parent.Err()
+			}
 			return errors.New("node-a's marks never became resync work")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	fmt.Fprintf(out, "node-b's janitor: node-a's lease expired after %.1fs; %d regions out of sync\n",
 		time.Since(t0).Seconds(), regions-int(b.log.SyncCount()))
-	close(stopB)
-	wg.Wait()
+	stopWriters()
 	if err := b.m.WaitInSync(ctx); err != nil {
 		return fmt.Errorf("waiting for resync: %w", err)
 	}

@@ -8,6 +8,8 @@
 //	go run ./examples/crashtest        # correct store: exits 0
 //	go run ./examples/crashtest -bug   # one fsync skipped: prints the losing state, exits 1
 //
+// A bad flag exits 2 with one line; -h prints the usage and exits 0.
+//
 // The store (kv.go) appends a checksummed record, syncs, then rewrites a
 // checksummed commit block and syncs again. With -bug it skips the first
 // sync, so the commit block and the record are in the same flush epoch and
@@ -48,17 +50,55 @@ type config struct {
 	parallel  int
 }
 
-func main() {
+// parseArgs parses the command line. It returns flag.ErrHelp after
+// printing the usage to stdout for -h, and a one-line error for a bad
+// flag or value.
+func parseArgs(args []string, stdout io.Writer) (config, error) {
 	var c config
-	flag.IntVar(&c.puts, "puts", 20, "number of records to put")
-	flag.BoolVar(&c.bug, "bug", false, "skip the fsync between a record and its commit block")
-	flag.BoolVar(&c.tear, "tear", true, "also explore torn writes (512-byte granularity)")
-	flag.Uint64Var(&c.seed, "seed", 1, "seed for the subsets, orders and tears explored")
-	flag.IntVar(&c.maxSubset, "max-subset", 64, "subset states per epoch")
-	flag.IntVar(&c.parallel, "parallel", 0, "checks run at once (0: GOMAXPROCS)")
-	flag.Parse()
-	err := run(c, os.Stdout)
-	if err != nil {
+	fs := flag.NewFlagSet("crashtest", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.IntVar(&c.puts, "puts", 20, "number of records to put (1 to 1000)")
+	fs.BoolVar(&c.bug, "bug", false, "skip the fsync between a record and its commit block")
+	fs.BoolVar(&c.tear, "tear", true, "also explore torn writes (512-byte granularity)")
+	fs.Uint64Var(&c.seed, "seed", 1, "seed for the subsets, orders and tears explored")
+	fs.IntVar(&c.maxSubset, "max-subset", 64, "subset states per epoch (negative: prefixes only)")
+	fs.IntVar(&c.parallel, "parallel", 0, "checks run at once (0: GOMAXPROCS)")
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "usage: crashtest [flags]\n\nCrash-test a small key-value store on a logwrites.Recorder: exit 0 if every\ncrash state recovers every acknowledged record, 1 if one loses data.\n\n")
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+		}
+		return c, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return c, fmt.Errorf("unexpected argument %q (crashtest takes flags only)", fs.Arg(0))
+	case c.puts < 1 || c.puts > maxPuts:
+		return c, fmt.Errorf("-puts %d: want 1 to %d records", c.puts, maxPuts)
+	case c.parallel < 0:
+		return c, fmt.Errorf("-parallel %d: want 0 (GOMAXPROCS) or more", c.parallel)
+	}
+	return c, nil
+}
+
+// maxPuts keeps the records well within the 1 MiB device (about 980 fit).
+const maxPuts = 500
+
+func main() {
+	c, err := parseArgs(os.Args[1:], os.Stdout)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "crashtest: %v (see -h)\n", err)
+		os.Exit(2)
+	}
+	if err := run(c, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "crashtest:", err)
 		os.Exit(1)
 	}

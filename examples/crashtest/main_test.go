@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"errors"
+	"flag"
+	"io"
 	"strings"
 	"testing"
 
@@ -98,4 +100,27 @@ func TestCheckImageMoreRecordsThanPut(t *testing.T) {
 	}
 	require.NoError(t, checkImage(dev, logwrites.EndMark, puts))
 	require.ErrorContains(t, checkImage(dev, logwrites.EndMark, puts[:1]), "2 records recovered, only 1 were put")
+}
+
+func TestParseArgs(t *testing.T) {
+	c, err := parseArgs([]string{"-puts", "7", "-bug", "-max-subset", "-1"}, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, config{puts: 7, bug: true, tear: true, seed: 1, maxSubset: -1}, c)
+	var usage bytes.Buffer
+	_, err = parseArgs([]string{"-h"}, &usage)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	require.Contains(t, usage.String(), "-puts")
+	for args, want := range map[string]string{
+		"-puts 0":       "-puts 0: want 1 to 500 records",
+		"-puts -3":      "-puts -3: want 1 to 500 records",
+		"-puts 501":     "-puts 501: want 1 to 500 records",
+		"-parallel -1":  "-parallel -1: want 0",
+		"-seed x":       `invalid value "x" for flag -seed`,
+		"-nosuch":       "flag provided but not defined: -nosuch",
+		"-bug leftover": `unexpected argument "leftover"`,
+	} {
+		_, err := parseArgs(strings.Fields(args), io.Discard)
+		require.ErrorContains(t, err, want, args)
+		require.NotContains(t, err.Error(), "\n", args)
+	}
 }

@@ -13,13 +13,16 @@
 //
 // A file whose name ends in .gz is decompressed first, so the kernel
 // captures in testdata/mirror can be examined as they are. A file that is
-// not a disk log gets one line on stderr and exit status 1.
+// not a disk log gets one line on stderr and exit status 1; a usage error
+// (no FILE, a bad flag) exit status 2; -h prints the usage and exits 0.
 package main
 
 import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,12 +34,40 @@ import (
 	"github.com/dmlog/dmlog/dirtylog"
 )
 
+// parseArgs parses the command line and returns the file to examine. It
+// returns flag.ErrHelp after printing the usage to stdout for -h, and a
+// one-line error for a bad flag or a missing or extra argument.
+func parseArgs(args []string, stdout io.Writer) (string, error) {
+	fs := flag.NewFlagSet("examine-log", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "usage: examine-log FILE\n\nPrint the header and dirty regions of a device-mapper disk log (FILE.gz is\ndecompressed first). Exit status: 0 done, 1 FILE is not a disk log, 2 usage.\n")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+		}
+		return "", err
+	}
+	switch fs.NArg() {
+	case 0:
+		return "", errors.New("missing FILE (usage: examine-log FILE)")
+	case 1:
+		return fs.Arg(0), nil
+	}
+	return "", fmt.Errorf("one FILE expected, got %d arguments", fs.NArg())
+}
+
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: examine-log FILE")
+	path, err := parseArgs(os.Args[1:], os.Stdout)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "examine-log: %v (see -h)\n", err)
 		os.Exit(2)
 	}
-	if err := run(os.Stdout, os.Args[1]); err != nil {
+	if err := run(os.Stdout, path); err != nil {
 		fmt.Fprintln(os.Stderr, "examine-log:", err)
 		os.Exit(1)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -82,4 +83,22 @@ func ranges(clean *bitset.BitSet, n uint64) string {
 	writeDirty(w, clean, n)
 	w.Flush()
 	return b.String()
+}
+
+func TestParseArgs(t *testing.T) {
+	p, err := parseArgs([]string{"log.img"}, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, "log.img", p)
+	p, err = parseArgs([]string{"--", "-odd-name"}, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, "-odd-name", p)
+	var usage bytes.Buffer
+	_, err = parseArgs([]string{"-h"}, &usage)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	require.Contains(t, usage.String(), "usage: examine-log FILE")
+	for _, args := range [][]string{{}, {"a", "b"}, {"-x", "a"}} {
+		_, err := parseArgs(args, io.Discard)
+		require.Error(t, err, "%q", args)
+		require.NotContains(t, err.Error(), "\n")
+	}
 }

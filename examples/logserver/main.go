@@ -9,11 +9,16 @@
 // clustered-disk logs live in files under -log-dir, one per device name a
 // client constructs the log with (plain names only: a client cannot
 // reach files outside the directory); each file is created, or grown, to
-// -log-size bytes. clustered-core logs need no files.
+// -log-size bytes (e.g. 1MiB; a bare number is bytes). clustered-core logs
+// need no files. -log-dir must exist; the server holds an exclusive lock
+// (flock) on it, so a second server on the same directory fails at start.
 //
 // Events (connections, joins, deaths, refused peers) are logged with
 // log/slog to stderr. SIGINT or SIGTERM shuts the server down cleanly:
 // connections are closed and every disk log is flushed.
+//
+// Exit status: 0 after a clean shutdown, 1 on an error, 2 for a bad flag or
+// value; -h prints the usage and exits 0.
 package main
 
 import (
@@ -36,12 +41,23 @@ import (
 
 	"github.com/dmlog/dmlog/dirtylog"
 	"github.com/dmlog/dmlog/dirtylog/remote"
+	"github.com/dmlog/dmlog/internal/flock"
+	"github.com/dmlog/dmlog/internal/units"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+	var ue usageError
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		return
+	case errors.As(err, &ue):
+		fmt.Fprintf(os.Stderr, "logserver: %v (see -h)\n", err)
+		os.Exit(2)
+	default:
 		fmt.Fprintln(os.Stderr, "logserver:", err)
 		os.Exit(1)
 	}
@@ -49,40 +65,74 @@ func main() {
 
 var deviceName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._:-]*$`)
 
+// usageError is a bad flag or value: exit status 2.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
 // run parses args, serves until ctx is done, then shuts down. ready, if
-// set, receives the listening address.
-func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- string) error {
+// set, receives the listening address. -h prints the usage to stdout and
+// returns flag.ErrHelp; a bad flag or value returns a usageError.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	fs := flag.NewFlagSet("logserver", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	listen := fs.String("listen", "", "where to listen: unix:/path or tcp:host:port")
 	certFile := fs.String("tls-cert", "", "server certificate (PEM), required for tcp")
 	keyFile := fs.String("tls-key", "", "server private key (PEM), required for tcp")
 	caFile := fs.String("tls-ca", "", "CA bundle (PEM) that client certificates must chain to, required for tcp")
 	deadAfter := fs.Duration("dead-after", remote.DefaultDeadAfter, "declare a node dead after it has been disconnected this long without suspending (negative: never)")
-	logDir := fs.String("log-dir", "", "directory holding clustered-disk log files (none: clustered-disk is refused)")
-	logSize := fs.Int64("log-size", 1<<20, "size of a clustered-disk log file")
+	logDir := fs.String("log-dir", "", "existing directory holding clustered-disk log files, locked against a second server (none: clustered-disk is refused)")
+	logSizeV := units.Size(1 << 20)
+	fs.Var(&logSizeV, "log-size", "size of a clustered-disk log file (e.g. 1MiB; a bare number is bytes; at least 4KiB)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "usage: logserver -listen unix:PATH|tcp:HOST:PORT [flags]\n\nServe clustered dirty-region logs to dmlog clients.\n\n")
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return err
+		}
+		return usageError{err}
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return usagef("unexpected arguments %q", fs.Args())
 	}
+	logSize := int64(logSizeV)
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
+		return usagef("-log-level %q: want debug, info, warn or error", *level)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 
 	opts := remote.ServerOptions{DeadAfter: *deadAfter, Logger: logger}
 	if *deadAfter == 0 {
-		return errors.New("-dead-after must be positive, or negative for never")
+		return usagef("-dead-after 0s: want a positive duration, or negative for never")
 	}
-	if *logSize < 4096 {
-		return fmt.Errorf("-log-size %d: want at least 4096 bytes (a header and a bitmap block)", *logSize)
+	if logSize < 4096 {
+		return usagef("-log-size %s: want at least 4KiB (a header and a bitmap block)", units.FormatSize(logSize))
+	}
+	network, addr, ok := strings.Cut(*listen, ":")
+	switch {
+	case !ok || addr == "":
+		return usagef("-listen %q: want unix:/path or tcp:host:port", *listen)
+	case network != "unix" && network != "tcp":
+		return usagef("-listen %q: unknown network %q (want unix or tcp)", *listen, network)
+	case network == "tcp" && (*certFile == "" || *keyFile == "" || *caFile == ""):
+		return usagef("-listen %s needs -tls-cert, -tls-key and -tls-ca (mutual TLS)", *listen)
 	}
 	if *logDir != "" {
-		dir, size := *logDir, *logSize
+		lock, err := lockDir(*logDir)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
+		dir, size := *logDir, logSize
 		opts.Open = func(name string) (dirtylog.Device, error) {
 			if !deviceName.MatchString(name) {
 				return nil, fmt.Errorf("log device name %q is not a plain file name", name)
@@ -101,18 +151,12 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 		}
 	}
 
-	network, addr, ok := strings.Cut(*listen, ":")
 	var l net.Listener
 	var err error
-	switch {
-	case !ok || addr == "":
-		return fmt.Errorf("-listen %q: want unix:/path or tcp:host:port", *listen)
-	case network == "unix":
+	switch network {
+	case "unix":
 		l, err = remote.ListenUnix(addr)
-	case network == "tcp":
-		if *certFile == "" || *keyFile == "" || *caFile == "" {
-			return errors.New("tcp needs -tls-cert, -tls-key and -tls-ca (mutual TLS)")
-		}
+	case "tcp":
 		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 		if err != nil {
 			return fmt.Errorf("loading the server certificate: %w", err)
@@ -130,11 +174,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 		if err != nil {
 			return err
 		}
-	default:
-		return fmt.Errorf("-listen %q: unknown network %q", *listen, network)
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("-listen %s: %w", *listen, err)
 	}
 
 	srv := remote.NewServer(opts)
@@ -155,4 +197,31 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	<-done
 	logger.Info("stopped", "took", time.Since(start).Round(time.Millisecond), "err", err)
 	return err
+}
+
+// lockDir checks that dir is an existing directory and takes an exclusive
+// lock on it, held until the returned file is closed, so that a second
+// server on the same -log-dir fails instead of sharing its log files.
+func lockDir(dir string) (*os.File, error) {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, usagef("-log-dir %s: no such directory (create it first)", dir)
+	case err != nil:
+		return nil, fmt.Errorf("-log-dir: %w", err)
+	case !fi.IsDir():
+		return nil, usagef("-log-dir %s: not a directory", dir)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("-log-dir: %w", err)
+	}
+	if err := flock.Lock(f, "-log-dir"); err != nil {
+		f.Close()
+		if errors.Is(err, flock.ErrInUse) {
+			return nil, fmt.Errorf("%w: is another logserver running on it?", err)
+		}
+		return nil, err
+	}
+	return f, nil
 }

@@ -3,8 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,7 +47,7 @@ func TestServeUnixDiskAndShutDown(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-listen", "unix:" + sock, "-log-dir", dir, "-dead-after", "1s"}, &stderr, ready)
+		done <- run(ctx, []string{"-listen", "unix:" + sock, "-log-dir", dir, "-dead-after", "1s"}, io.Discard, &stderr, ready)
 	}()
 	select {
 	case <-ready:
@@ -84,17 +88,94 @@ func TestServeUnixDiskAndShutDown(t *testing.T) {
 	require.Contains(t, stderr.String(), "stopped")
 }
 
+// Bad flags and values are usage errors (exit 2), each one line; -h is
+// flag.ErrHelp (exit 0) with the usage on stdout.
 func TestFlags(t *testing.T) {
-	for _, args := range [][]string{
-		{},
-		{"-listen", "udp:x"},
-		{"-listen", "tcp:127.0.0.1:0"},
-		{"-listen", "tcp:127.0.0.1:0", "-tls-cert", "a", "-tls-key", "b", "-tls-ca", "c"},
-		{"-listen", "unix:/x", "-dead-after", "0s"},
-		{"-listen", "unix:/x", "-log-size", "0"},
-		{"-listen", "unix:/x", "extra"},
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(file, []byte("x"), 0o600))
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, `-listen "": want unix:/path or tcp:host:port`},
+		{[]string{"-listen", "udp:x"}, `unknown network "udp"`},
+		{[]string{"-listen", "tcp:127.0.0.1:0"}, "needs -tls-cert, -tls-key and -tls-ca"},
+		{[]string{"-listen", "unix:/x", "-dead-after", "0s"}, "-dead-after 0s"},
+		{[]string{"-listen", "unix:/x", "-log-size", "0"}, "-log-size 0B: want at least 4KiB"},
+		{[]string{"-listen", "unix:/x", "-log-size", "lots"}, `invalid value "lots" for flag -log-size`},
+		{[]string{"-listen", "unix:/x", "-log-level", "loud"}, `-log-level "loud"`},
+		{[]string{"-listen", "unix:/x", "extra"}, "unexpected arguments"},
+		{[]string{"-nosuch"}, "flag provided but not defined: -nosuch"},
+		{[]string{"-listen", "unix:/x", "-log-dir", filepath.Join(dir, "missing")}, "-log-dir " + filepath.Join(dir, "missing") + ": no such directory"},
+		{[]string{"-listen", "unix:/x", "-log-dir", file}, "-log-dir " + file + ": not a directory"},
 	} {
 		var stderr syncBuf
-		require.Error(t, run(context.Background(), args, &stderr, nil), "%q", args)
+		err := run(context.Background(), c.args, io.Discard, &stderr, nil)
+		var ue usageError
+		require.True(t, errors.As(err, &ue), "%q: %v is not a usage error", c.args, err)
+		require.ErrorContains(t, err, c.want, "%q", c.args)
+		require.NotContains(t, err.Error(), "\n")
+	}
+	// A certificate that cannot be loaded is an error, not a usage error.
+	err := run(context.Background(), []string{"-listen", "tcp:127.0.0.1:0", "-tls-cert", "a", "-tls-key", "b", "-tls-ca", "c"}, io.Discard, io.Discard, nil)
+	var ue usageError
+	require.Error(t, err)
+	require.False(t, errors.As(err, &ue), "%v", err)
+
+	var usage bytes.Buffer
+	err = run(context.Background(), []string{"-h"}, &usage, io.Discard, nil)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	require.Contains(t, usage.String(), "-log-dir")
+}
+
+// A second server on the same -log-dir fails with a clear "in use" error
+// while the first runs; once the first stops, the directory is free.
+func TestSecondServerOnLogDir(t *testing.T) {
+	dir, err := os.MkdirTemp("", "lsrv")
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-listen", "unix:" + filepath.Join(dir, "a.sock"), "-log-dir", dir}, io.Discard, io.Discard, ready)
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	err = run(context.Background(), []string{"-listen", "unix:" + filepath.Join(dir, "b.sock"), "-log-dir", dir}, io.Discard, io.Discard, nil)
+	require.ErrorContains(t, err, "in use")
+	require.ErrorContains(t, err, dir)
+	require.False(t, strings.Contains(err.Error(), "\n"))
+	_, err = os.Stat(filepath.Join(dir, "b.sock"))
+	require.True(t, os.IsNotExist(err), "the refused server left a socket")
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no shutdown")
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	ready2 := make(chan string, 1)
+	done2 := make(chan error, 1)
+	go func() {
+		done2 <- run(ctx2, []string{"-listen", "unix:" + filepath.Join(dir, "b.sock"), "-log-dir", dir}, io.Discard, io.Discard, ready2)
+	}()
+	select {
+	case <-ready2:
+	case err := <-done2:
+		t.Fatalf("the directory is still locked after the first server stopped: %v", err)
+	}
+	cancel2()
+	select {
+	case err := <-done2:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no shutdown")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -67,7 +68,7 @@ func TestServeTCPWithMutualTLS(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-listen", "tcp:127.0.0.1:0", "-tls-cert", filepath.Join(dir, "srv.pem"),
-			"-tls-key", filepath.Join(dir, "srv.key"), "-tls-ca", filepath.Join(dir, "ca.pem")}, &stderr, ready)
+			"-tls-key", filepath.Join(dir, "srv.key"), "-tls-ca", filepath.Join(dir, "ca.pem")}, io.Discard, &stderr, ready)
 	}()
 	var addr string
 	select {

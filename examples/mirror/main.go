@@ -1,15 +1,24 @@
 // Command mirror is dmlog's main demo: a RAID1 mirror over two file-backed
-// legs with a disk log, crashed for real and recovered.
+// legs with a disk log, crashed for real and recovered, showing what the log
+// is for: only the regions being written when the crash landed are resynced.
 //
-//	go run ./examples/mirror [-dir DIR] [-size 64MiB] [-region 512KiB] [-writers 8] [-run 400ms] [-rate 0]
+//	go run ./examples/mirror [-dir DIR] [-size 64MiB] [-region 512KiB] [-writers 8] [-hot 4] [-run 400ms] [-rate 0]
 //
-// It creates two leg files and a log file (in a temporary directory, or
-// DIR), starts a child process that runs a concurrent write workload on
-// the mirror, and kills it with SIGKILL in mid-flight. It then reopens the
+// Sizes take a binary suffix (KiB, MiB, GiB); a bare number is bytes.
+//
+// It creates two leg files and a log file (in a new temporary directory, or
+// in DIR, which must not already hold them), starts a child process that
+// first writes every region of the mirror once and waits until the disk log
+// has cleared them all, then keeps a few hot regions busy with concurrent
+// writers, and kills it with SIGKILL in mid-flight. It then reopens the
 // mirror, shows which regions the disk log marks dirty (and which of them
-// the legs really disagree on), resyncs them with a progress bar, verifies
-// that the legs are identical and prints the kernel-style status and table
-// lines. It exits 0 on success and 1 on any mismatch.
+// the legs really disagree on), resyncs them with a progress bar — "resynced
+// K of N regions" — verifies that the legs are identical and prints the
+// kernel-style status and table lines.
+//
+// Exit status: 0 on success, 1 on any mismatch or error, 2 for a bad flag
+// (-h prints the usage and exits 0). SIGINT or SIGTERM kills the child and
+// removes the temporary directory the demo made.
 package main
 
 import (
@@ -24,14 +33,18 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dmlog/dmlog/dirtylog"
+	"github.com/dmlog/dmlog/internal/units"
 	"github.com/dmlog/dmlog/mirror"
 )
 
@@ -42,51 +55,149 @@ const (
 	leg0, leg1, logName = "leg0.img", "leg1.img", "log.img"
 )
 
+// config is the demo's flags.
+type config struct {
+	dir                string
+	size, region, rate int64
+	writers, hot       int
+	run                time.Duration
+}
+
+// parseArgs parses the command line. It returns flag.ErrHelp after
+// printing the usage to stdout for -h, and a one-line error for a bad
+// flag or value.
+func parseArgs(args []string, stdout io.Writer) (config, error) {
+	c := config{}
+	size, region, rate := units.Size(64<<20), units.Size(512<<10), units.Size(0)
+	fs := flag.NewFlagSet("mirror", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.dir, "dir", "", "directory for the leg and log files, which must not exist in it yet (default: a new temporary directory, removed at exit)")
+	fs.Var(&size, "size", "mirror size (e.g. 64MiB; a bare number is bytes; a multiple of 512 bytes)")
+	fs.Var(&region, "region", "region size (e.g. 512KiB; a bare number is bytes; a power of two, at least 1KiB)")
+	fs.IntVar(&c.writers, "writers", 8, "concurrent writers in the workload (at least 1)")
+	fs.IntVar(&c.hot, "hot", 4, "regions the workload keeps writing when the crash lands (at least 1)")
+	fs.DurationVar(&c.run, "run", 400*time.Millisecond, "how long the hot workload runs before SIGKILL (positive)")
+	fs.Var(&rate, "rate", "resync rate limit in bytes per second (e.g. 8MiB; 0: unlimited)")
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "usage: mirror [flags]\n\nCrash a file-backed mirror with a disk log, then recover it.\n\n")
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+		}
+		return c, err
+	}
+	c.size, c.region, c.rate = int64(size), int64(region), int64(rate)
+	switch {
+	case fs.NArg() > 0:
+		return c, fmt.Errorf("unexpected argument %q (the demo takes flags only)", fs.Arg(0))
+	case c.size <= 0 || c.size%512 != 0:
+		return c, fmt.Errorf("-size %s: want a positive multiple of 512 bytes", units.FormatSize(c.size))
+	case c.region < 1024 || c.region&(c.region-1) != 0:
+		return c, fmt.Errorf("-region %s: want a power of two of at least 1KiB", units.FormatSize(c.region))
+	case c.region > c.size:
+		return c, fmt.Errorf("-region %s is larger than -size %s", units.FormatSize(c.region), units.FormatSize(c.size))
+	case c.writers < 1:
+		return c, fmt.Errorf("-writers %d: want at least 1", c.writers)
+	case c.hot < 1:
+		return c, fmt.Errorf("-hot %d: want at least 1 region", c.hot)
+	case c.run <= 0:
+		return c, fmt.Errorf("-run %v: want a positive duration", c.run)
+	}
+	c.hot = int(min(int64(c.hot), (c.size+c.region-1)/c.region))
+	return c, nil
+}
+
 func main() {
-	dir := flag.String("dir", "", "directory for the leg and log files (default: a new temporary directory, removed at exit)")
-	sizeS := flag.String("size", "64MiB", "mirror size")
-	regionS := flag.String("region", "512KiB", "region size (a power of two, at least 1KiB)")
-	writers := flag.Int("writers", 8, "concurrent writers in the workload")
-	run := flag.Duration("run", 400*time.Millisecond, "how long the workload runs before SIGKILL")
-	rateS := flag.String("rate", "0", "resync rate limit in bytes/s (0: unlimited)")
-	flag.Parse()
-	size, err1 := parseSize(*sizeS)
-	region, err2 := parseSize(*regionS)
-	rate, err3 := parseSize(*rateS)
-	if err := errors.Join(err1, err2, err3); err != nil {
-		fatal(err)
+	c, err := parseArgs(os.Args[1:], os.Stdout)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "mirror: %v (see -h)\n", err)
+		os.Exit(2)
 	}
 	if os.Getenv(childEnv) != "" {
-		child(*dir, size, region, *writers)
+		child(c)
 		return
 	}
-	if err := demo(*dir, size, region, rate, *writers, *run); err != nil {
+	cl := &cleaner{}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		cl.clean()
+		fmt.Fprintf(os.Stderr, "mirror: %v: stopped, temporary files removed\n", s)
+		os.Exit(128 + int(s.(syscall.Signal)))
+	}()
+	if err := demo(c, cl); err != nil {
+		cl.clean()
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		os.Exit(1)
 	}
+	cl.clean()
 }
 
-func fatal(err error) {
-	fmt.Fprintln(os.Stderr, "mirror demo:", err)
-	os.Exit(2)
+// cleaner removes what the demo made when it ends or is interrupted: it
+// kills the workload child and removes the temporary directory. Once
+// cleaned it refuses new registrations (the demo is ending).
+type cleaner struct {
+	mu    sync.Mutex
+	done  bool
+	dir   string
+	child *os.Process
 }
 
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suf string
-		m   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
-		if strings.HasSuffix(s, u.suf) {
-			s, mult = strings.TrimSuffix(s, u.suf), u.m
-			break
-		}
+// tempDir makes the demo's temporary directory and registers it.
+func (c *cleaner) tempDir() (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return "", errors.New("interrupted")
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("bad size %q", s)
+	d, err := os.MkdirTemp("", "dmlog-mirror-")
+	c.dir = d
+	return d, err
+}
+
+// start starts cmd and registers its process.
+func (c *cleaner) start(cmd *exec.Cmd) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return errors.New("interrupted")
 	}
-	return n * mult, nil
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	c.child = cmd.Process
+	return nil
+}
+
+// childGone forgets the child once it has been waited for.
+func (c *cleaner) childGone() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.child = nil
+}
+
+// clean kills the child and removes the temporary directory, once.
+func (c *cleaner) clean() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return
+	}
+	c.done = true
+	if c.child != nil {
+		_ = c.child.Kill() // its open files need no cleanup; it creates none
+	}
+	if c.dir != "" {
+		_ = os.RemoveAll(c.dir)
+	}
 }
 
 // table returns the mirror's table line; mode is "", "nosync" or "sync".
@@ -105,26 +216,37 @@ func opener(dir string) mirror.Opener {
 	}
 }
 
-func demo(dir string, size, region, rate int64, writers int, run time.Duration) error {
+// create makes a new file of n bytes; a file already there is an error
+// (the demo never overwrites what it did not make).
+func create(path string, n int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%s already exists: the demo makes its own files (remove it or choose another -dir)", path)
+	}
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Truncate(n), f.Close())
+}
+
+func demo(c config, cl *cleaner) error {
+	dir, size, region := c.dir, c.size, c.region
 	if dir == "" {
-		d, err := os.MkdirTemp("", "dmlog-mirror-")
+		d, err := cl.tempDir()
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(d)
 		dir = d
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	nregions := (size + region - 1) / region
 	logSize := (1024 + (nregions+63)/64*8 + 511) / 512 * 512
-	for name, n := range map[string]int64{leg0: size, leg1: size, logName: logSize} {
-		f, err := os.Create(filepath.Join(dir, name))
-		if err != nil {
-			return err
-		}
-		err = errors.Join(f.Truncate(n), f.Close())
-		if err != nil {
+	for _, f := range []struct {
+		name string
+		size int64
+	}{{leg0, size}, {leg1, size}, {logName, logSize}} {
+		if err := create(filepath.Join(dir, f.name), f.size); err != nil {
 			return err
 		}
 	}
@@ -144,25 +266,30 @@ func demo(dir string, size, region, rate int64, writers int, run time.Duration) 
 	}
 
 	// 1. The workload, in a child process, killed with SIGKILL.
-	fmt.Printf("\n== 1. %d concurrent writers in a child process; SIGKILL after %v\n", writers, run)
+	fmt.Printf("\n== 1. a child process writes every region, then %d writers keep %d hot region(s) busy; SIGKILL after %v\n",
+		c.writers, c.hot, c.run)
 	cmd := exec.Command(os.Args[0], "-dir", dir, "-size", strconv.FormatInt(size, 10),
-		"-region", strconv.FormatInt(region, 10), "-writers", strconv.Itoa(writers))
+		"-region", strconv.FormatInt(region, 10), "-writers", strconv.Itoa(c.writers), "-hot", strconv.Itoa(c.hot))
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := cl.start(cmd); err != nil {
 		return err
 	}
+	defer cl.childGone()
 	lines := bufio.NewScanner(out)
-	if !lines.Scan() || lines.Text() != "ready" {
+	for lines.Scan() && strings.HasPrefix(lines.Text(), "   ") {
+		fmt.Println(lines.Text())
+	}
+	if lines.Text() != "ready" {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		return fmt.Errorf("workload did not start (%q)", lines.Text())
 	}
-	time.Sleep(run)
+	time.Sleep(c.run)
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL
 		return err
 	}
@@ -226,7 +353,7 @@ func demo(dir string, size, region, rate int64, writers int, run time.Duration) 
 		fmt.Printf("\r   [%s%s] %d/%d regions  %s/s  ETA %v   ", strings.Repeat("#", done), strings.Repeat(".", w-done),
 			p.InSync, p.Total, human(int64(p.BytesPerSec)), p.ETA.Round(time.Millisecond))
 	}
-	m, err = mirror.Parse(table(size, region, ""), opener(dir), mirror.Options{ResyncRate: rate, OnProgress: bar})
+	m, err = mirror.Parse(table(size, region, ""), opener(dir), mirror.Options{ResyncRate: c.rate, OnProgress: bar})
 	if err != nil {
 		return err
 	}
@@ -241,6 +368,12 @@ func demo(dir string, size, region, rate int64, writers int, run time.Duration) 
 		bar(p)
 	}
 	fmt.Println()
+	st := m.Stats()
+	fmt.Printf("   resynced %d of %d regions (%.1f MiB instead of %.1f MiB): the log named the regions that needed it\n",
+		st.ResyncedRegions, st.Regions, float64(st.ResyncedBytes)/(1<<20), float64(size)/(1<<20))
+	if st.ResyncedRegions != int64(len(dirty)) {
+		return fmt.Errorf("resynced %d regions, the log marked %d dirty", st.ResyncedRegions, len(dirty))
+	}
 
 	// 4. Verify.
 	fmt.Printf("\n== 4. verify\n")
@@ -280,24 +413,61 @@ func demo(dir string, size, region, rate int64, writers int, run time.Duration) 
 	return nil
 }
 
-// child runs the workload until killed. It prints "ready" once writing,
-// and a progress line now and then.
-func child(dir string, size, region int64, writers int) {
-	m, err := mirror.Parse(table(size, region, ""), opener(dir))
+// child runs the workload until killed. It first writes every region once
+// and waits until the mirror has cleared them all in the log (printing
+// lines that start with three spaces), then prints "ready" and keeps
+// c.hot regions busy, printing a progress line now and then.
+func child(c config) {
+	size, region := c.size, c.region
+	m, err := mirror.Parse(table(size, region, ""), opener(c.dir))
 	if err != nil {
 		fatal(err)
 	}
-	var writes, syncs atomic.Int64
+	nregions := (size + region - 1) / region
+	fill := func(g int) {
+		buf := make([]byte, min(region, 256<<10))
+		for r := int64(g); r < nregions; r += int64(c.writers) {
+			for off := r * region; off < min((r+1)*region, size); off += int64(len(buf)) {
+				n := min(int64(len(buf)), size-off)
+				for i := range buf[:n] {
+					buf[i] = byte(g) ^ byte(i>>9) ^ byte(off>>9) ^ 0x5a
+				}
+				if _, err := m.WriteAt(buf[:n], off); err != nil {
+					fatal(err)
+				}
+			}
+		}
+	}
 	var wg sync.WaitGroup
-	for g := range writers {
-		wg.Add(1)
+	for g := range c.writers {
+		wg.Go(func() { fill(g) })
+	}
+	wg.Wait()
+	if err := m.Sync(); err != nil {
+		fatal(err)
+	}
+	// The mirror clears an idle region after ClearDelay (100 ms).
+	deadline := time.Now().Add(30 * time.Second)
+	for m.Stats().DirtyRegions > 0 {
+		if time.Now().After(deadline) {
+			fatal(fmt.Errorf("regions still dirty 30 s after the last write: %s", m.Status()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	hot := rng.Perm(int(nregions))[:c.hot]
+	slices.Sort(hot)
+	fmt.Printf("   child: wrote all %d regions and the log cleared them; now writing only region(s) %v\n", nregions, hot)
+	var writes, syncs atomic.Int64
+	for g := range c.writers {
 		go func() {
-			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(g)))
-			buf := make([]byte, 256<<10)
+			buf := make([]byte, min(region, 64<<10))
 			for {
-				n := 512 * (1 + rng.Int64N(int64(len(buf))/512))
-				off := 512 * rng.Int64N((size-n)/512+1)
+				r := int64(hot[rng.IntN(len(hot))])
+				lo, hi := r*region, min((r+1)*region, size)
+				n := 512 * (1 + rng.Int64N(min(int64(len(buf)), hi-lo)/512))
+				off := lo + 512*rng.Int64N((hi-lo-n)/512+1)
 				for i := range buf[:n] {
 					buf[i] = byte(g) ^ byte(i>>9) ^ byte(off>>9)
 				}
@@ -318,6 +488,11 @@ func child(dir string, size, region int64, writers int) {
 		time.Sleep(50 * time.Millisecond)
 		fmt.Printf("%d writes, %d syncs, status %s\n", writes.Load(), syncs.Load(), m.Status())
 	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "mirror demo:", err)
+	os.Exit(1)
 }
 
 // differingRegions compares the leg files region by region.

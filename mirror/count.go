@@ -24,15 +24,19 @@ func (op *writeOp) countFast() bool {
 		return false
 	}
 	op.countLocked()
-	ready := op.readyLocked()
-	if ready {
-		m.home(op.mask).flushSkips++
-		op.cfg = m.cfg.Load()
-	} else {
+	if !op.marksReadyLocked() {
 		op.counted = true
+		m.unlockShards(op.mask)
+		return false
 	}
+	// Wait for earlier overlapping writes: one order on every leg.
+	for o := m.earlierOverlapLocked(&op.t); o != nil; o = m.earlierOverlapLocked(&op.t) {
+		m.waitDropLocked(&op.t, o)
+	}
+	m.home(op.mask).flushSkips++
+	op.cfg = m.cfg.Load()
 	m.unlockShards(op.mask)
-	return ready
+	return true
 }
 
 // lookupFastLocked fills op.ents from the shards, creating entries from
@@ -55,11 +59,11 @@ func (op *writeOp) lookupFastLocked() bool {
 	return true
 }
 
-// readyLocked reports whether a counted write may go to the legs at once:
-// its marks are durable, no error handling holds it and no earlier
-// overlapping write is in flight. Only the write's shards need be held
-// (what it reads of Mirror is written under m.mu, which holds them too).
-func (op *writeOp) readyLocked() bool {
+// marksReadyLocked reports whether a counted write needs nothing of the
+// slow path: its marks are durable and no error handling holds it. Only
+// the write's shards need be held (what it reads of Mirror is written
+// under m.mu, which holds them too).
+func (op *writeOp) marksReadyLocked() bool {
 	m := op.m
 	if op.need > m.okGen {
 		return false
@@ -67,10 +71,7 @@ func (op *writeOp) readyLocked() bool {
 	if op.anySync && m.logFailure && m.opts.HandleErrors {
 		return false
 	}
-	if !op.anySync && m.opts.HandleErrors && !m.opts.KeepLog && anyFailed(m.cfg.Load()) {
-		return false
-	}
-	return !m.overlapsEarlierLocked(&op.t)
+	return op.anySync || !m.opts.HandleErrors || m.opts.KeepLog || !anyFailed(m.cfg.Load())
 }
 
 // admit is the slow path, under m.mu: it counts the write once its

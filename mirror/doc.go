@@ -33,17 +33,77 @@
 // A *Mirror is safe for concurrent use by any number of goroutines.
 // Writes that overlap are applied to every leg in the order they started,
 // so in-sync legs stay byte-identical; writes that do not overlap run in
-// parallel, and each write goes to all its legs in parallel. The region
-// table is sharded: a write locks only the shards of the regions it
-// touches (in ascending order), briefly, and takes the mirror-wide lock
-// only when it must wait (a log flush, an earlier overlapping write, a
-// region being resynced). Discard takes the same path as a write. The mirror
-// runs two goroutines (the log flusher and the resync worker, which starts
-// up to ResyncParallel copies); Close stops all of them.
+// parallel, and each write goes to all its legs in parallel. Discard takes
+// the same path as a write. The mirror runs two goroutines (the log
+// flusher and the resync worker, which starts up to ResyncParallel
+// copies); Close stops all of them.
+//
+// The concurrency model, for readers of the code. The locks, in the order
+// they are taken:
+//
+//  1. Mirror.ops[i] (sync.RWMutex, 64 slots): read-held by every
+//     operation for its whole length (a write holds the slot of its first
+//     region), so Close, taking every slot exclusively, waits for them.
+//  2. resyncState.askMu, then resyncState.mu: the resync worker's
+//     bookkeeping (the regions it is copying, rate limiting, back-off).
+//     Never held while Mirror.mu or a shard lock is taken.
+//  3. The shard locks, shard.mu (64 of them; region r lives in shard
+//     r%64): each guards its shard's region table (map and free list,
+//     every field of every region entry), its inflight list of write
+//     tickets, its idle-dirty count, its ticket counter and its write
+//     counters. A write locks the shards of its regions in ascending
+//     order. Mirror.mu is every shard lock, taken in the same order, so it
+//     excludes every write's critical section; the slow paths hold it
+//     (the flusher, resync, verify, joins, leg changes, waits on
+//     Mirror.cond). Mirror state written only under Mirror.mu (flush
+//     generations, logFailure, inSync, held, clearEpoch, syncEpoch,
+//     stopFlusher, joinCursor, legState.joinLeft) may therefore be read
+//     under any one shard lock: that is what the write path's fast path
+//     does.
+//  4. LegsSyncer.mu, and the log's own locks: leaves; the log is called
+//     with shard locks held only for its non-blocking methods (MarkRegion,
+//     ClearRegion, InSync with dirtylog.NonBlocking).
+//
+// Atomics, and why they are not under a lock: Mirror.cfg (the leg set,
+// loaded on every read and write; replaced under Mirror.mu); Mirror.closed
+// (checked by every operation before it enters); Mirror.waiters (a waker
+// holding one shard lock broadcasts only if someone waits on
+// Mirror.cond); Mirror.clearArmed (a completing write, holding one shard,
+// kicks the flusher only if its clear timer is off); Mirror.rr (the read
+// cursor); every counter in Mirror.stats; legState's error bits, error
+// count, joining flag and reads in flight (read by every I/O, changed by
+// failures); ticket.done (found by waiters under different shards of one
+// ticket, closed by its dropper holding all of them).
+//
+// A write (writeOp, write.go) runs: count (count.go: under its shards, the
+// pending counts go up, in-sync regions are marked, an order ticket is
+// taken; the fast path ends here if the marks are already durable) →
+// wait for the flush (admit, under Mirror.mu, only when a new mark is not
+// yet durable or error handling may hold the write) → wait for earlier
+// overlapping tickets → issue to legs (issue.go, startLegs: where the leg
+// writes start) → complete (under its shards again: counts and ticket
+// dropped).
+//
+// The invariants, which the crash matrix (crash_test.go, random workloads,
+// power cuts of the legs and log device, reopen, resync, compare) and the
+// fault matrix (fault_test.go, faultmatrix_test.go) check:
+//
+//   - a region's mark is durable in the log before any leg sees a write to
+//     it (countLocked marks, waitFlushLocked returns, then startLegs);
+//   - overlapping writes reach every leg in the order they took their
+//     tickets (an earlier overlapping ticket is always waited for);
+//   - a region is cleared only after every write to it completed on every
+//     leg (its pending count is zero) and, for a persistent log, after
+//     the legs were synced (the log's flush callback runs before the clear
+//     is written);
+//   - so after any crash the legs agree on every region the log says is in
+//     sync, and every acknowledged write that a completed Sync (or
+//     WriteAtFUA) covered is on every leg after the resync.
 //
 // # Durability
 //
-// A write is acknowledged when the legs' WriteAt calls return. Sync makes
+// A write is acknowledged when the legs' WriteAt calls return;
+// WriteAtFUA also syncs each leg it wrote before it returns. Sync makes
 // every acknowledged write durable on every leg that has Sync. Nothing
 // acknowledged before a completed Sync is lost by a crash of the legs and
 // the log device at any moment: after reopening and resyncing, the legs

@@ -100,9 +100,8 @@ func (m *Mirror) flusher() {
 			return
 		}
 		cleared := 0
-		if tick || delay == 0 || m.clearNow {
-			cleared = m.applyClearsLocked(delay == 0 || m.clearNow)
-			m.clearNow = false
+		if tick || delay == 0 {
+			cleared = m.applyClearsLocked(delay == 0)
 		}
 		if !armed && delay > 0 && m.idleDirtyLocked() > 0 {
 			timer.Reset(delay)

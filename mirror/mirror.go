@@ -22,57 +22,67 @@ const MaxLegs = 9
 // Overlapping concurrent writes are applied to every leg in the same
 // order, so in-sync legs stay byte-identical.
 type Mirror struct {
+	// Set by New (closers by Parse and OpenDisk before they return); read
+	// without a lock afterwards.
 	log      dirtylog.Log
 	opts     Options
-	size     int64
-	rsize    int64
-	rshift   uint
+	size     int64 // bytes
+	rsize    int64 // region size in bytes
+	rshift   uint  // log2(rsize)
 	nregions uint64
 	nb       context.Context // dirtylog.NonBlocking(background), built once
 	volatile bool            // dirtylog.IsVolatile(log): its Flush makes nothing durable
+	local    bool            // dirtylog.IsLocal(log): RemoteRecovering is always false
 	closers  []func() error  // devices Parse opened
 
+	// cfg is the leg set: atomic, so the write and read paths load it
+	// without a lock; replaced (never changed in place) under mu.
 	cfg atomic.Pointer[config]
 
 	// ops is read-held by every ReadAt, WriteAt, Sync, Verify and leg
-	// change; Close takes it exclusively to wait for them.
+	// change; Close takes it exclusively to wait for them. closed is
+	// atomic: set once by Close, read by every operation before it
+	// enters.
 	ops    [nShards]opSlot
 	closed atomic.Bool
 
-	// The region table, in shards (regions.go). mu holds every shard
-	// lock: the slow paths take it; the write path takes only the shards
-	// it touches. cond is signalled under mu or by wakeWaiters.
+	// The region table, in shards (regions.go), each guarded by its own
+	// lock. mu holds every shard lock: the slow paths take it; the write
+	// path takes only the shards it touches. cond (on mu) is signalled
+	// under mu or by wakeWaiters.
 	shards  [nShards]shard
 	mu      allShards
 	cond    *sync.Cond
-	waiters atomic.Int32  // goroutines in m.wait
-	rr      atomic.Uint64 // round-robin read cursor
-	local   bool          // dirtylog.IsLocal(log): RemoteRecovering is always false
+	waiters atomic.Int32  // goroutines in m.wait: atomic, read by wakers holding one shard
+	rr      atomic.Uint64 // round-robin read cursor: atomic, bumped by every read
 
-	// Group commit: a flush takes generation flushStarted+1; marks made
+	// Group commit (flush.go), guarded by mu (so readable under any one
+	// shard lock): a flush takes generation flushStarted+1; marks made
 	// before it started are durable when flushDone reaches it and okGen
 	// (the last successful flush) does too.
 	flushStarted, flushDone, okGen, flushWant uint64
+	stopFlusher                               bool   // guarded by mu
+	clearEpoch                                uint64 // guarded by mu: bumped by each clear pass
 	flushKick                                 chan struct{}
-	stopFlusher                               bool
-	clearEpoch                                uint64
-	clearNow                                  bool
-	clearArmed                                atomic.Bool // the flusher's clear timer is armed
+	clearArmed                                atomic.Bool // the flusher's clear timer is armed: atomic, read by completing writes holding one shard
 
-	syncEpoch    uint64 // bumped by every SetRegionSync we make
-	inSync       bool   // the kernel's ms->in_sync
-	logFailure   bool   // sticky, as the kernel's ms->log_failure
-	logEventSent bool
-	held         chan struct{} // closed to release held writes
-	joinCursor   uint64
+	// Mirror state, guarded by mu (readable under any one shard lock).
+	syncEpoch    uint64        // bumped by every SetRegionSync we make
+	inSync       bool          // the kernel's ms->in_sync
+	logFailure   bool          // sticky, as the kernel's ms->log_failure
+	logEventSent bool          // EventLogFailed was reported
+	held         chan struct{} // closed (and replaced) to release held writes
+	joinCursor   uint64        // next region to copy to joining legs
 
+	// Background work: set by New; wg counts the goroutines Close waits
+	// for; resync has its own locks (resync.go).
 	ctx        context.Context
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 	resyncKick chan struct{}
 	resync     resyncState
 
-	stats counters
+	stats counters // atomics: bumped on every path without a lock
 }
 
 // opSlot is one of the reader counts operations hold (see Mirror.ops).

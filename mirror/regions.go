@@ -33,6 +33,8 @@ type region struct {
 // written only under Mirror.mu may be read under any one shard lock.
 const nShards = 64
 
+// shard is one lock's share of the region table; every field but mu is
+// guarded by mu.
 type shard struct {
 	mu        sync.Mutex
 	regions   map[dirtylog.Region]*region

@@ -11,15 +11,17 @@ import (
 	"github.com/dmlog/dmlog/dirtylog"
 )
 
-// resyncState is the resync worker's bookkeeping.
+// resyncState is the resync worker's bookkeeping. Lock order: askMu
+// before mu; neither is held with Mirror.mu (the worker takes Mirror.mu
+// only with neither held).
 type resyncState struct {
-	mu      sync.Mutex
-	next    time.Time // rate limiter: when the next byte may be copied
-	started time.Time // first copy of the current burst of work
-	burst   int64     // bytes copied since started
-	failed  bool      // a copy failed: back off before asking for work
+	mu      sync.Mutex // guards every field below but askMu and bufs
+	next    time.Time  // rate limiter: when the next byte may be copied
+	started time.Time  // first copy of the current burst of work
+	burst   int64      // bytes copied since started
+	failed  bool       // a copy failed: back off before asking for work
 	backoff time.Duration
-	bufs    sync.Pool
+	bufs    sync.Pool // copy buffers (safe for concurrent use itself)
 	// copying holds the regions this mirror is recovering, from the
 	// ResyncWork that handed one out to the SetRegionSync that ends its
 	// recovery. A log that recovers one region at a time (remote, etcdlog)

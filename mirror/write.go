@@ -158,7 +158,7 @@ func (op *writeOp) release() {
 	clear(op.errBuf[:])
 	op.segBuf = [1]segment{}
 	op.m, op.p, op.cfg, op.ents, op.routes, op.segs = nil, nil, nil, nil, nil, nil
-	op.t = ticket{}
+	op.t.lo, op.t.hi, op.t.seq, op.t.mask = 0, 0, 0, 0
 	op.need, op.anySync, op.counted, op.fua = 0, false, false, false
 	writeOps.Put(op)
 }

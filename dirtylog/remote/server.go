@@ -102,7 +102,18 @@ type Server struct {
 	wg        sync.WaitGroup
 
 	trace func(h *Header, p []byte) // test hook: sees every well-formed request
+	// Test hooks for the death rules: afterFunc arms a death timer
+	// (time.AfterFunc unless a test injects a clock it fires itself);
+	// detached, if set, sees each disconnection of a member and whether a
+	// death timer was armed for it. Set before Serve.
+	afterFunc func(d time.Duration, f func()) stopper
+	detached  func(uuid string, n NodeID, armed bool)
 }
+
+// stopper is a death timer: *time.Timer, or a test's.
+type stopper interface{ Stop() bool }
+
+func realAfterFunc(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) }
 
 // NewServer returns a server with options o. It does nothing until Serve.
 func NewServer(o ServerOptions) *Server {
@@ -135,6 +146,7 @@ func NewServer(o ServerOptions) *Server {
 		conns:     map[*serverConn]struct{}{},
 		logs:      map[string]*hostedLog{},
 		creating:  map[string]*creation{},
+		afterFunc: realAfterFunc,
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/dmlog/dmlog/dirtylog"
 	"github.com/dmlog/dmlog/internal/unixsock"
 )
 
@@ -75,4 +76,36 @@ func TestServerSecondClose(t *testing.T) {
 	err := s.Close()
 	require.ErrorIs(t, err, os.ErrClosed)
 	require.ErrorIs(t, err, ErrServerClosed)
+}
+
+// TestSecondServerOnSameLogFiles: two servers whose Open resolves names to
+// the same files (two logservers on one -log-dir): the second cannot
+// construct a log on a file the first one hosts (the disk log's flock),
+// says so, and the file is unchanged.
+func TestSecondServerOnSameLogFiles(t *testing.T) {
+	checkGoroutines(t)
+	dir := t.TempDir()
+	open := func(name string) (dirtylog.Device, error) {
+		return os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE, 0o600)
+	}
+	disk := ClientOptions{UUID: "vol", Node: 1, DeviceSize: tDevice, Args: []string{"clustered-disk", "log0", tRS}}
+	first := startServer(t, ServerOptions{Open: open})
+	second := startServer(t, ServerOptions{Open: open})
+	a := first.dial(t, disk)
+	defer a.Close()
+	a.MarkRegion(7)
+	require.NoError(t, a.Flush(context.Background()))
+	before, err := os.ReadFile(filepath.Join(dir, "log0"))
+	require.NoError(t, err)
+
+	_, err = Dial(context.Background(), "unix", second.path, disk)
+	require.Error(t, err)
+	require.ErrorContains(t, err, "in use")
+	require.ErrorContains(t, err, "log0")
+	after, err := os.ReadFile(filepath.Join(dir, "log0"))
+	require.NoError(t, err)
+	require.Equal(t, sha256.Sum256(before), sha256.Sum256(after), "the refused server wrote the log file")
+	clean, err := a.IsClean(context.Background(), 7)
+	require.NoError(t, err)
+	require.False(t, clean, "the first server's log is intact")
 }

@@ -35,7 +35,8 @@ type ServerOptions struct {
 	// so an Open that accepts several names for one device must make
 	// them one (or refuse all but one).
 	Open func(name string) (dirtylog.Device, error)
-	// LogicalBlockSize of the disk log devices (default 512).
+	// LogicalBlockSize is the logical block size in bytes of the disk log
+	// devices (0 for 512 bytes).
 	LogicalBlockSize int
 	// TLS is required to serve a TCP listener: the server requires and
 	// verifies a client certificate (tls.RequireAndVerifyClientCert, with

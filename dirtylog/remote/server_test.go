@@ -168,6 +168,9 @@ func TestCtrErrors(t *testing.T) {
 	require.ErrorIs(t, err, dirtylog.ErrBadArgs)
 	require.Contains(t, err.Error(), "exists with CTR")
 	require.ErrorIs(t, dial(ClientOptions{UUID: "x", DeviceSize: tDevice, Args: coreOpts("", 0).Args}), nil)
+	err = dial(ClientOptions{UUID: "x", Args: coreOpts("", 0).Args})
+	require.ErrorIs(t, err, dirtylog.ErrBadArgs)
+	require.ErrorContains(t, err, "ClientOptions.DeviceSize is 0 bytes", "a missing device size is named as such")
 	_, err = Dial(ctx, "tcp", "127.0.0.1:1", coreOpts("x", 1))
 	require.ErrorIs(t, err, ErrInsecure)
 }

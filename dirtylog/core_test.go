@@ -51,12 +51,40 @@ func TestCoreBadGeometry(t *testing.T) {
 		{RegionSize: 512, DeviceSize: 1 << 20},
 		{RegionSize: 3072, DeviceSize: 1 << 20},
 		{RegionSize: 1 << 21, DeviceSize: 1 << 20},
-		{RegionSize: 1024, DeviceSize: 0},
 		{RegionSize: 1024, DeviceSize: 1 << 50}, // 2^40 regions: over UINT_MAX
 	} {
 		_, err := dirtylog.NewCore(o)
 		require.ErrorIs(t, err, dirtylog.ErrBadRegionSize, "%+v", o)
+		require.ErrorContains(t, err, "bytes", "the unit is named")
+		require.ErrorContains(t, err, "Options.RegionSize", "the field is named")
 	}
+}
+
+// TestMissingDeviceSize: a missing DeviceSize is reported as such, naming
+// the field, the value and the unit, not as a bad region size.
+func TestMissingDeviceSize(t *testing.T) {
+	for _, tc := range []struct {
+		ds   int64
+		want string
+	}{
+		{0, "Options.DeviceSize is missing (0 bytes)"},
+		{-4096, "Options.DeviceSize is -4096 bytes"},
+	} {
+		_, err := dirtylog.NewCore(dirtylog.Options{RegionSize: 1024, DeviceSize: tc.ds})
+		require.ErrorIs(t, err, dirtylog.ErrBadOptions)
+		require.NotErrorIs(t, err, dirtylog.ErrBadRegionSize)
+		require.ErrorContains(t, err, tc.want)
+		require.NotContains(t, err.Error(), "region size")
+		_, err = dirtylog.OpenDisk(testdev.NewMemory(4096), dirtylog.Options{RegionSize: 1024, DeviceSize: tc.ds})
+		require.ErrorIs(t, err, dirtylog.ErrBadOptions)
+		require.ErrorContains(t, err, tc.want)
+	}
+	_, err := dirtylog.New("core", []string{"8"}, dirtylog.Env{})
+	require.ErrorIs(t, err, dirtylog.ErrBadOptions)
+	require.ErrorContains(t, err, "Env.DeviceSize is 0 bytes")
+	_, err = dirtylog.OpenDisk(testdev.NewMemory(4096), dirtylog.Options{RegionSize: 1024, DeviceSize: 4096, LogicalBlockSize: 1000})
+	require.ErrorIs(t, err, dirtylog.ErrBadOptions)
+	require.ErrorContains(t, err, "Options.LogicalBlockSize is 1000 bytes")
 }
 
 func TestOptionalCapabilities(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -56,19 +57,35 @@ type Disk struct {
 	cbOnce      sync.Once
 	closed      atomic.Bool
 	closeDevice bool
+	release     func() // drops the claim of an *os.File device; nil if none
 }
 
 // OpenDisk opens the disk log on dev and resumes it as the kernel does at
 // activation: the mode in o decides whether the bitmap on the device is
 // trusted (DefaultSync), replaced by all-dirty (ForceSync) or all-clean
-// (NoSync); a bad magic starts a new log; a version-1 log is read as
-// version 2; another version fails the log (status D, an event) and starts
-// it anew. The state is then written back as version 2 and synced. The
-// caller keeps ownership of dev.
+// (NoSync); a version-1 log is read as version 2. The state is then
+// written back as version 2 and synced. The caller keeps ownership of dev.
 //
-// OpenDisk fails if the geometry is invalid, if dev (when it reports its
-// size through Size() int64 or Stat) is too small for the bitmap, or if the
-// initial write or sync fails.
+// Unlike the kernel, OpenDisk only writes over bytes it can prove are a
+// log's (see "Safety" in the package doc). It refuses, writing nothing:
+//   - a device whose first DiskLogSize bytes are neither a dm disk log nor
+//     all zeroes (ErrNotLog), a log of another version (ErrBadVersion) or
+//     a device it cannot read (ErrLogFailed), unless o.Format is set; the
+//     kernel starts a new log over each of them (with Format, so does
+//     OpenDisk: a bad version or a failed read then also fails the log,
+//     status D);
+//   - a log whose header counts another number of regions than o gives
+//     (ErrGeometry), unless o.Resize is set;
+//   - a device smaller than DiskLogSize bytes (ErrLogDeviceTooSmall),
+//     when it reports its size through Size() int64 or Stat (or, for a
+//     block device *os.File, a seek to its end). A short regular file (an
+//     *os.File, or any device whose Stat says regular) is grown to
+//     DiskLogSize instead, once its bytes are proven zero or a log's;
+//   - an *os.File that another Disk or process holds (ErrInUse): OpenDisk
+//     takes an exclusive flock on it, released by Close.
+//
+// It also fails if the geometry in o is invalid (ErrBadRegionSize,
+// ErrBadOptions) or if the initial write or sync fails (ErrLogFailed).
 func OpenDisk(dev Device, o Options) (*Disk, error) {
 	n, err := o.regionCount()
 	if err != nil {
@@ -79,10 +96,20 @@ func OpenDisk(dev Device, o Options) (*Disk, error) {
 		return nil, err
 	}
 	need := diskBufSize(n, bs)
-	if size, ok := deviceSize(dev); ok && size < need {
-		return nil, fmt.Errorf("%w: log device %s too small: need %d bytes", ErrLogDeviceTooSmall, o.name(), need)
-	}
 	d := &Disk{dev: dev, opts: o, bs: bs, buf: make([]byte, need), scratch: make([]byte, bs)}
+	if size, ok := deviceSize(dev); ok && size < need {
+		// A short regular file grows when resume writes the log, once its
+		// bytes are proven zero or a log's.
+		if !growable(dev) {
+			return nil, fmt.Errorf("%w: %s holds %d bytes; a log of %d regions with %d-byte blocks needs %d bytes (DiskLogSize)",
+				ErrLogDeviceTooSmall, o.name(), size, n, bs, need)
+		}
+	}
+	if f, ok := dev.(*os.File); ok {
+		if d.release, err = claimFile(f, o.name()); err != nil {
+			return nil, err
+		}
+	}
 	d.init(o.RegionSize, n, o.Sync == NoSync)
 	// Hints are kept per group of bs/8 clean words (one block's worth of
 	// bitmap); flush maps a group to the one or two blocks it spans.
@@ -91,10 +118,53 @@ func OpenDisk(dev Device, o Options) (*Disk, error) {
 	}
 	groups := (uint64(len(d.clean)) + 1<<d.changedShift - 1) >> d.changedShift
 	d.changed = make([]atomic.Uint64, (groups+63)/64)
-	if err := d.resume(); err != nil {
+	if err := d.resume(true); err != nil {
+		d.releaseClaim()
 		return nil, err
 	}
 	return d, nil
+}
+
+// DiskLogSize returns the size in bytes of the disk log for a device of
+// deviceSize bytes cut into regions of regionSize bytes, on a log device
+// whose logical block size is blockSize bytes (0 for 512): the header
+// area (1024 bytes) and the clean bitmap (one bit per region, in 64-bit
+// words), rounded up to a whole block, as the kernel computes it. A log
+// device needs at least this many bytes; OpenDisk grows a shorter regular
+// file to it. The arguments are checked as OpenDisk checks Options.
+func DiskLogSize(deviceSize, regionSize, blockSize int64) (int64, error) {
+	if blockSize < 0 || blockSize > 1<<16 {
+		return 0, fmt.Errorf("%w: block size is %d bytes: want a power of two from %d to %d bytes (0 for %d)",
+			ErrBadOptions, blockSize, SectorSize, 1<<16, SectorSize)
+	}
+	o := Options{DeviceSize: deviceSize, RegionSize: regionSize, LogicalBlockSize: int(blockSize)}
+	n, err := o.regionCount()
+	if err != nil {
+		return 0, err
+	}
+	bs, err := o.blockSize()
+	if err != nil {
+		return 0, err
+	}
+	return diskBufSize(n, bs), nil
+}
+
+// growable reports whether dev is a regular file, which a write past its
+// end extends.
+func growable(dev any) bool {
+	st, ok := dev.(interface{ Stat() (os.FileInfo, error) })
+	if !ok {
+		return false
+	}
+	fi, err := st.Stat()
+	return err == nil && fi.Mode().IsRegular()
+}
+
+func (d *Disk) releaseClaim() {
+	if d.release != nil {
+		d.release()
+		d.release = nil
+	}
 }
 
 // deviceSize learns the size of dev if it can tell.
@@ -105,8 +175,25 @@ func deviceSize(dev any) (int64, bool) {
 			return s, true
 		}
 	case interface{ Stat() (os.FileInfo, error) }:
-		if fi, err := v.Stat(); err == nil && fi.Mode().IsRegular() {
+		fi, err := v.Stat()
+		if err != nil {
+			break
+		}
+		if fi.Mode().IsRegular() {
 			return fi.Size(), true
+		}
+		// A block device: its size is where a seek to the end lands. The
+		// file offset is put back (the log uses ReadAt and WriteAt only).
+		if s, ok := v.(io.Seeker); ok && fi.Mode()&os.ModeDevice != 0 {
+			cur, err := s.Seek(0, io.SeekCurrent)
+			if err != nil {
+				break
+			}
+			end, err := s.Seek(0, io.SeekEnd)
+			_, _ = s.Seek(cur, io.SeekStart)
+			if err == nil {
+				return end, true
+			}
 		}
 	}
 	return 0, false
@@ -124,16 +211,28 @@ func (d *Disk) fail(err error, flushErr bool) {
 	})
 }
 
-// resume is the kernel's disk_resume.
-func (d *Disk) resume() error {
+// resume is the kernel's disk_resume, after the checks that keep it from
+// overwriting what is not a log (see OpenDisk). opening is true for
+// OpenDisk: a device that cannot be read is then refused (unless Format),
+// as nothing proves it holds a log; a later Resume keeps the kernel's rule
+// (fail the log, start anew), the device having been proven a log.
+func (d *Disk) resume(opening bool) error {
 	d.flushMu.Lock()
 	defer d.flushMu.Unlock()
 	var readErr error
 	if _, err := d.dev.ReadAt(d.buf, 0); err != nil && !errors.Is(err, io.EOF) {
 		readErr = fmt.Errorf("%w: reading %s: %w", ErrLogFailed, d.opts.name(), err)
+		if opening && !d.opts.Format {
+			return fmt.Errorf("%w; nothing proves it holds a log (set Options.Format to write a new one)", readErr)
+		}
 		clear(d.buf)
 	}
 	h := decodeHeader(d.buf)
+	if readErr == nil {
+		if err := d.checkOurs(h); err != nil {
+			return err
+		}
+	}
 	if d.opts.Sync != DefaultSync || h.Magic != DiskMagic {
 		h = DiskHeader{Magic: DiskMagic, Version: DiskVersion}
 	}
@@ -188,6 +287,38 @@ func (d *Disk) resume() error {
 	}
 	d.fullRewrite = false
 	d.needSync = false
+	return nil
+}
+
+// checkOurs refuses what resume must not overwrite (see OpenDisk): bytes
+// that are neither a dm disk log nor zeroes, a log of a version it cannot
+// read (unless Format), a log of another region count (unless Resize).
+func (d *Disk) checkOurs(h DiskHeader) error {
+	name := d.opts.name()
+	if h.Magic != DiskMagic {
+		i := slices.IndexFunc(d.buf, func(b byte) bool { return b != 0 })
+		switch {
+		case i < 0 || d.opts.Format:
+			return nil // a fresh device, or the caller asked
+		case i < diskHeaderSize:
+			return fmt.Errorf("%w: %s: found % x at byte 0, neither a dm disk log header (magic \"MiRr\", 72 52 69 4d) nor zeroes; set Options.Format to overwrite it",
+				ErrNotLog, name, d.buf[:diskHeaderSize])
+		default:
+			return fmt.Errorf("%w: %s: no dm disk log header at byte 0, yet byte %d of the %d bytes the log would write holds %#02x; set Options.Format to overwrite it",
+				ErrNotLog, name, i, len(d.buf), d.buf[i])
+		}
+	}
+	if h.Version != 1 && h.Version != DiskVersion {
+		if d.opts.Format {
+			return nil // the kernel's rule: fail the log, start anew
+		}
+		return fmt.Errorf("%w: %s holds a dm disk log of version %d (this package reads versions 1 and 2); set Options.Format to start a new log over it",
+			ErrBadVersion, name, h.Version)
+	}
+	if h.NrRegions != d.count && !d.opts.Resize {
+		return fmt.Errorf("%w: %s holds a log of %d regions, the options give %d regions of %d bytes (Options.DeviceSize %d bytes); reopen with the region size the log was made with, or set Options.Resize to grow or shrink it",
+			ErrGeometry, name, h.NrRegions, d.count, d.opts.RegionSize, d.opts.DeviceSize)
+	}
 	return nil
 }
 
@@ -351,7 +482,7 @@ func (d *Disk) Resume(context.Context) error {
 	if d.closed.Load() {
 		return ErrClosed
 	}
-	return d.resume()
+	return d.resume(false)
 }
 
 // Status returns "3 disk <dev> <A|D|F>": A alive, D the device failed, F a
@@ -387,8 +518,9 @@ func (d *Disk) Table() string {
 func (d *Disk) Failed() bool { return d.devFailed.Load() }
 
 // Close flushes the log, syncs the device (so the last clears are
-// durable too) and, if the log opened its device (New with an
-// opener returning an io.Closer), closes the device. Later calls return
+// durable too), releases the claim on an *os.File device (its flock) and,
+// if the log opened its device (New with an opener returning an
+// io.Closer), closes the device. Later calls return
 // ErrClosed (which wraps os.ErrClosed).
 func (d *Disk) Close() error {
 	if d.closed.Swap(true) {
@@ -407,6 +539,7 @@ func (d *Disk) Close() error {
 			err = serr
 		}
 	}
+	d.releaseClaim()
 	if d.closeDevice {
 		if c, ok := d.dev.(io.Closer); ok {
 			err = errors.Join(err, c.Close())

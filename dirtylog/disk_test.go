@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -97,9 +99,14 @@ func TestDiskIOSizeRounding(t *testing.T) {
 	} {
 		o := diskOpts(tc.regions)
 		o.LogicalBlockSize = tc.bs
-		_, err := dirtylog.OpenDisk(testdev.NewMemory(tc.need-1), o)
+		size, err := dirtylog.DiskLogSize(o.DeviceSize, o.RegionSize, int64(tc.bs))
+		require.NoError(t, err)
+		require.Equal(t, tc.need, size, "DiskLogSize %+v", tc)
+		_, err = dirtylog.OpenDisk(testdev.NewMemory(tc.need-1), o)
 		require.ErrorIs(t, err, dirtylog.ErrLogDeviceTooSmall, "%+v", tc)
-		require.ErrorContains(t, err, "too small: need")
+		require.ErrorContains(t, err, fmt.Sprintf("holds %d bytes", tc.need-1))
+		require.ErrorContains(t, err, fmt.Sprintf("needs %d bytes", tc.need))
+		require.Equal(t, 1, strings.Count(err.Error(), "too small"), "the words are not repeated: %v", err)
 		dev := testdev.NewMemory(tc.need)
 		_, err = dirtylog.OpenDisk(dev, o)
 		require.NoError(t, err, "%+v", tc)
@@ -155,11 +162,28 @@ func TestDiskResumeRules(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, outOfSync(t, d))
 	})
-	t.Run("bad magic starts over with a full resync", func(t *testing.T) {
+	t.Run("bad magic is refused, untouched", func(t *testing.T) {
 		dev := prepare(t)
 		_, err := dev.WriteAt([]byte("XXXX"), 0)
 		require.NoError(t, err)
-		d, err := dirtylog.OpenDisk(dev, diskOpts(n))
+		before := dev.Bytes()
+		for _, m := range []dirtylog.SyncMode{dirtylog.DefaultSync, dirtylog.ForceSync, dirtylog.NoSync} {
+			o := diskOpts(n)
+			o.Sync = m
+			_, err = dirtylog.OpenDisk(dev, o)
+			require.ErrorIs(t, err, dirtylog.ErrNotLog, "mode %v", m)
+			require.ErrorContains(t, err, "found 58 58 58 58 02 00 00 00 46 00 00 00 00 00 00 00 at byte 0")
+			require.ErrorContains(t, err, "Options.Format")
+			require.Equal(t, before, dev.Bytes(), "a refused device is not written")
+		}
+	})
+	t.Run("bad magic with Format starts over with a full resync", func(t *testing.T) {
+		dev := prepare(t)
+		_, err := dev.WriteAt([]byte("XXXX"), 0)
+		require.NoError(t, err)
+		o := diskOpts(n)
+		o.Format = true
+		d, err := dirtylog.OpenDisk(dev, o)
 		require.NoError(t, err)
 		require.Len(t, outOfSync(t, d), n)
 		require.Equal(t, "3 disk log A", d.Status())
@@ -174,12 +198,23 @@ func TestDiskResumeRules(t *testing.T) {
 		require.EqualValues(t, 2, binary.LittleEndian.Uint32(dev.Bytes()[4:]))
 		require.Equal(t, "3 disk log A", d.Status())
 	})
-	t.Run("version 3 fails the log, resyncs all, rewrites v2", func(t *testing.T) {
+	t.Run("version 3 is refused, untouched", func(t *testing.T) {
+		dev := prepare(t)
+		_, err := dev.WriteAt([]byte{3, 0, 0, 0}, 4)
+		require.NoError(t, err)
+		before := dev.Bytes()
+		_, err = dirtylog.OpenDisk(dev, diskOpts(n))
+		require.ErrorIs(t, err, dirtylog.ErrBadVersion)
+		require.ErrorContains(t, err, "version 3")
+		require.Equal(t, before, dev.Bytes())
+	})
+	t.Run("version 3 with Format fails the log, resyncs all, rewrites v2", func(t *testing.T) {
 		dev := prepare(t)
 		_, err := dev.WriteAt([]byte{3, 0, 0, 0}, 4)
 		require.NoError(t, err)
 		var events []dirtylog.Event
 		o := diskOpts(n)
+		o.Format = true
 		o.OnEvent = func(e dirtylog.Event) { events = append(events, e) }
 		d, err := dirtylog.OpenDisk(dev, o)
 		require.NoError(t, err)
@@ -189,9 +224,28 @@ func TestDiskResumeRules(t *testing.T) {
 		require.Len(t, outOfSync(t, d), n)
 		require.EqualValues(t, 2, binary.LittleEndian.Uint32(dev.Bytes()[4:]))
 	})
+	t.Run("another region count is refused, untouched", func(t *testing.T) {
+		dev := prepare(t)
+		before := dev.Bytes()
+		for _, m := range []dirtylog.SyncMode{dirtylog.DefaultSync, dirtylog.ForceSync, dirtylog.NoSync} {
+			// A reopen with twice the region size (half the regions) is
+			// the mistake this catches.
+			o := dirtylog.Options{RegionSize: 2048, DeviceSize: n * 1024, Sync: m}
+			_, err := dirtylog.OpenDisk(dev, o)
+			require.ErrorIs(t, err, dirtylog.ErrGeometry, "mode %v", m)
+			require.ErrorContains(t, err, "holds a log of 70 regions, the options give 35 regions of 2048 bytes")
+			require.ErrorContains(t, err, "Options.Resize")
+			_, err = dirtylog.OpenDisk(dev, diskOpts(n+10))
+			require.ErrorIs(t, err, dirtylog.ErrGeometry)
+			require.ErrorContains(t, err, "holds a log of 70 regions, the options give 80 regions of 1024 bytes")
+			require.Equal(t, before, dev.Bytes(), "a refused device is not written")
+		}
+	})
 	t.Run("growth: new regions dirty", func(t *testing.T) {
 		dev := prepare(t)
-		d, err := dirtylog.OpenDisk(dev, diskOpts(n+10))
+		o := diskOpts(n + 10)
+		o.Resize = true
+		d, err := dirtylog.OpenDisk(dev, o)
 		require.NoError(t, err)
 		want := []dirtylog.Region{5, 66}
 		for r := dirtylog.Region(n); r < n+10; r++ {
@@ -204,13 +258,16 @@ func TestDiskResumeRules(t *testing.T) {
 		dev := prepare(t)
 		o := diskOpts(n + 10)
 		o.Sync = dirtylog.NoSync
+		o.Resize = true
 		d, err := dirtylog.OpenDisk(dev, o)
 		require.NoError(t, err)
 		require.Empty(t, outOfSync(t, d))
 	})
 	t.Run("shrink clears the tail bits", func(t *testing.T) {
 		dev := prepare(t)
-		d, err := dirtylog.OpenDisk(dev, diskOpts(60))
+		o := diskOpts(60)
+		o.Resize = true
+		d, err := dirtylog.OpenDisk(dev, o)
 		require.NoError(t, err)
 		require.Equal(t, []dirtylog.Region{5}, outOfSync(t, d))
 		b := dev.Bytes()
@@ -229,14 +286,48 @@ func TestDiskResumeRules(t *testing.T) {
 		require.NoError(t, d.Flush(ctx))
 		require.Equal(t, junk, dev.Bytes()[100:100+len(junk)])
 	})
-	t.Run("read error fails the log and resyncs all", func(t *testing.T) {
+	t.Run("read error at open is refused, untouched", func(t *testing.T) {
+		mem := prepare(t)
+		before := mem.Bytes()
+		dev := testdev.NewFaulty(mem)
+		dev.Add(testdev.Rule{Label: "bad read", Op: testdev.OpRead, Nth: 1})
+		_, err := dirtylog.OpenDisk(dev, diskOpts(n))
+		require.ErrorIs(t, err, dirtylog.ErrLogFailed)
+		require.ErrorIs(t, err, testdev.ErrInjected)
+		require.ErrorContains(t, err, "Options.Format")
+		require.Equal(t, before, mem.Bytes())
+	})
+	t.Run("read error at open with Format fails the log and resyncs all", func(t *testing.T) {
 		mem := prepare(t)
 		dev := testdev.NewFaulty(mem)
 		dev.Add(testdev.Rule{Label: "bad read", Op: testdev.OpRead, Nth: 1})
-		d, err := dirtylog.OpenDisk(dev, diskOpts(n))
+		o := diskOpts(n)
+		o.Format = true
+		d, err := dirtylog.OpenDisk(dev, o)
 		require.NoError(t, err)
 		require.Equal(t, "3 disk log D", d.Status())
 		require.Len(t, outOfSync(t, d), n)
+	})
+	t.Run("read error at Resume fails the log and resyncs all", func(t *testing.T) {
+		// The device was proven a log at open: the kernel's rule.
+		dev := testdev.NewFaulty(prepare(t))
+		d, err := dirtylog.OpenDisk(dev, diskOpts(n))
+		require.NoError(t, err)
+		require.Len(t, outOfSync(t, d), 2)
+		dev.Add(testdev.Rule{Label: "bad read", Op: testdev.OpRead})
+		require.NoError(t, d.Resume(ctx))
+		require.Equal(t, "3 disk log D", d.Status())
+		require.Len(t, outOfSync(t, d), n)
+	})
+	t.Run("a log overwritten behind a live Disk is refused at Resume", func(t *testing.T) {
+		dev := prepare(t)
+		d, err := dirtylog.OpenDisk(dev, diskOpts(n))
+		require.NoError(t, err)
+		_, err = dev.WriteAt([]byte("ext4"), 0)
+		require.NoError(t, err)
+		before := dev.Bytes()
+		require.ErrorIs(t, d.Resume(ctx), dirtylog.ErrNotLog)
+		require.Equal(t, before, dev.Bytes())
 	})
 }
 

@@ -3,6 +3,8 @@ package dirtylog
 import (
 	"errors"
 	"os"
+
+	"github.com/dmlog/dmlog/internal/flock"
 )
 
 // Sentinel errors. Errors returned by this package and its log types wrap
@@ -15,16 +17,37 @@ var (
 	// or an unrecognised word.
 	ErrBadArgs = errors.New("dirtylog: bad log arguments")
 	// ErrBadRegionSize: the region size is not a power of two of at least
-	// two sectors and at most the device size.
+	// two sectors (1024 bytes) and at most the device size, or it cuts the
+	// device into more regions than the kernel allows.
 	ErrBadRegionSize = errors.New("dirtylog: invalid region size")
+	// ErrBadOptions: an Options field other than RegionSize is missing or
+	// invalid (DeviceSize, LogicalBlockSize); the message names the field,
+	// its value and the unit.
+	ErrBadOptions = errors.New("dirtylog: invalid options")
 	// ErrOpenDevice: Env.Open could not open the log device named in the
 	// arguments; the opener's own error is wrapped too.
 	ErrOpenDevice = errors.New("dirtylog: cannot open log device")
-	// ErrLogDeviceTooSmall: the log device cannot hold the header and bitmap.
+	// ErrLogDeviceTooSmall: the log device cannot hold the header and
+	// bitmap (DiskLogSize bytes), and is not a regular file OpenDisk may
+	// grow.
 	ErrLogDeviceTooSmall = errors.New("dirtylog: log device too small")
+	// ErrNotLog: the log device holds bytes that are neither a dm disk
+	// log nor zeroes (a file system, another program's data, a log of
+	// another format); OpenDisk refuses to overwrite them unless
+	// Options.Format is set.
+	ErrNotLog = errors.New("dirtylog: log device holds data that is not a dm disk log")
+	// ErrGeometry: the log on the device covers another number of regions
+	// than the options give; OpenDisk refuses it unless Options.Resize is
+	// set.
+	ErrGeometry = errors.New("dirtylog: log geometry differs from the options")
+	// ErrInUse: another opener (a Disk in this process, or another
+	// process's flock) holds the log device. It is the same value as the
+	// error the mirror and other dmlog packages wrap for their files.
+	ErrInUse = flock.ErrInUse
 	// ErrBadMagic: the bytes are not a dm disk log (magic "MiRr").
 	ErrBadMagic = errors.New("dirtylog: bad disk log magic")
-	// ErrBadVersion: the disk log has a version this package cannot read.
+	// ErrBadVersion: the disk log has a version this package cannot read;
+	// OpenDisk refuses it unless Options.Format is set.
 	ErrBadVersion = errors.New("dirtylog: incompatible disk log version")
 	// ErrTruncated: the disk log ends before its bitmap does.
 	ErrTruncated = errors.New("dirtylog: disk log truncated")

@@ -105,6 +105,22 @@ func ExampleNew() {
 	log, err = dirtylog.New("core", []string{"1024", "nosync"}, dirtylog.Env{DeviceSize: 1 << 30})
 	fmt.Println(log.RegionCount(), log.SyncCount(), err)
 	// Output:
-	// true dirtylog: invalid region size 1024k
+	// true dirtylog: invalid region size 1024k (in 512-byte sectors: want a power of two from 2 to the device's 2097152 sectors)
 	// 2048 2048 <nil>
+}
+
+// DiskLogSize sizes a log device before it exists: here for a 1 GiB
+// mirror in 64 KiB regions on a device with 4 KiB blocks. OpenDisk also
+// grows an empty or short zeroed regular file to this size by itself.
+func ExampleDiskLogSize() {
+	n, err := dirtylog.DiskLogSize(1<<30, 64<<10, 4096)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(n, "bytes")
+	_, err = dirtylog.DiskLogSize(1<<30, 1000, 4096)
+	fmt.Println(err)
+	// Output:
+	// 4096 bytes
+	// dirtylog: invalid region size: Options.RegionSize is 1000 bytes: want a power of two of at least 1024 bytes and at most Options.DeviceSize (1073741824 bytes)
 }

@@ -14,12 +14,18 @@ import (
 
 // FuzzOpenDisk feeds arbitrary device contents to OpenDisk and
 // ReadDiskImage: no panic, allocations bounded by the device, errors wrap
-// the sentinels, and whatever was read is rewritten as a valid v2 log.
+// the sentinels, a refused device is not written, and whatever OpenDisk
+// accepts is rewritten as a valid v2 log. mode%3 is the sync mode, bit 2
+// sets Format and bit 3 Resize.
 func FuzzOpenDisk(f *testing.F) {
 	valid := dirtylog.EncodeDiskImage(40, nil, 512)
-	f.Add(valid, uint16(40), uint8(0))
+	f.Add(valid, uint16(39), uint8(0))
+	f.Add(valid, uint16(40), uint8(8))
 	f.Add(valid[:100], uint16(40), uint8(1))
 	f.Add([]byte("MiRr"), uint16(1), uint8(2))
+	f.Add([]byte("not a log"), uint16(7), uint8(0))
+	f.Add([]byte("not a log"), uint16(7), uint8(4))
+	f.Add(append(make([]byte, 1024), 0x53, 0xef), uint16(7), uint8(0))
 	hugeNr := append([]byte{}, valid...)
 	copy(hugeNr[8:], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 	f.Add(hugeNr, uint16(64), uint8(0))
@@ -49,12 +55,27 @@ func FuzzOpenDisk(f *testing.F) {
 
 		n := int64(regions%2000) + 1
 		mem := testdev.NewMemoryFrom(dev)
-		d, err := dirtylog.OpenDisk(mem, dirtylog.Options{
+		o := dirtylog.Options{
 			RegionSize: 1024, DeviceSize: n * 1024, Sync: dirtylog.SyncMode(mode % 3),
-		})
+			Format: mode&4 != 0, Resize: mode&8 != 0,
+		}
+		d, err := dirtylog.OpenDisk(mem, o)
 		if err != nil {
-			if !errors.Is(err, dirtylog.ErrLogDeviceTooSmall) {
+			switch {
+			case errors.Is(err, dirtylog.ErrLogDeviceTooSmall):
+			case errors.Is(err, dirtylog.ErrNotLog), errors.Is(err, dirtylog.ErrBadVersion):
+				if o.Format {
+					t.Fatalf("OpenDisk with Format: %v", err)
+				}
+			case errors.Is(err, dirtylog.ErrGeometry):
+				if o.Resize {
+					t.Fatalf("OpenDisk with Resize: %v", err)
+				}
+			default:
 				t.Fatalf("OpenDisk: unexpected error %v", err)
+			}
+			if !bytes.Equal(mem.Bytes(), dev) {
+				t.Fatalf("OpenDisk refused the device (%v) yet wrote it", err)
 			}
 			return
 		}
@@ -104,7 +125,7 @@ func FuzzNewArgs(f *testing.F) {
 		l, err := dirtylog.New(typ, args, env)
 		if err != nil {
 			for _, s := range []error{dirtylog.ErrUnknownType, dirtylog.ErrBadArgs, dirtylog.ErrBadRegionSize,
-				dirtylog.ErrLogDeviceTooSmall, dirtylog.ErrOpenDevice} {
+				dirtylog.ErrBadOptions, dirtylog.ErrLogDeviceTooSmall, dirtylog.ErrOpenDevice} {
 				if errors.Is(err, s) {
 					return
 				}

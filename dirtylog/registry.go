@@ -22,8 +22,13 @@ type Env struct {
 	// FlushCallback and OnEvent are passed to the log's Options.
 	FlushCallback func() error
 	OnEvent       func(Event)
-	// LogicalBlockSize of the log device (default 512).
+	// LogicalBlockSize is the log device's logical block size in bytes
+	// (0 for 512).
 	LogicalBlockSize int
+	// Format and Resize are passed to a disk log's Options: the table has
+	// no words for them (the kernel formats over anything and resizes
+	// silently), so a caller that wants the kernel's rules says so here.
+	Format, Resize bool
 }
 
 // Constructor builds a log from the words of a table line that follow the
@@ -103,10 +108,15 @@ func parseCommon(args []string, devSize int64) (Options, error) {
 			return o, fmt.Errorf("%w: unrecognised sync argument to dirty region log: %s", ErrBadArgs, args[1])
 		}
 	}
+	if devSize <= 0 {
+		return o, fmt.Errorf("%w: Env.DeviceSize is %d bytes: want the positive size in bytes of the device the log describes",
+			ErrBadOptions, devSize)
+	}
 	rs, ok := table.ParseUint(args[0], 32)
 	lenSectors := uint64(devSize / SectorSize)
 	if !ok || rs < 2 || rs > lenSectors || rs&(rs-1) != 0 {
-		return o, fmt.Errorf("%w %s", ErrBadRegionSize, args[0])
+		return o, fmt.Errorf("%w %s (in 512-byte sectors: want a power of two from 2 to the device's %d sectors)",
+			ErrBadRegionSize, args[0], lenSectors)
 	}
 	o.RegionSize = int64(rs) * SectorSize
 	return o, nil
@@ -136,6 +146,7 @@ func newDiskFromArgs(args []string, env Env) (Log, error) {
 	o.FlushCallback = env.FlushCallback
 	o.OnEvent = env.OnEvent
 	o.LogicalBlockSize = env.LogicalBlockSize
+	o.Format, o.Resize = env.Format, env.Resize
 	if env.Open == nil {
 		return nil, fmt.Errorf("%w: no opener to resolve log device %s", ErrBadArgs, args[0])
 	}

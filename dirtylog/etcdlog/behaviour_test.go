@@ -142,8 +142,18 @@ func TestSyncCountSeesOtherNodes(t *testing.T) {
 	resume := b.pauseWatch()
 	a.SetRegionSync(5, false)
 	require.EqualValues(t, 100, b.c.syncCount.Load(), "b's paused cache saw the change: the test did not test")
-	go func() { time.Sleep(200 * time.Millisecond); resume() }()
+	// Resume the watch exactly when SyncCount waits for it (no sleep: a
+	// SyncCount that answered from the stale cache never calls the hook).
+	var called atomic.Bool
+	hook := func(int64) {
+		if !called.Swap(true) {
+			resume()
+		}
+	}
+	b.barrierWaits.Store(&hook)
 	require.EqualValues(t, 99, b.SyncCount())
+	b.barrierWaits.Store(nil)
+	require.True(t, called.Load(), "SyncCount never waited for the paused watch")
 }
 
 // TestFlushRetryKeepsCallbackOrder: a flush whose transaction is retried

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -52,10 +53,18 @@ func vol(mode dirtylog.SyncMode) Options {
 // long enough not to lose it early on a loaded machine.
 func die(t *testing.T, l *Log) {
 	t.Helper()
+	require.NoError(t, dieCtx(testCtx(t), l))
+}
+
+// dieCtx is die for a goroutine other than the test's: it returns the
+// error for the test goroutine to report.
+func dieCtx(ctx context.Context, l *Log) error {
 	lease := l.session().Lease()
 	l.abandon()
-	_, err := l.cli.Revoke(testCtx(t), lease)
-	require.NoError(t, err)
+	if _, err := l.cli.Revoke(ctx, lease); err != nil {
+		return fmt.Errorf("revoking the lease of node %q: %w", l.opts.Node, err)
+	}
+	return nil
 }
 
 // legs is a pair of shared in-memory legs.
@@ -99,7 +108,9 @@ func TestKillNodeMidWrite(t *testing.T) {
 
 	var ackMu sync.Mutex
 	acked := map[int64][]byte{} // block offset -> last acknowledged data
-	write := func(l *Log, rng *rand.Rand, lo, hi int, crash bool) {
+	// The writers run on their own goroutines: they return their errors
+	// (and stop at the first) for the test goroutine to report.
+	write := func(l *Log, rng *rand.Rand, lo, hi int, crash bool) error {
 		r := dirtylog.Region(lo + rng.IntN(hi-lo))
 		off := int64(r)*regionSize + int64(rng.IntN(regionSize/block))*block
 		p := make([]byte, block)
@@ -107,39 +118,50 @@ func TestKillNodeMidWrite(t *testing.T) {
 			p[i] = byte(rng.Uint32())
 		}
 		l.MarkRegion(r)
-		require.NoError(t, l.Flush(ctx))
+		if err := l.Flush(ctx); err != nil {
+			return fmt.Errorf("flushing the mark of region %d: %w", r, err)
+		}
 		lg.write(0, off, p)
 		if crash {
-			die(t, l) // dies between the legs: not acknowledged
-			return
+			return dieCtx(ctx, l) // dies between the legs: not acknowledged
 		}
 		lg.write(1, off, p)
 		l.ClearRegion(r)
 		ackMu.Lock()
 		acked[off] = p
 		ackMu.Unlock()
+		return nil
 	}
 	var wg sync.WaitGroup
+	var errA, errB error
 	wg.Add(2)
 	go func() { // node a: regions [0, 32), dies at its 40th write
 		defer wg.Done()
 		rng := rand.New(rand.NewPCG(1, 1))
 		for i := range 40 {
-			write(a, rng, 0, 32, i == 39)
+			if errA = write(a, rng, 0, 32, i == 39); errA != nil {
+				return
+			}
 		}
 	}()
 	go func() { // node b: regions [16, 64): shares 16-31 with a
 		defer wg.Done()
 		rng := rand.New(rand.NewPCG(2, 2))
 		for range 60 {
-			write(b, rng, 16, 64, false)
+			if errB = write(b, rng, 16, 64, false); errB != nil {
+				return
+			}
 			if rng.IntN(4) == 0 {
-				require.NoError(t, b.Flush(ctx))
+				if errB = b.Flush(ctx); errB != nil {
+					return
+				}
 			}
 		}
-		require.NoError(t, b.Flush(ctx))
+		errB = b.Flush(ctx)
 	}()
 	wg.Wait()
+	require.NoError(t, errA, "node a")
+	require.NoError(t, errB, "node b")
 	require.False(t, bytes.Equal(lg.b[0], lg.b[1]), "the crash left the legs identical: the test did not test")
 
 	// a's lease is gone; b (the only janitor candidate) reaps its marks.
@@ -329,11 +351,15 @@ func TestRestartAllMembers(t *testing.T) {
 	c.stopAll()
 	o.LeaseTTL = 5 * time.Second
 	var wg sync.WaitGroup
+	errs := make([]error, len(c.members))
 	for i := range c.members {
 		wg.Add(1)
-		go func() { defer wg.Done(); c.restart(i) }()
+		go func() { defer wg.Done(); errs[i] = c.start(i, false) }() // no t.Fatal off the test goroutine
 	}
 	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, "restarting member %d", i)
+	}
 	b := openNode(t, c.client(t), o, "b")
 	in, err := b.InSync(ctx, 7)
 	require.NoError(t, err)
@@ -537,7 +563,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	for _, l := range logs {
 		l.ClearRegion(0)
 		require.NoError(t, l.Close())
-		require.NoError(t, l.Close(), "Close twice")
+		require.ErrorIs(t, l.Close(), os.ErrClosed, "Close twice: the os.File convention")
 		require.ErrorIs(t, l.Flush(ctx), dirtylog.ErrClosed)
 	}
 	eventually(t, 5*time.Second, func() bool { return logGoroutines() == 0 }, "goroutines left after Close: %d", logGoroutines())

@@ -112,7 +112,19 @@ func TestOptionsValidation(t *testing.T) {
 		require.Error(t, err, name)
 		require.True(t, errors.Is(err, ErrBadOptions) || errors.Is(err, dirtylog.ErrBadRegionSize), name)
 	}
+	// A missing DeviceSize is reported as such, with the field and the
+	// unit, not as a bad region size.
 	o := good
+	o.DeviceSize = 0
+	_, _, err = o.geometry()
+	require.ErrorIs(t, err, ErrBadOptions)
+	require.NotErrorIs(t, err, dirtylog.ErrBadRegionSize)
+	require.ErrorContains(t, err, "Options.DeviceSize is missing (0 bytes)")
+	o = good
+	o.RegionSize = 1000
+	_, _, err = o.geometry()
+	require.ErrorContains(t, err, "Options.RegionSize is 1000 bytes")
+	o = good
 	o.RegionSize, o.DeviceSize = 1024, 16<<30 // 16 Mi regions
 	_, _, err = o.geometry()
 	require.ErrorIs(t, err, dirtylog.ErrBadRegionSize)

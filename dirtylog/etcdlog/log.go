@@ -63,6 +63,9 @@ type Log struct {
 	watchMu  sync.Mutex
 	watchCtx context.Context
 	pause    chan chan struct{} // tests: pause the watch until the channel is closed
+	// tests: called when a barrier finds the cache behind the revision it
+	// needs and is about to wait for the watch
+	barrierWaits atomic.Pointer[func(rev int64)]
 
 	linMu   sync.Mutex
 	linNext *round
@@ -352,6 +355,9 @@ func (l *Log) leaseLoop(sess *concurrency.Session) {
 // asking the watch for a progress notification if no event gets it there.
 func (l *Log) barrier(ctx context.Context, rev int64) error {
 	delay := 2 * time.Millisecond
+	if h := l.barrierWaits.Load(); h != nil && l.c.rev.Load() < rev {
+		(*h)(rev)
+	}
 	for l.c.rev.Load() < rev {
 		ch := l.c.wait()
 		if l.c.rev.Load() >= rev {

@@ -26,11 +26,12 @@ type Options struct {
 	// its id: it then converts its own leftover marks into resync work
 	// at Open instead of waiting for another node's janitor.
 	Node string
-	// RegionSize in bytes: a power of two, at least 1024 and at most
-	// DeviceSize, and large enough that the device has at most
-	// MaxRegions regions.
+	// RegionSize is the region size in bytes: a power of two, at least
+	// 1024 bytes and at most DeviceSize bytes, and large enough that the
+	// device has at most MaxRegions regions.
 	RegionSize int64
-	// DeviceSize is the size in bytes of the device the log describes.
+	// DeviceSize is the size in bytes of the device the log describes
+	// (required).
 	DeviceSize int64
 	// Sync is the start-up mode. It applies only when the log is created
 	// in etcd (DefaultSync and ForceSync: every region out of sync;
@@ -95,9 +96,17 @@ func (o *Options) geometry() (count, chunk uint64, err error) {
 		return 0, 0, err
 	}
 	rs, ds := o.RegionSize, o.DeviceSize
-	if ds <= 0 || rs < 2*dirtylog.SectorSize || rs&(rs-1) != 0 || rs > ds {
-		return 0, 0, fmt.Errorf("%w: region size %d, device size %d (a power of two of at least %d and at most the device size)",
-			dirtylog.ErrBadRegionSize, rs, ds, 2*dirtylog.SectorSize)
+	switch {
+	case ds == 0:
+		return 0, 0, fmt.Errorf("%w: Options.DeviceSize is missing (0 bytes): set it to the size in bytes of the device the log describes",
+			ErrBadOptions)
+	case ds < 0:
+		return 0, 0, fmt.Errorf("%w: Options.DeviceSize is %d bytes: want the positive size in bytes of the device the log describes",
+			ErrBadOptions, ds)
+	}
+	if rs < 2*dirtylog.SectorSize || rs&(rs-1) != 0 || rs > ds {
+		return 0, 0, fmt.Errorf("%w: Options.RegionSize is %d bytes: want a power of two of at least %d bytes and at most Options.DeviceSize (%d bytes)",
+			dirtylog.ErrBadRegionSize, rs, 2*dirtylog.SectorSize, ds)
 	}
 	count = uint64((ds + rs - 1) / rs)
 	if count > MaxRegions {
@@ -105,7 +114,7 @@ func (o *Options) geometry() (count, chunk uint64, err error) {
 		for uint64((ds+need-1)/need) > MaxRegions {
 			need *= 2
 		}
-		return 0, 0, fmt.Errorf("%w: %d regions of %d bytes is more than %d (MaxRegions); use a region size of at least %d",
+		return 0, 0, fmt.Errorf("%w: %d regions of %d bytes is more than %d (MaxRegions); use a region size of at least %d bytes",
 			dirtylog.ErrBadRegionSize, count, rs, MaxRegions, need)
 	}
 	return count, chunkRegionsFor(count), nil

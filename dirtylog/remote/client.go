@@ -37,7 +37,8 @@ type ClientOptions struct {
 	// It must be unique per log and stable across reconnects: the
 	// server keeps a node's marks by it. Zero picks a random one.
 	Node NodeID
-	// DeviceSize is the size in bytes of the device the log describes.
+	// DeviceSize is the size in bytes of the device the log describes
+	// (required; the CTR sends it in 512-byte sectors, as the kernel does).
 	DeviceSize int64
 	// Args are the implementation words of the table line after the UUID,
 	// e.g. {"clustered-disk", "253:2", "1024"} or {"clustered-core",
@@ -139,7 +140,8 @@ func Dial(ctx context.Context, network, address string, opts ClientOptions) (*Cl
 		return nil, fmt.Errorf("%w: want a log type and its arguments, got %q", dirtylog.ErrBadArgs, opts.Args)
 	}
 	if opts.DeviceSize < dirtylog.SectorSize {
-		return nil, fmt.Errorf("%w: device size %d", dirtylog.ErrBadArgs, opts.DeviceSize)
+		return nil, fmt.Errorf("%w: ClientOptions.DeviceSize is %d bytes: want the size in bytes of the device the log describes, at least %d bytes",
+			dirtylog.ErrBadArgs, opts.DeviceSize, dirtylog.SectorSize)
 	}
 	if opts.Node == 0 {
 		var b [8]byte

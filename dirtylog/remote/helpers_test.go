@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ type testServer struct {
 	opts  ServerOptions
 	done  chan error
 	trace func(h *Header, p []byte)
+	hook  func(*Server) // sets test hooks on each new Server, before Serve
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -50,6 +52,110 @@ func startServer(t testing.TB, o ServerOptions) *testServer {
 	return startTracedServer(t, o, nil)
 }
 
+// detachEvent is one disconnection the server saw: the log, the node and
+// whether a death timer was armed.
+type detachEvent struct {
+	uuid  string
+	node  NodeID
+	armed bool
+}
+
+// fakeClock replaces the server's death timers: a timer armed on it fires
+// only when the test calls fire, so a death rule is checked without
+// waiting for (or racing) a wall-clock timeout.
+type fakeClock struct {
+	mu     sync.Mutex
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	c       *fakeClock
+	d       time.Duration
+	f       func()
+	stopped bool
+}
+
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := !t.stopped
+	t.stopped = true
+	return was
+}
+
+func (c *fakeClock) afterFunc(d time.Duration, f func()) stopper {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{c: c, d: d, f: f}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+// armed returns how many timers were ever armed.
+func (c *fakeClock) armed() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.timers)
+}
+
+// fire runs every timer armed and not stopped, once, on the caller's
+// goroutine, and returns how many ran.
+func (c *fakeClock) fire() int {
+	c.mu.Lock()
+	var run []func()
+	for _, t := range c.timers {
+		if !t.stopped {
+			t.stopped = true
+			run = append(run, t.f)
+		}
+	}
+	c.mu.Unlock()
+	for _, f := range run {
+		f()
+	}
+	return len(run)
+}
+
+// startClockedServer starts a server whose death timers run on a fake
+// clock and whose disconnections are reported on the returned channel.
+func startClockedServer(t testing.TB, o ServerOptions) (*testServer, *fakeClock, <-chan detachEvent) {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = testLogger(t)
+	}
+	clk := &fakeClock{}
+	events := make(chan detachEvent, 64)
+	ts := &testServer{path: sockPath(t), opts: o, hook: func(s *Server) {
+		s.afterFunc = clk.afterFunc
+		s.detached = func(uuid string, n NodeID, armed bool) {
+			select {
+			case events <- detachEvent{uuid, n, armed}:
+			default: // a test that stopped listening
+			}
+		}
+	}}
+	ts.start(t)
+	t.Cleanup(func() { ts.stop() })
+	return ts, clk, events
+}
+
+// waitDetach waits (bounded) for the server to handle the disconnection
+// of node n of log uuid.
+func waitDetach(t testing.TB, events <-chan detachEvent, uuid string, n NodeID) detachEvent {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-events:
+			if e.uuid == uuid && e.node == n {
+				return e
+			}
+		case <-deadline:
+			t.Fatalf("the server never saw node %d of log %s disconnect", n, uuid)
+		}
+	}
+}
+
 func startTracedServer(t testing.TB, o ServerOptions, trace func(h *Header, p []byte)) *testServer {
 	t.Helper()
 	if o.Logger == nil {
@@ -66,6 +172,9 @@ func (ts *testServer) start(t testing.TB) {
 	require.NoError(t, err)
 	ts.srv = NewServer(ts.opts)
 	ts.srv.trace = ts.trace
+	if ts.hook != nil {
+		ts.hook(ts.srv)
+	}
 	ts.done = make(chan error, 1)
 	go func(s *Server) { ts.done <- s.Serve(l) }(ts.srv)
 }

@@ -39,7 +39,7 @@ type hostedLog struct {
 type member struct {
 	conn      *serverConn // nil while disconnected
 	suspended bool        // postsuspended: a disconnect is a clean leave
-	timer     *time.Timer // death timer while disconnected
+	timer     stopper     // death timer while disconnected
 	gen       uint64
 }
 
@@ -235,6 +235,9 @@ func (hl *hostedLog) detach(n NodeID, sc *serverConn) {
 	}
 	m.conn = nil
 	m.gen++
+	if det := hl.srv.detached; det != nil {
+		defer func() { det(hl.uuid, n, m.timer != nil) }()
+	}
 	if m.suspended {
 		hl.srv.log.Info("node disconnected after suspend", "uuid", hl.uuid, "node", n)
 		return
@@ -246,7 +249,7 @@ func (hl *hostedLog) detach(n NodeID, sc *serverConn) {
 	}
 	gen := m.gen
 	hl.srv.log.Warn("node disconnected without suspend", "uuid", hl.uuid, "node", n, "dead_after", d)
-	m.timer = time.AfterFunc(d, func() { hl.expire(n, gen) })
+	m.timer = hl.srv.afterFunc(d, func() { hl.expire(n, gen) })
 }
 
 // expire declares node n dead if it is still the disconnection of

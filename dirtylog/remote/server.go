@@ -35,7 +35,8 @@ type ServerOptions struct {
 	// so an Open that accepts several names for one device must make
 	// them one (or refuse all but one).
 	Open func(name string) (dirtylog.Device, error)
-	// LogicalBlockSize of the disk log devices (default 512).
+	// LogicalBlockSize is the logical block size in bytes of the disk log
+	// devices (0 for 512 bytes).
 	LogicalBlockSize int
 	// TLS is required to serve a TCP listener: the server requires and
 	// verifies a client certificate (tls.RequireAndVerifyClientCert, with
@@ -102,7 +103,18 @@ type Server struct {
 	wg        sync.WaitGroup
 
 	trace func(h *Header, p []byte) // test hook: sees every well-formed request
+	// Test hooks for the death rules: afterFunc arms a death timer
+	// (time.AfterFunc unless a test injects a clock it fires itself);
+	// detached, if set, sees each disconnection of a member and whether a
+	// death timer was armed for it. Set before Serve.
+	afterFunc func(d time.Duration, f func()) stopper
+	detached  func(uuid string, n NodeID, armed bool)
 }
+
+// stopper is a death timer: *time.Timer, or a test's.
+type stopper interface{ Stop() bool }
+
+func realAfterFunc(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) }
 
 // NewServer returns a server with options o. It does nothing until Serve.
 func NewServer(o ServerOptions) *Server {
@@ -135,6 +147,7 @@ func NewServer(o ServerOptions) *Server {
 		conns:     map[*serverConn]struct{}{},
 		logs:      map[string]*hostedLog{},
 		creating:  map[string]*creation{},
+		afterFunc: realAfterFunc,
 	}
 }
 

@@ -168,6 +168,9 @@ func TestCtrErrors(t *testing.T) {
 	require.ErrorIs(t, err, dirtylog.ErrBadArgs)
 	require.Contains(t, err.Error(), "exists with CTR")
 	require.ErrorIs(t, dial(ClientOptions{UUID: "x", DeviceSize: tDevice, Args: coreOpts("", 0).Args}), nil)
+	err = dial(ClientOptions{UUID: "x", Args: coreOpts("", 0).Args})
+	require.ErrorIs(t, err, dirtylog.ErrBadArgs)
+	require.ErrorContains(t, err, "ClientOptions.DeviceSize is 0 bytes", "a missing device size is named as such")
 	_, err = Dial(ctx, "tcp", "127.0.0.1:1", coreOpts("x", 1))
 	require.ErrorIs(t, err, ErrInsecure)
 }
@@ -589,7 +592,15 @@ func TestBatching(t *testing.T) {
 				c.MarkRegion(9)
 				require.NoError(t, c.Flush(ctx))
 				require.Equal(t, []string{"CLEAR_REGION/1", "FLUSH/1"}, take())
-				time.Sleep(800 * time.Millisecond)
+				// Deterministic, not a sleep: the delayed flush is disarmed,
+				// and a timer that fired just as it was stopped sends
+				// nothing (delayedFlush is synchronous, and the server
+				// traces a request before it replies).
+				c.flushMu.Lock()
+				armed := c.clearTimer != nil
+				c.flushMu.Unlock()
+				require.False(t, armed, "a flush with marks left the delayed flush armed")
+				c.delayedFlush()
 				require.Empty(t, take(), "a cancelled delayed flush was sent")
 			} else {
 				require.Equal(t, []string{"CLEAR_REGION/1", "MARK_REGION/1", "FLUSH/0"}, got)
@@ -783,8 +794,29 @@ func TestDeathRules(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, clean)
 	})
+	// The death rules below run on a fake clock: the server reports each
+	// disconnection and whether it armed a death timer, and a timer fires
+	// only when the test says, so "not declared dead" is a fact about the
+	// server's decision, not about how long a sleep happened to last.
+	t.Run("UnsuspendedNodeDiesWhenItsTimerFires", func(t *testing.T) {
+		ts, clk, events := startClockedServer(t, ServerOptions{DeadAfter: time.Hour})
+		a := ts.dial(t, coreOpts("d5", 1, "nosync"))
+		b := ts.dial(t, coreOpts("d5", 2, "nosync"))
+		defer b.Close()
+		a.MarkRegion(3)
+		require.NoError(t, a.Flush(ctx))
+		a.crash()
+		require.True(t, waitDetach(t, events, "d5", 1).armed, "no death timer for a node that left without suspend")
+		in, err := b.InSync(ctx, 3)
+		require.NoError(t, err)
+		require.True(t, in, "declared dead before its timer fired")
+		require.Equal(t, 1, clk.fire())
+		in, err = b.InSync(ctx, 3)
+		require.NoError(t, err)
+		require.False(t, in, "the dead node's region must be resynced")
+	})
 	t.Run("SuspendedNodeIsNotDead", func(t *testing.T) {
-		ts := startServer(t, ServerOptions{DeadAfter: 20 * time.Millisecond})
+		ts, clk, events := startClockedServer(t, ServerOptions{DeadAfter: 20 * time.Millisecond})
 		a := ts.dial(t, coreOpts("d2", 1, "nosync"))
 		b := ts.dial(t, coreOpts("d2", 2, "nosync"))
 		defer b.Close()
@@ -792,20 +824,22 @@ func TestDeathRules(t *testing.T) {
 		require.NoError(t, a.Flush(ctx))
 		require.NoError(t, a.Suspend(ctx))
 		a.crash()
-		time.Sleep(200 * time.Millisecond)
+		require.False(t, waitDetach(t, events, "d2", 1).armed, "a death timer was armed for a suspended node")
+		require.Zero(t, clk.fire(), "a death timer was armed for a suspended node")
 		in, err := b.InSync(ctx, 3)
 		require.NoError(t, err)
 		require.True(t, in, "a suspended node was declared dead")
 	})
 	t.Run("NeverDead", func(t *testing.T) {
-		ts := startServer(t, ServerOptions{DeadAfter: -1})
+		ts, clk, events := startClockedServer(t, ServerOptions{DeadAfter: -1})
 		a := ts.dial(t, coreOpts("d3", 1, "nosync"))
 		b := ts.dial(t, coreOpts("d3", 2, "nosync"))
 		defer b.Close()
 		a.MarkRegion(3)
 		require.NoError(t, a.Flush(ctx))
 		a.crash()
-		time.Sleep(100 * time.Millisecond)
+		require.False(t, waitDetach(t, events, "d3", 1).armed, "DeadAfter < 0 armed a death timer")
+		require.Zero(t, clk.armed())
 		in, err := b.InSync(ctx, 3)
 		require.NoError(t, err)
 		require.True(t, in)

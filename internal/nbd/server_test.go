@@ -16,10 +16,7 @@ func startServer(t *testing.T, o Options, exports ...Export) (*Server, net.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "nbd.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := listenUnix(t)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(l) }()
 	t.Cleanup(func() {
@@ -31,6 +28,15 @@ func startServer(t *testing.T, o Options, exports ...Export) (*Server, net.Addr)
 		}
 	})
 	return s, l.Addr()
+}
+
+func listenUnix(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "nbd.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 func TestReadWriteFlush(t *testing.T) {

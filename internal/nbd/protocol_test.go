@@ -1,0 +1,389 @@
+package nbd
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"math"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// gatedDev blocks reads at offset 0 until release is closed and reports
+// each blocked read on entered.
+func gatedDev(n int) (d *memDev, entered chan struct{}, release chan struct{}) {
+	d = newMemDev(n)
+	entered, release = make(chan struct{}, 16), make(chan struct{})
+	d.gate = func(op string, off int64) {
+		if op == "read" && off == 0 {
+			entered <- struct{}{}
+			<-release
+		}
+	}
+	return d, entered, release
+}
+
+func waitFor(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+func TestPipelinedOutOfOrder(t *testing.T) {
+	dev, entered, release := gatedDev(1 << 20)
+	released := false
+	t.Cleanup(func() {
+		if !released {
+			close(release)
+		}
+	})
+	s, addr := startServer(t, Options{}, Export{Size: 1 << 20, Dev: dev})
+	c := dial(t, addr, "")
+	c.send(cmdRead, 0, 1, 0, 4096, nil) // blocks in the device
+	waitFor(t, entered, "the gated read to start")
+	p := bytes.Repeat([]byte{7}, 8192)
+	c.send(cmdWrite, 0, 2, 8192, 8192, p)
+	c.send(cmdRead, 0, 3, 8192, 8192, nil)
+	r := c.mustReply()
+	if r.handle != 2 || r.errno != 0 {
+		t.Fatalf("first reply %+v, want the write (handle 2) while the read of handle 1 is blocked", r)
+	}
+	r = c.mustReply()
+	if r.handle != 3 || r.errno != 0 {
+		t.Fatalf("second reply %+v, want handle 3", r)
+	}
+	if got := c.readData(8192); !bytes.Equal(got, p) {
+		t.Fatal("read of handle 3 returned other data")
+	}
+	close(release)
+	released = true
+	if r = c.mustReply(); r.handle != 1 || r.errno != 0 {
+		t.Fatalf("last reply %+v, want handle 1", r)
+	}
+	c.readData(4096)
+	if m := s.Stats().MaxInFlight; m < 2 {
+		t.Fatalf("MaxInFlight %d: requests did not overlap", m)
+	}
+}
+
+func TestBadRequestsKeepConnection(t *testing.T) {
+	const size = 1 << 20
+	dev := newMemDev(size)
+	_, addr := startServer(t, Options{}, Export{Size: size, Dev: dev, MinBlock: 512})
+	c := dial(t, addr, "")
+	if c.block[0] != 512 {
+		t.Fatalf("minimum block %d, want 512", c.block[0])
+	}
+	big := make([]byte, DefaultMaxPayload+4096)
+	cases := []struct {
+		name      string
+		typ, flag uint16
+		off       uint64
+		n         uint32
+		payload   []byte
+		errno     uint32
+	}{
+		{"read past the end", cmdRead, 0, size - 512, 1024, nil, errInval},
+		{"read at a huge offset", cmdRead, 0, math.MaxUint64 - 511, 512, nil, errInval},
+		{"write past the end", cmdWrite, 0, size, 512, make([]byte, 512), errNoSpc},
+		{"write-zeroes past the end", cmdWriteZeroes, 0, size - 512, 4096, nil, errNoSpc},
+		{"trim past the end", cmdTrim, 0, size, 512, nil, errInval},
+		{"oversized read", cmdRead, 0, 0, DefaultMaxPayload + 4096, nil, errInval},
+		{"oversized write", cmdWrite, 0, 0, uint32(len(big)), big, errInval},
+		{"unaligned write", cmdWrite, 0, 100, 512, make([]byte, 512), errInval},
+		{"unaligned read length", cmdRead, 0, 0, 100, nil, errInval},
+		{"unknown command", 99, 0, 0, 0, nil, errInval},
+		{"NO_HOLE on a write", cmdWrite, cmdFlagNoHole, 0, 512, make([]byte, 512), errInval},
+		{"FUA on a read", cmdRead, cmdFlagFUA, 0, 512, nil, errInval},
+		{"unknown flag on flush", cmdFlush, 1 << 9, 0, 0, nil, errInval},
+	}
+	p := bytes.Repeat([]byte{0x5a}, 512)
+	for i, tc := range cases {
+		c.send(tc.typ, tc.flag, uint64(i), tc.off, tc.n, tc.payload)
+		r := c.mustReply()
+		if r.handle != uint64(i) || r.errno != tc.errno {
+			t.Fatalf("%s: reply %+v, want handle %d errno %d", tc.name, r, i, tc.errno)
+		}
+		// The connection is still in step: a good request works.
+		if e, _ := c.do(cmdWrite, 0, 512*uint64(i), 512, p); e != 0 {
+			t.Fatalf("after %s: write errno %d", tc.name, e)
+		}
+	}
+	if b := dev.bytes(); !bytes.Equal(b[:512], p) || bytes.Count(b, []byte{0x5a}) != 512*len(cases) {
+		t.Fatal("refused requests changed the device")
+	}
+}
+
+func TestBadMagicClosesOnlyThatConnection(t *testing.T) {
+	_, addr := startServer(t, Options{}, Export{Size: 1 << 20, Dev: newMemDev(1 << 20)})
+	good := dial(t, addr, "")
+	bad := dial(t, addr, "")
+	hdr := make([]byte, requestSize)
+	binary.BigEndian.PutUint32(hdr, 0xdeadbeef)
+	if _, err := bad.nc.Write(hdr); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.reply(); err != io.EOF {
+		t.Fatalf("after a bad request magic: %v, want the connection closed (EOF)", err)
+	}
+	if e, _ := good.do(cmdWrite, 0, 0, 4, []byte("ok!!")); e != 0 {
+		t.Fatalf("other connection: errno %d", e)
+	}
+}
+
+func TestNegotiation(t *testing.T) {
+	_, addr := startServer(t, Options{}, Export{Name: "a", Size: 4096, Dev: newMemDev(4096)},
+		Export{Name: "b", Size: 8192, Dev: newMemDev(8192), ReadOnly: true, Description: "second"})
+	nc, r := dialRaw(t, addr)
+	nc.Write(binary.BigEndian.AppendUint32(nil, flagFixedNewstyle))
+	sendOpt(t, nc, 1000, []byte("whatever"))
+	if rep := readOptReply(t, r); rep.typ != repErrUnsup || rep.opt != 1000 {
+		t.Fatalf("unknown option: %+v", rep)
+	}
+	sendOpt(t, nc, optList, nil)
+	var names []string
+	for {
+		rep := readOptReply(t, r)
+		if rep.typ == repAck {
+			break
+		}
+		if rep.typ != repServer {
+			t.Fatalf("list reply %+v", rep)
+		}
+		names = append(names, string(rep.data[4:4+binary.BigEndian.Uint32(rep.data)]))
+	}
+	if len(names) != 2 || names[0] != "a" || names[1] != "b" {
+		t.Fatalf("listed %q", names)
+	}
+	sendOpt(t, nc, optList, []byte{1})
+	if rep := readOptReply(t, r); rep.typ != repErrInvalid {
+		t.Fatalf("list with data: %+v", rep)
+	}
+	sendOpt(t, nc, optInfo, infoData("nope"))
+	if rep := readOptReply(t, r); rep.typ != repErrUnknown {
+		t.Fatalf("info of an unknown export: %+v", rep)
+	}
+	sendOpt(t, nc, optInfo, []byte{0, 0, 0, 9, 'a'})
+	if rep := readOptReply(t, r); rep.typ != repErrInvalid {
+		t.Fatalf("malformed info: %+v", rep)
+	}
+	sendOpt(t, nc, optInfo, infoData("b", infoName, infoDescription))
+	got := map[uint16][]byte{}
+	for {
+		rep := readOptReply(t, r)
+		if rep.typ == repAck {
+			break
+		}
+		got[binary.BigEndian.Uint16(rep.data)] = rep.data[2:]
+	}
+	if e := got[infoExport]; len(e) != 10 || binary.BigEndian.Uint64(e) != 8192 || binary.BigEndian.Uint16(e[8:])&tflagReadOnly == 0 {
+		t.Fatalf("info export %x", e)
+	}
+	if string(got[infoName]) != "b" || string(got[infoDescription]) != "second" || len(got[infoBlockSize]) != 12 {
+		t.Fatalf("info %v", got)
+	}
+	// NBD_OPT_INFO does not end the negotiation: NBD_OPT_EXPORT_NAME
+	// (without NO_ZEROES: 124 zero bytes follow) still works.
+	sendOpt(t, nc, optExportName, []byte("b"))
+	var ex [134]byte
+	if _, err := io.ReadFull(r, ex[:]); err != nil {
+		t.Fatal(err)
+	}
+	if binary.BigEndian.Uint64(ex[:]) != 8192 || !bytes.Equal(ex[10:], make([]byte, 124)) {
+		t.Fatalf("export name reply %x", ex)
+	}
+	c := &testClient{t: t, nc: nc, r: r}
+	if e, _ := c.do(cmdWrite, 0, 0, 1, []byte{1}); e != errPerm {
+		t.Fatalf("write to a read-only export: errno %d, want EPERM", e)
+	}
+}
+
+func TestNegotiationFailuresClose(t *testing.T) {
+	_, addr := startServer(t, Options{}, Export{Size: 4096, Dev: newMemDev(4096)})
+	closed := func(name string, r io.Reader) {
+		t.Helper()
+		if n, err := io.Copy(io.Discard, r); err != nil {
+			t.Fatalf("%s: %v after %d bytes, want a clean close", name, err, n)
+		}
+	}
+	nc, r := dialRaw(t, addr)
+	nc.Write([]byte{0, 0, 0, 0}) // not fixed newstyle
+	closed("old client flags", r)
+
+	nc, r = dialRaw(t, addr)
+	nc.Write(binary.BigEndian.AppendUint32(nil, flagFixedNewstyle|1<<7))
+	closed("unknown client flags", r)
+
+	nc, r = dialRaw(t, addr)
+	nc.Write(binary.BigEndian.AppendUint32(nil, flagFixedNewstyle))
+	nc.Write(make([]byte, 16)) // bad option magic
+	closed("bad option magic", r)
+
+	nc, r = dialRaw(t, addr)
+	nc.Write(binary.BigEndian.AppendUint32(nil, flagFixedNewstyle))
+	sendOpt(t, nc, optExportName, []byte("missing"))
+	closed("unknown export name", r)
+
+	nc, r = dialRaw(t, addr)
+	nc.Write(binary.BigEndian.AppendUint32(nil, flagFixedNewstyle))
+	b := binary.BigEndian.AppendUint64(nil, magicOpt)
+	b = binary.BigEndian.AppendUint32(b, optGo)
+	b = binary.BigEndian.AppendUint32(b, 1<<30)
+	nc.Write(b)
+	closed("a 1 GiB option", r)
+
+	nc, r = dialRaw(t, addr)
+	nc.Write(binary.BigEndian.AppendUint32(nil, flagFixedNewstyle))
+	sendOpt(t, nc, optAbort, nil)
+	if rep := readOptReply(t, r); rep.typ != repAck {
+		t.Fatalf("abort: %+v", rep)
+	}
+	closed("abort", r)
+
+	// The server still serves.
+	c := dial(t, addr, "")
+	if e, _ := c.do(cmdFlush, 0, 0, 0, nil); e != 0 {
+		t.Fatalf("flush errno %d", e)
+	}
+}
+
+func TestDisconnectLosesNothingAcknowledged(t *testing.T) {
+	dev, entered, release := gatedDev(1 << 20)
+	_, addr := startServer(t, Options{}, Export{Size: 1 << 20, Dev: dev})
+	c := dial(t, addr, "")
+	a := bytes.Repeat([]byte{0xa1}, 4096)
+	if e, _ := c.do(cmdWrite, 0, 4096, 4096, a); e != 0 {
+		t.Fatalf("write errno %d", e)
+	}
+	c.send(cmdRead, 0, 5, 0, 4096, nil) // in flight when the client leaves
+	waitFor(t, entered, "the gated read")
+	b := bytes.Repeat([]byte{0xb2}, 4096)
+	c.send(cmdWrite, 0, 6, 8192, 4096, b)      // received whole
+	c.send(cmdWrite, 0, 7, 12288, 4096, b[:7]) // cut short
+	c.nc.Close()
+	close(release)
+
+	c2 := dial(t, addr, "")
+	if _, got := c2.do(cmdRead, 0, 4096, 4096, nil); !bytes.Equal(got, a) {
+		t.Fatal("an acknowledged write was lost when the client disconnected")
+	}
+	if _, got := c2.do(cmdRead, 0, 12288, 4096, nil); !bytes.Equal(got, make([]byte, 4096)) {
+		t.Fatal("a write cut short was applied")
+	}
+}
+
+func TestConcurrentConnections(t *testing.T) {
+	const n = 8
+	dev := newMemDev(n * 65536)
+	s, addr := startServer(t, Options{}, Export{Size: n * 65536, Dev: dev, MultiConn: true})
+	cs := make([]*testClient, n)
+	for i := range cs {
+		cs[i] = dial(t, addr, "")
+	}
+	for i, c := range cs { // every connection has 16 writes in flight
+		for j := 0; j < 16; j++ {
+			c.send(cmdWrite, 0, uint64(j), uint64(i*65536+j*4096), 4096, bytes.Repeat([]byte{byte(i*16 + j)}, 4096))
+		}
+	}
+	for i, c := range cs {
+		seen := map[uint64]bool{}
+		for j := 0; j < 16; j++ {
+			r := c.mustReply()
+			if r.errno != 0 || seen[r.handle] || r.handle >= 16 {
+				t.Fatalf("connection %d: reply %+v", i, r)
+			}
+			seen[r.handle] = true
+		}
+	}
+	b := dev.bytes()
+	for i := 0; i < n*16; i++ {
+		if !bytes.Equal(b[i*4096:(i+1)*4096], bytes.Repeat([]byte{byte(i)}, 4096)) {
+			t.Fatalf("block %d wrong", i)
+		}
+	}
+	if st := s.Stats(); st.Connections != n || st.Writes != n*16 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestSlowClientsDoNotBlockOthers(t *testing.T) {
+	_, addr := startServer(t, Options{}, Export{Size: 64 << 20, Dev: newMemDev(64 << 20)})
+	idle, _ := dialRaw(t, addr) // stops in the negotiation
+	_ = idle
+	slow := dial(t, addr, "") // asks for 256 MiB of reads and reads no reply
+	for i := 0; i < 8; i++ {
+		slow.send(cmdRead, 0, uint64(i), 0, 32<<20, nil)
+	}
+	fast := dial(t, addr, "")
+	for i := 0; i < 50; i++ {
+		p := bytes.Repeat([]byte{byte(i)}, 4096)
+		if e, _ := fast.do(cmdWrite, 0, uint64(i)*4096, 4096, p); e != 0 {
+			t.Fatalf("write errno %d", e)
+		}
+		if _, got := fast.do(cmdRead, 0, uint64(i)*4096, 4096, nil); !bytes.Equal(got, p) {
+			t.Fatal("read back differs")
+		}
+	}
+}
+
+func TestCloseDrainsAndLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	dev, entered, release := gatedDev(1 << 20)
+	s, err := NewServer(Options{DrainTimeout: 2 * time.Second}, Export{Size: 1 << 20, Dev: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := listenUnix(t)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	idle, _ := dialRaw(t, l.Addr())
+	_ = idle
+	busy := dial(t, l.Addr(), "")
+	busy.send(cmdRead, 0, 9, 0, 4096, nil)
+	waitFor(t, entered, "the gated read")
+	deaf := dial(t, l.Addr(), "") // never reads its replies
+	for i := 0; i < 8; i++ {
+		deaf.send(cmdRead, 0, uint64(i), 4096, 32<<20-4096, nil)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	close(release)
+	// The request running at Close is answered before the connection ends.
+	if r := busy.mustReply(); r.handle != 9 || r.errno != 0 {
+		t.Fatalf("reply %+v", r)
+	}
+	busy.readData(4096)
+	if _, err := busy.reply(); err != io.EOF {
+		t.Fatalf("after Close: %v, want EOF", err)
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return (the deaf client should be cut after the drain timeout)")
+	}
+	if err := <-served; err != ErrServerClosed {
+		t.Fatalf("Serve: %v", err)
+	}
+	if a := s.Stats().Active; a != 0 {
+		t.Fatalf("%d connections active after Close", a)
+	}
+	idle.Close()
+	deaf.nc.Close()
+	busy.nc.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		runtime.Gosched()
+		time.Sleep(time.Millisecond) // polling the goroutine count: there is nothing to wait on
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}

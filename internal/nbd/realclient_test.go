@@ -1,0 +1,81 @@
+package nbd
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tool returns the path of an external client or skips the test, naming
+// the Debian package that provides it.
+func tool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("SKIP: %s not installed (apt-get install %s)", name, pkg)
+	}
+	return p
+}
+
+// run runs a command with a deadline and returns its combined output.
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func nbdURI(sock string) string { return "nbd+unix:///?socket=" + sock }
+
+func TestNbdinfo(t *testing.T) {
+	nbdinfo := tool(t, "nbdinfo", "libnbd-bin")
+	dev := newMemDev(8 << 20)
+	_, addr := startServer(t, Options{}, Export{Size: 8 << 20, Dev: dev, MultiConn: true, Description: "test export"})
+	out := run(t, nbdinfo, nbdURI(addr.String()))
+	for _, want := range []string{"export-size: 8388608", "can_flush: true", "can_fua: true", "can_trim: true",
+		"can_zero: true", "can_multi_conn: true", "is_read_only: false", "block_size_minimum: 1",
+		"block_size_preferred: 4096", "block_size_maximum: 33554432", "description: test export"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("nbdinfo output lacks %q:\n%s", want, out)
+		}
+	}
+	list := run(t, nbdinfo, "--list", nbdURI(addr.String()))
+	if !strings.Contains(list, "export=") {
+		t.Errorf("nbdinfo --list: %s", list)
+	}
+}
+
+func TestQemuIO(t *testing.T) {
+	qemuIO := tool(t, "qemu-io", "qemu-utils")
+	dev := newMemDev(16 << 20)
+	s, addr := startServer(t, Options{}, Export{Size: 16 << 20, Dev: dev})
+	out := run(t, qemuIO, "-f", "raw",
+		"-c", "write -P 0xab 0 1M",
+		"-c", "write -f -P 0xcd 1M 64k",
+		"-c", "flush",
+		"-c", "discard 2M 1M",
+		"-c", "write -z 4M 1M",
+		"-c", "read -P 0xab 0 1M",
+		"-c", "read -P 0xcd 1M 64k",
+		"-c", "read -P 0 4M 1M",
+		nbdURI(addr.String()))
+	if strings.Contains(out, "Pattern verification failed") || strings.Contains(out, "error") {
+		t.Fatalf("qemu-io:\n%s", out)
+	}
+	b := dev.bytes()
+	if !bytes.Equal(b[:1<<20], bytes.Repeat([]byte{0xab}, 1<<20)) || !bytes.Equal(b[1<<20:1<<20+64<<10], bytes.Repeat([]byte{0xcd}, 64<<10)) {
+		t.Fatal("device does not hold what qemu-io wrote")
+	}
+	st := s.Stats()
+	if st.FUAWrites < 1 || st.Flushes < 1 || st.Trims < 1 || st.WriteZeroes < 1 {
+		t.Fatalf("stats %+v: want a FUA write, a flush, a trim and a write-zeroes", st)
+	}
+	t.Logf("%+v", st)
+}

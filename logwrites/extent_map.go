@@ -1,6 +1,9 @@
 package logwrites
 
-import "sort"
+import (
+	"sort"
+	"unsafe"
+)
 
 // extent is a range of the replay target and where its final contents
 // come from: the log bytes from src on, or zeros (src < 0, a discard).
@@ -206,4 +209,14 @@ func (m *extentMap) all(f func(extent) bool) {
 			}
 		}
 	}
+}
+
+// bytes returns the memory the map's extents take (the capacity of its
+// chunks).
+func (m *extentMap) bytes() int {
+	n := cap(m.chunks) * int(unsafe.Sizeof([]extent(nil)))
+	for _, c := range m.chunks {
+		n += cap(c) * int(unsafe.Sizeof(extent{}))
+	}
+	return n
 }

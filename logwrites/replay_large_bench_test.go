@@ -119,7 +119,7 @@ func BenchmarkReplayLarge(b *testing.B) {
 	}
 	for _, c := range []struct {
 		name, end string
-		target io.WriterAt
+		target    io.WriterAt
 	}{
 		{"full", "", pageCache{target}},
 		{"end-mark-middle", "middle", pageCache{target}},

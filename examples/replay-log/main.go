@@ -366,15 +366,48 @@ func progress(c *config, stdout io.Writer, s int, target *os.File) func(logwrite
 			zeroNote = true
 		}
 	}
+	var line []byte // the line being built, reused
+	bw, _ := stdout.(*bufio.Writer)
+	var names [32]string // "0x..(NAMES)" for the flag values known
+	named := func(f logwrites.Flags) string {
+		if f < 32 && names[f] != "" {
+			return names[f]
+		}
+		n := fmt.Sprintf("0x%x(%v)", uint64(f), f)
+		if f < 32 {
+			names[f] = n
+		}
+		return n
+	}
+	// entryLine writes "<verb><index>@<block>: <sector-label><sector>, size
+	// <size>, flags <flags>\n" without fmt: -v/-vv cost little over the
+	// replay or find itself.
+	entryLine := func(verb string, idx, block uint64, label string, sector, size uint64, flags string) {
+		if bw != nil {
+			line = bw.AvailableBuffer() // built in place: no copy
+		}
+		line = append(line[:0], verb...)
+		line = strconv.AppendUint(line, idx, 10)
+		line = append(line, '@')
+		line = strconv.AppendUint(line, block, 10)
+		line = append(line, ": "...)
+		line = append(line, label...)
+		line = strconv.AppendUint(line, sector, 10)
+		line = append(line, ", size "...)
+		line = strconv.AppendUint(line, size, 10)
+		line = append(line, ", flags "...)
+		line = append(line, flags...)
+		line = append(line, '\n')
+		stdout.Write(line)
+	}
 	return func(e logwrites.Entry, a logwrites.Action) {
-		named := fmt.Sprintf("0x%x(%v)", uint64(e.Flags), e.Flags)
 		discard := e.Flags&logwrites.FlagDiscard != 0
 		if a == logwrites.Skipped && discard && c.o.NoDiscard && inRange(c.o, e) {
 			a = logwrites.Replayed
 		}
 		switch a {
 		case logwrites.Replayed:
-			fmt.Fprintf(stdout, "replaying %d@%d: sector %d, size %d, flags %s\n", e.Index, e.Block+1, e.Sector, e.Length(s), named)
+			entryLine("replaying ", e.Index, e.Block+1, "sector ", e.Sector, uint64(e.Length(s)), named(e.Flags))
 			if discard && !c.o.NoDiscard && zeroNote {
 				// replay-log tries BLKDISCARD first; on a regular file it
 				// falls back to writing zeros and says so once.
@@ -383,16 +416,16 @@ func progress(c *config, stdout io.Writer, s int, target *os.File) func(logwrite
 			}
 		case logwrites.Skipped:
 			if c.verbose > 1 {
-				fmt.Fprintf(stdout, "skipping %d@%d: sector %d, size %d, flags %s\n", e.Index, e.Block+1, e.Sector, e.Length(s), named)
+				entryLine("skipping ", e.Index, e.Block+1, "sector ", e.Sector, uint64(e.Length(s)), named(e.Flags))
 			}
 		case logwrites.Seeked, logwrites.Found:
 			if c.verbose < 2 {
 				return
 			}
 			if c.o.StartMark == "" && e.Index < c.o.StartEntry {
-				fmt.Fprintf(stdout, "seek entry %d@%d: %d, size %d, flags 0x%x\n", e.Index, e.Block, e.Sector, e.NrSectors, uint64(e.Flags))
+				entryLine("seek entry ", e.Index, e.Block, "", e.Sector, e.NrSectors, "0x"+strconv.FormatUint(uint64(e.Flags), 16))
 			} else {
-				fmt.Fprintf(stdout, "seek entry %d@%d: %d, size %d, flags %s\n", e.Index, e.Block+1, e.Sector, e.NrSectors, named)
+				entryLine("seek entry ", e.Index, e.Block+1, "", e.Sector, e.NrSectors, named(e.Flags))
 			}
 		}
 	}

@@ -29,6 +29,8 @@ var (
 	// ErrInvalidEntry: a start entry at or beyond the number of entries, or
 	// another invalid ReplayOptions value.
 	ErrInvalidEntry = errors.New("logwrites: invalid entry number")
+	// ErrNoTarget: Replay was given a nil target outside Find mode.
+	ErrNoTarget = errors.New("logwrites: no replay target")
 	// ErrCheck: the replay checker failed (returned an error or panicked).
 	ErrCheck = errors.New("logwrites: checker failed")
 	// ErrUnaligned: a write or discard is not aligned to the sector size.

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dmlog/dmlog/dirtylog/testdev"
 	"github.com/stretchr/testify/require"
@@ -218,4 +219,17 @@ func allocated(f func()) uint64 {
 	f()
 	runtime.ReadMemStats(&after)
 	return after.TotalAlloc - before.TotalAlloc
+}
+
+// recv receives from c on the test goroutine, failing the test (rather than
+// hanging until the test binary's timeout) if nothing comes within 20 s.
+func recv[T any](t testing.TB, c <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatal("nothing received in 20 s: the operation is stuck")
+		panic("unreachable")
+	}
 }

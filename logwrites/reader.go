@@ -19,6 +19,7 @@ type Log struct {
 	r          io.ReaderAt
 	sectorSize int
 	nrEntries  uint64
+	size       int64 // the log's length in bytes when Open could learn it, else -1
 }
 
 // Open reads and validates the super block of the log in r: the magic, the
@@ -40,7 +41,14 @@ func Open(r io.ReaderAt) (*Log, error) {
 	if !validSectorSize(s) {
 		return nil, fmt.Errorf("%w: %d in the super block", ErrBadSectorSize, s)
 	}
-	return &Log{r: r, sectorSize: int(s), nrEntries: binary.LittleEndian.Uint64(b[16:])}, nil
+	l := &Log{r: r, sectorSize: int(s), nrEntries: binary.LittleEndian.Uint64(b[16:]), size: -1}
+	// The log's length, learnt once after the super block was read, spares
+	// a probe read per entry for its data: the entries counted were written
+	// before the count. A log that grew since is probed beyond this length.
+	if sz, _, known, err := devSize(r); err == nil && known && sz >= 0 {
+		l.size = sz
+	}
+	return l, nil
 }
 
 // SectorSize returns the log's sector size in bytes (the unit of Entry's
@@ -59,7 +67,13 @@ func (l *Log) Version() uint64 { return Version }
 // is present. On the first invalid or unreadable entry it yields a zero Entry
 // (with Index and Block set) and an *EntryError wrapping ErrMalformed,
 // ErrTruncated or the read error, and stops.
-func (l *Log) Entries() iter.Seq2[Entry, error] { return l.entries(l.r) }
+//
+// Entries reads headers only, never data: where entries are small, many
+// headers come with one large read (see headerReader); where they are
+// large, each header is one read of a sector. Whether a write's data is
+// present is known from the log's length when Open could learn it (Size(),
+// a file's length, a block device's size), else by reading its last byte.
+func (l *Log) Entries() iter.Seq2[Entry, error] { return l.entries(newHeaderReader(l.r)) }
 
 // entries iterates reading headers through r (the log itself, or a
 // read-ahead window over it).
@@ -161,10 +175,9 @@ func (l *Log) readEntry(r io.ReaderAt, buf []byte, idx, block uint64) (Entry, er
 			return Entry{}, fmt.Errorf("%w: not zero padded after the %d-byte header", ErrMalformed, HeaderSize)
 		}
 	}
-	if e.HasData() {
+	if end := (block + 1 + e.NrSectors) * s; e.HasData() && (l.size < 0 || int64(end) > l.size) {
 		// The data must be there: probe its last byte.
 		var one [1]byte
-		end := (block + 1 + e.NrSectors) * s
 		if err := readFull(r, one[:], int64(end-1)); err != nil {
 			return Entry{}, fmt.Errorf("data of %d sectors: %w", e.NrSectors, err)
 		}

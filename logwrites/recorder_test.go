@@ -121,31 +121,30 @@ func TestDocOrdering(t *testing.T) {
 	g := newGated(mem)
 	rec, err := New(g, logDev, Options{})
 	require.NoError(t, err)
-	done := map[int64]chan struct{}{}
+	done := map[int64]chan error{}
 	for i := int64(1); i <= 3; i++ {
 		off := i * 512
 		g.hold(off)
-		done[off] = make(chan struct{})
+		done[off] = make(chan error, 1)
 		go func() {
-			defer close(done[off])
 			_, err := rec.WriteAt(fill(512, byte('0'+i)), off)
-			require.NoError(t, err)
+			done[off] <- err
 		}()
 		g.waitStarted(off) // W1, W2, W3 issued in order
 	}
 	g.release(3 * 512)
-	<-done[3*512] // C3
+	require.NoError(t, recv(t, done[3*512])) // C3
 	g.release(2 * 512)
-	<-done[2*512] // C2
+	require.NoError(t, recv(t, done[2*512])) // C2
 	g.holdSync()
 	entered, gate := g.syncEntered, g.syncGate
-	flushDone := make(chan error)
+	flushDone := make(chan error, 1)
 	go func() { flushDone <- rec.Sync() }() // Wflush
-	<-entered
+	recv(t, entered)
 	g.release(512)
-	<-done[512] // C1, after the flush was issued
+	require.NoError(t, recv(t, done[512])) // C1, after the flush was issued
 	close(gate)
-	require.NoError(t, <-flushDone) // Cflush
+	require.NoError(t, recv(t, flushDone)) // Cflush
 	require.Equal(t, []entrySig{W(3, 1), W(2, 1), F(), W(1, 1), M(EndMark)}, closedSigs(t, rec, logDev))
 }
 
@@ -507,6 +506,7 @@ func TestConcurrentWritersAndFlushes(t *testing.T) {
 	type flushRec struct{ before uint64 }
 	var flushes []flushRec
 	flusherDone := make(chan struct{})
+	var flushErr error // set by the flusher, read after flusherDone
 	go func() {
 		defer close(flusherDone)
 		// Flush whenever a write has completed since the last flush was
@@ -527,12 +527,13 @@ func TestConcurrentWritersAndFlushes(t *testing.T) {
 			}
 			last = before
 			if err := rec.Sync(); err != nil {
-				t.Errorf("Sync: %v", err)
+				flushErr = err
 				return
 			}
 			flushes = append(flushes, flushRec{before})
 		}
 	}()
+	werr := make([]error, writers) // each writer's first error
 	for w := range writers {
 		wg.Add(1)
 		go func() {
@@ -545,7 +546,10 @@ func TestConcurrentWritersAndFlushes(t *testing.T) {
 				binary.LittleEndian.PutUint32(p, uint32(w))
 				binary.LittleEndian.PutUint32(p[4:], uint32(i))
 				if rng.IntN(15) == 0 {
-					require.NoError(t, rec.Discard(off, s))
+					if err := rec.Discard(off, s); err != nil {
+						werr[w] = fmt.Errorf("writer %d: discard: %w", w, err)
+						return
+					}
 				}
 				var f WriteFlags
 				if rng.IntN(10) == 0 {
@@ -556,8 +560,10 @@ func TestConcurrentWritersAndFlushes(t *testing.T) {
 					p = p[:s]
 					off = int64(w*64+60+rng.IntN(4)) * s
 				}
-				_, err := rec.WriteAtFlags(p, off, f)
-				require.NoError(t, err)
+				if _, err := rec.WriteAtFlags(p, off, f); err != nil {
+					werr[w] = fmt.Errorf("writer %d: write %d: %w", w, i, err)
+					return
+				}
 				completedAt[w] = append(completedAt[w], seq.Add(1))
 			}
 		}()
@@ -565,6 +571,8 @@ func TestConcurrentWritersAndFlushes(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	<-flusherDone
+	require.NoError(t, errors.Join(werr...))
+	require.NoError(t, flushErr)
 	require.NoError(t, rec.Close())
 
 	l := openBytes(t, logDev.Bytes())
@@ -632,14 +640,13 @@ func TestCommentOrderingExample(t *testing.T) {
 	rec, err := New(g, logDev, Options{})
 	require.NoError(t, err)
 	const a, b, c, d = 512, 1024, 1536, 2048
-	done := map[int64]chan struct{}{}
+	done := map[int64]chan error{}
 	write := func(off int64, f WriteFlags) {
 		g.hold(off)
-		done[off] = make(chan struct{})
+		done[off] = make(chan error, 1)
 		go func() {
-			defer close(done[off])
 			_, err := rec.WriteAtFlags(fill(512, byte(off/512)), off, f)
-			require.NoError(t, err)
+			done[off] <- err
 		}()
 		g.waitStarted(off)
 	}
@@ -647,21 +654,21 @@ func TestCommentOrderingExample(t *testing.T) {
 	write(b, 0)
 	write(c, 0)
 	g.release(c)
-	<-done[c]
+	require.NoError(t, recv(t, done[c]))
 	g.release(a)
-	<-done[a]
+	require.NoError(t, recv(t, done[a]))
 	g.holdSync()
 	entered, gate := g.syncEntered, g.syncGate
-	flushDone := make(chan error)
+	flushDone := make(chan error, 1)
 	go func() { flushDone <- rec.Sync() }()
-	<-entered // FLUSH issued: c and a spliced
+	recv(t, entered) // FLUSH issued: c and a spliced
 	write(d, FUA)
 	g.release(b)
-	<-done[b] // Cb, after the flush was issued
+	require.NoError(t, recv(t, done[b])) // Cb, after the flush was issued
 	close(gate)
-	require.NoError(t, <-flushDone) // CFLUSH
+	require.NoError(t, recv(t, flushDone)) // CFLUSH
 	g.release(d)
-	<-done[d] // CFUAd
+	require.NoError(t, recv(t, done[d])) // CFUAd
 	require.Equal(t, []entrySig{W(3, 1), W(1, 1), F(), WF(FlagFUA, 4, 1), W(2, 1), M(EndMark)}, closedSigs(t, rec, logDev))
 }
 

@@ -68,6 +68,10 @@ type ReplayOptions struct {
 	// Progress, if set, is told about every entry Replay walks over and
 	// what it did with it (replay-log's -v / -vv output).
 	Progress func(e Entry, a Action)
+	// Sequential applies every selected entry in log order, as replay-log
+	// does, even where no Checker or Progress needs it; without it such a
+	// replay is last-writer-wins (see Replay). The target is the same.
+	Sequential bool
 }
 
 // Action says what Replay did with an entry, for ReplayOptions.Progress.
@@ -121,7 +125,25 @@ const replayChunk = 1 << 20
 
 // Replay applies the entries of log selected by o to target, writing each
 // write entry's data at its offset and zeroing discarded ranges, then syncs
-// target if it has a Sync method. target may be nil in Find mode.
+// target if it has a Sync method. target may be nil in Find mode; otherwise
+// a nil target is an error wrapping ErrNoTarget.
+//
+// With a Checker or Progress (a per-entry action) or Sequential, entries are
+// applied one by one in log order. Otherwise the replay is last-writer-wins:
+// Replay reads the headers of the selected entries first (no data), keeps
+// which entry last wrote or discarded each byte range, and then writes only
+// what survives, in target order, each range read straight from the log in
+// large reads, with several reads and writes in flight (parallel ReadAt and
+// WriteAt calls on distinct ranges, as io.ReaderAt and io.WriterAt allow;
+// set Sequential for a log or target that cannot take them). The target
+// ends up byte for byte as with the sequential replay, for every option;
+// the differences are in what a failure leaves: a bad entry in the log
+// still stops the replay with a *ReplayError naming it, after the ranges
+// the entries before it leave have been written, but a failing target
+// write is reported for the entry whose surviving range failed, with
+// Applied 0 (which earlier entries reached the target is not known), and
+// an entry entirely overwritten later is never written, so its range is
+// never checked against the target's size.
 //
 // Replay onto a target that held a later state of the same device does not
 // undo writes the replayed prefix does not cover: start from a copy of the
@@ -202,7 +224,7 @@ func (rp *replayer) progress(e Entry, a Action) {
 func (rp *replayer) run() error {
 	o := rp.o
 	if !o.Find && rp.target == nil {
-		return fmt.Errorf("%w: Replay needs a target", ErrInvalidEntry)
+		return fmt.Errorf("%w: Replay got a nil target (only Find mode needs none)", ErrNoTarget)
 	}
 	if o.Checker != nil && o.CheckEvery == 0 && o.CheckOn == 0 {
 		return fmt.Errorf("%w: a Checker needs CheckEvery or CheckOn", ErrInvalidEntry)
@@ -212,6 +234,9 @@ func (rp *replayer) run() error {
 	}
 	if o.StartMark == "" && o.StartEntry > 0 && o.StartEntry >= rp.log.NumEntries() {
 		return fmt.Errorf("%w: start entry %d, the log has %d entries", ErrInvalidEntry, o.StartEntry, rp.log.NumEntries())
+	}
+	if rp.lastWriterWins() {
+		return rp.runLWW()
 	}
 	// Find the start point (and, before anything is written, check that the
 	// end mark exists).
@@ -229,7 +254,7 @@ func (rp *replayer) run() error {
 		}
 	}
 	var count, applied uint64
-	var r io.ReaderAt = rp.log.r // Find reads headers only
+	var r io.ReaderAt = newHeaderReader(rp.log.r) // Find reads headers only
 	if !o.Find {
 		rp.win = newWindow(rp.log.r, replayChunk)
 		rp.staged = true

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"testing"
 
 	"github.com/dmlog/dmlog/dirtylog/testdev"
@@ -110,7 +111,10 @@ func TestReplayStops(t *testing.T) {
 	require.Equal(t, sampleImage(s, 5, 8), replayBytes(t, l, ReplayOptions{StartEntry: 5}))
 	require.Equal(t, sampleImage(s, 4, 5), replayBytes(t, l, ReplayOptions{StartMark: "m1", NextFUA: true}))
 	require.ErrorIs(t, Replay(l, newMem(8192), ReplayOptions{StartEntry: 8}), ErrInvalidEntry)
-	require.ErrorIs(t, Replay(l, nil, ReplayOptions{}), ErrInvalidEntry)
+	err := Replay(l, nil, ReplayOptions{})
+	require.ErrorIs(t, err, ErrNoTarget)
+	require.NotErrorIs(t, err, ErrInvalidEntry)
+	require.Contains(t, err.Error(), "nil target")
 
 	empty := openBytes(t, newHandLog(512).bytes(-1))
 	require.Equal(t, uint64(0), empty.NumEntries())
@@ -137,8 +141,10 @@ func TestReplayOverstatedCount(t *testing.T) {
 }
 
 // zeroCounter is a target that checks that everything written is zero and
-// counts it, without storing anything.
+// counts it, without storing anything. It takes parallel writes, as an
+// io.WriterAt may be given.
 type zeroCounter struct {
+	mu         sync.Mutex
 	n, nonzero int64
 	largest    int // the largest write
 }
@@ -146,6 +152,8 @@ type zeroCounter struct {
 var zeroChunk = make([]byte, 1<<20)
 
 func (z *zeroCounter) WriteAt(p []byte, off int64) (int, error) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
 	for q := p; len(q) > 0; {
 		n := min(len(q), len(zeroChunk))
 		if !bytes.Equal(q[:n], zeroChunk[:n]) {
@@ -172,6 +180,7 @@ func TestReplayDiscardBuffer(t *testing.T) {
 		run  func(l *Log, w io.WriterAt) error
 	}{
 		{"Replay", func(l *Log, w io.WriterAt) error { return Replay(l, w, ReplayOptions{}) }},
+		{"Replay/sequential", func(l *Log, w io.WriterAt) error { return Replay(l, w, ReplayOptions{Sequential: true}) }},
 		{"ReplayState", func(l *Log, w io.WriterAt) error { return ReplayState(l, Description{Prefix: l.NumEntries()}, w) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,8 +202,14 @@ func TestReplayDiscardBuffer(t *testing.T) {
 			l = h.open(t)
 			z = zeroCounter{}
 			require.NoError(t, tc.run(l, &z))
-			require.Equal(t, int64(4<<20), z.n)
-			require.Equal(t, int64(1), z.nonzero) // the write
+			if tc.name == "Replay" {
+				// Last writer wins: the write is all discarded later.
+				require.Equal(t, int64(3<<20), z.n)
+				require.Zero(t, z.nonzero)
+			} else {
+				require.Equal(t, int64(4<<20), z.n)
+				require.Equal(t, int64(1), z.nonzero) // the write
+			}
 			require.Equal(t, replayChunk, z.largest)
 		})
 	}
@@ -289,7 +304,7 @@ func TestReplayTargetError(t *testing.T) {
 	l := openBytes(t, sampleLog(512).bytes(-1))
 	f := testdev.NewFaulty(newMem(8192))
 	f.Add(testdev.Rule{Op: testdev.OpWrite, Nth: 3})
-	err := Replay(l, f, ReplayOptions{})
+	err := Replay(l, f, ReplayOptions{Sequential: true})
 	require.ErrorIs(t, err, testdev.ErrInjected)
 	var re *ReplayError
 	require.True(t, errors.As(err, &re))

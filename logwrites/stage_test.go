@@ -150,7 +150,7 @@ func TestReplayStagedTargetError(t *testing.T) {
 		mem := newMemDev(1 << 20)
 		f := testdev.NewFaulty(mem)
 		f.Add(testdev.Rule{Op: testdev.OpWrite, Off: 7*64<<10 + 100, Len: 1})
-		var o ReplayOptions
+		o := ReplayOptions{Sequential: true}
 		if progress {
 			o.Progress = func(Entry, Action) {}
 		}
@@ -186,8 +186,8 @@ func TestReplayStagedShortWrite(t *testing.T) {
 	h, dev := stageLog(512)
 	l := h.open(t)
 	target := shortWriter{newMemDev(dev)}
-	require.NoError(t, Replay(l, target, ReplayOptions{}))
-	require.True(t, bytes.Equal(modelReplay(t, l, dev, ReplayOptions{}, l.NumEntries()), target.b))
+	require.NoError(t, Replay(l, target, ReplayOptions{Sequential: true}))
+	require.True(t, bytes.Equal(modelReplay(t, l, dev, ReplayOptions{Sequential: true}, l.NumEntries()), target.b))
 }
 
 // A log truncated inside a staged entry's data, or one whose last entry is
@@ -225,7 +225,7 @@ func TestReplayStagedBoundedAllocation(t *testing.T) {
 		target := newMemDev(dev)
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		require.NoError(t, Replay(l, target, ReplayOptions{}))
+		require.NoError(t, Replay(l, target, ReplayOptions{Sequential: true}))
 		runtime.ReadMemStats(&after)
 		return after.TotalAlloc - before.TotalAlloc
 	}
@@ -252,7 +252,7 @@ func TestReplayStagedCoalesces(t *testing.T) {
 	require.NoError(t, err)
 	logDev.ResetStats()
 	target := testdev.NewMemory(2 << 20)
-	require.NoError(t, Replay(l, target, ReplayOptions{}))
+	require.NoError(t, Replay(l, target, ReplayOptions{Sequential: true}))
 	require.Equal(t, int64(2), target.Stats().Writes)
 	require.LessOrEqual(t, logDev.Stats().Reads, int64(2*32+4))
 	for i := range 32 {

@@ -13,7 +13,17 @@
 //     is a multiple of 256, counts as a failure;
 //   - an empty log (nr_entries 0) is not an error for the info print,
 //     --num-entries or a replay;
-//   - --check also accepts "discard" (as newer replay-log does).
+//   - --check also accepts "discard" (as newer replay-log does);
+//   - -h / --help prints the usage on stdout and exits 0 (other usage
+//     errors keep replay-log's exit code 1);
+//   - a --replay target that is a regular file smaller than the log's
+//     device (the end of the furthest write or discard in the log) is
+//     refused, exit 1, rather than silently grown; --grow allows it.
+//
+// Output is buffered (flushed at exit, before anything is written to
+// stderr and before a --fsck command runs), so -v/-vv cost no write(2)
+// per line. A replay with no --fsck and no -v is last-writer-wins (see
+// logwrites.Replay): only what survives is copied.
 //
 // Usage:
 //
@@ -23,6 +33,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +62,8 @@ var table = []longOpt{
 	{"start-mark", true, 0},
 	{"start-sector", true, 0},
 	{"end-sector", true, 0},
+	{"grow", false, 0},
+	{"help", false, 'h'},
 }
 
 const usageText = `Usage: replay-log --log <logfile> [options]
@@ -70,6 +83,8 @@ const usageText = `Usage: replay-log --log <logfile> [options]
 	--end-sector <sector> - replay ops on region to <sector> onto <device>
 	-v or --verbose - print replayed ops
 	-vv - print also skipped ops
+	--grow - let a --replay file smaller than the log's device grow
+	-h or --help - print this help and exit
 `
 
 func main() {
@@ -83,6 +98,7 @@ type config struct {
 	find, numEntries  bool
 	verbose           int
 	checkSet          bool
+	grow, help        bool
 }
 
 // parseNumber parses like strtoull(s, &end, 0): decimal, 0x hex or 0 octal.
@@ -96,7 +112,7 @@ func usage(stderr io.Writer) int {
 }
 
 func parse(args []string, stderr io.Writer) (*config, int) {
-	opts, _, err := getoptLong(args, "v", table)
+	opts, _, err := getoptLong(args, "vh", table)
 	if err != nil {
 		fmt.Fprintf(stderr, "replay-log: %v\n", err)
 		return nil, usage(stderr)
@@ -108,6 +124,10 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 		switch op.name {
 		case "v", "verbose":
 			c.verbose++
+		case "h", "help":
+			c.help = true
+		case "grow":
+			c.grow = true
 		case "next-flush":
 			c.o.NextFlush = true
 		case "next-fua":
@@ -171,16 +191,38 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 			}
 		}
 	}
+	if c.help {
+		return c, 0
+	}
 	if c.log == "" {
 		return nil, usage(stderr)
 	}
 	return c, 0
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// flushFirst is stderr behind buffered stdout: whatever is written to it
+// comes after everything printed to stdout before.
+type flushFirst struct {
+	out *bufio.Writer
+	w   io.Writer
+}
+
+func (f flushFirst) Write(p []byte) (int, error) {
+	f.out.Flush()
+	return f.w.Write(p)
+}
+
+func run(args []string, rawStdout, rawStderr io.Writer) int {
+	stdout := bufio.NewWriterSize(rawStdout, 64<<10)
+	defer stdout.Flush()
+	stderr := flushFirst{stdout, rawStderr}
 	c, code := parse(args, stderr)
 	if c == nil {
 		return code
+	}
+	if c.help {
+		fmt.Fprint(stdout, usageText)
+		return 0
 	}
 	lf, err := os.Open(c.log)
 	if err != nil {
@@ -221,6 +263,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if (c.fsck != "") != c.checkSet {
 		return usage(stderr)
 	}
+	if target != nil && !c.grow && !c.find && !c.numEntries {
+		if msg := tooSmall(log, target, c.replay); msg != "" {
+			fmt.Fprintln(stderr, msg)
+			return 1
+		}
+	}
 	c.o.Progress = progress(c, stdout, log.SectorSize(), target)
 	if c.find {
 		e, err := logwrites.Find(log, c.o)
@@ -245,7 +293,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if c.fsck != "" {
-		c.o.Checker = func(e logwrites.Entry) error { return runCheck(c.fsck, stdout, stderr) }
+		c.o.Checker = func(e logwrites.Entry) error {
+			stdout.Flush()
+			return runCheck(c.fsck, rawStdout, rawStderr)
+		}
 	}
 	if err := logwrites.Replay(log, target, c.o); err != nil {
 		var re *logwrites.ReplayError
@@ -260,6 +311,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// tooSmall returns why target (a regular file) cannot take the replay
+// without growing: it is shorter than the end of the furthest write or
+// discard in the log. A block device cannot grow (a write beyond its end
+// fails); a log that cannot be read that far is left for the replay to
+// report.
+func tooSmall(log *logwrites.Log, target *os.File, name string) string {
+	fi, err := target.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	s := log.SectorSize()
+	var end int64
+	var furthest logwrites.Entry
+	for e, err := range log.Entries() {
+		if err != nil {
+			break
+		}
+		if e.Flags&logwrites.FlagMark == 0 && e.NrSectors > 0 && e.Offset(s)+e.Length(s) > end {
+			end, furthest = e.Offset(s)+e.Length(s), e
+		}
+	}
+	if end <= fi.Size() {
+		return ""
+	}
+	return fmt.Sprintf("Replay target %s is %d bytes, smaller than the log's device: entry %d ends at byte %d; nothing replayed (--grow lets the file grow)",
+		name, fi.Size(), furthest.Index, end)
 }
 
 // runCheck runs the checker command through the shell, as system() does. A
@@ -287,15 +366,48 @@ func progress(c *config, stdout io.Writer, s int, target *os.File) func(logwrite
 			zeroNote = true
 		}
 	}
+	var line []byte // the line being built, reused
+	bw, _ := stdout.(*bufio.Writer)
+	var names [32]string // "0x..(NAMES)" for the flag values known
+	named := func(f logwrites.Flags) string {
+		if f < 32 && names[f] != "" {
+			return names[f]
+		}
+		n := fmt.Sprintf("0x%x(%v)", uint64(f), f)
+		if f < 32 {
+			names[f] = n
+		}
+		return n
+	}
+	// entryLine writes "<verb><index>@<block>: <sector-label><sector>, size
+	// <size>, flags <flags>\n" without fmt: -v/-vv cost little over the
+	// replay or find itself.
+	entryLine := func(verb string, idx, block uint64, label string, sector, size uint64, flags string) {
+		if bw != nil {
+			line = bw.AvailableBuffer() // built in place: no copy
+		}
+		line = append(line[:0], verb...)
+		line = strconv.AppendUint(line, idx, 10)
+		line = append(line, '@')
+		line = strconv.AppendUint(line, block, 10)
+		line = append(line, ": "...)
+		line = append(line, label...)
+		line = strconv.AppendUint(line, sector, 10)
+		line = append(line, ", size "...)
+		line = strconv.AppendUint(line, size, 10)
+		line = append(line, ", flags "...)
+		line = append(line, flags...)
+		line = append(line, '\n')
+		stdout.Write(line)
+	}
 	return func(e logwrites.Entry, a logwrites.Action) {
-		named := fmt.Sprintf("0x%x(%v)", uint64(e.Flags), e.Flags)
 		discard := e.Flags&logwrites.FlagDiscard != 0
 		if a == logwrites.Skipped && discard && c.o.NoDiscard && inRange(c.o, e) {
 			a = logwrites.Replayed
 		}
 		switch a {
 		case logwrites.Replayed:
-			fmt.Fprintf(stdout, "replaying %d@%d: sector %d, size %d, flags %s\n", e.Index, e.Block+1, e.Sector, e.Length(s), named)
+			entryLine("replaying ", e.Index, e.Block+1, "sector ", e.Sector, uint64(e.Length(s)), named(e.Flags))
 			if discard && !c.o.NoDiscard && zeroNote {
 				// replay-log tries BLKDISCARD first; on a regular file it
 				// falls back to writing zeros and says so once.
@@ -304,16 +416,16 @@ func progress(c *config, stdout io.Writer, s int, target *os.File) func(logwrite
 			}
 		case logwrites.Skipped:
 			if c.verbose > 1 {
-				fmt.Fprintf(stdout, "skipping %d@%d: sector %d, size %d, flags %s\n", e.Index, e.Block+1, e.Sector, e.Length(s), named)
+				entryLine("skipping ", e.Index, e.Block+1, "sector ", e.Sector, uint64(e.Length(s)), named(e.Flags))
 			}
 		case logwrites.Seeked, logwrites.Found:
 			if c.verbose < 2 {
 				return
 			}
 			if c.o.StartMark == "" && e.Index < c.o.StartEntry {
-				fmt.Fprintf(stdout, "seek entry %d@%d: %d, size %d, flags 0x%x\n", e.Index, e.Block, e.Sector, e.NrSectors, uint64(e.Flags))
+				entryLine("seek entry ", e.Index, e.Block, "", e.Sector, e.NrSectors, "0x"+strconv.FormatUint(uint64(e.Flags), 16))
 			} else {
-				fmt.Fprintf(stdout, "seek entry %d@%d: %d, size %d, flags %s\n", e.Index, e.Block+1, e.Sector, e.NrSectors, named)
+				entryLine("seek entry ", e.Index, e.Block+1, "", e.Sector, e.NrSectors, named(e.Flags))
 			}
 		}
 	}

@@ -286,3 +286,66 @@ func TestNumEntries(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Equal(t, "0\n", out)
 }
+
+// -h and --help print the usage on stdout and exit 0; a bad option still
+// exits 1 with the usage on stderr, as replay-log does.
+func TestHelp(t *testing.T) {
+	fx := newFixture(t)
+	for _, h := range []string{"-h", "--help", "--he"} {
+		code, out, errs := fx.run(h)
+		require.Equal(t, 0, code, h)
+		require.Contains(t, out, "Usage: replay-log --log <logfile>", h)
+		require.Contains(t, out, "-h or --help")
+		require.Empty(t, errs, h)
+	}
+	code, out, errs := fx.run("-x")
+	require.Equal(t, 1, code)
+	require.Empty(t, out)
+	require.Contains(t, errs, "Usage:")
+}
+
+// A regular file smaller than the log's device is not grown: exit 1, the
+// file untouched, a line saying the sizes; --grow lets it grow, and the
+// result is the kernel's device.
+func TestTargetTooSmall(t *testing.T) {
+	fx := newFixture(t)
+	small := filepath.Join(fx.dir, "small.img")
+	require.NoError(t, os.WriteFile(small, make([]byte, 1<<20), 0o644))
+	before := fileSHA(t, small)
+	code, _, errs := fx.run("--log", fx.log, "--replay", small)
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "is 1048576 bytes, smaller than the log's device")
+	require.Contains(t, errs, "ends at byte 8388608")
+	require.Contains(t, errs, "--grow")
+	require.Equal(t, 1, strings.Count(errs, "\n"), "one line")
+	require.Equal(t, before, fileSHA(t, small))
+	fi := must(os.Stat(small))
+	require.Equal(t, int64(1<<20), fi.Size())
+
+	code, _, errs = fx.run("--log", fx.log, "--replay", small, "--grow")
+	require.Equal(t, 0, code, errs)
+	require.Equal(t, kernelData, fileSHA(t, small))
+}
+
+// orderBuffer is one buffer behind both stdout and stderr, to see the order
+// in which the two streams' lines are written.
+type orderBuffer struct{ b bytes.Buffer }
+
+func (o *orderBuffer) Write(p []byte) (int, error) { return o.b.Write(p) }
+
+// Buffered stdout is flushed before anything goes to stderr: -v lines of
+// the entries replayed come before the error that stops the replay.
+func TestOutputOrder(t *testing.T) {
+	fx := newFixture(t)
+	bad := filepath.Join(fx.dir, "bad.img")
+	b := must(os.ReadFile(fx.log))
+	b[16] = 200 // overstated count: the replay fails after 17 entries
+	require.NoError(t, os.WriteFile(bad, b, 0o644))
+	var both orderBuffer
+	code := run([]string{"--log", bad, "--replay", fx.dev, "-v"}, &both, &both)
+	require.Equal(t, 1, code)
+	lines := strings.Split(strings.TrimSpace(both.b.String()), "\n")
+	require.Greater(t, len(lines), 10)
+	require.True(t, strings.HasPrefix(lines[0], "replaying 0@"), lines[0])
+	require.Contains(t, lines[len(lines)-1], "after applying 17 entries", "the error comes last")
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dmlog/dmlog/logwrites"
+)
+
+// discardDev is a data device that keeps nothing.
+type discardDev struct{}
+
+func (discardDev) ReadAt(p []byte, off int64) (int, error)  { clear(p); return len(p), nil }
+func (discardDev) WriteAt(p []byte, off int64) (int, error) { return len(p), nil }
+
+// BenchmarkFindVerbose runs the command's --find of the last entry of a
+// log of 4,000 writes of 4 KiB (a flush every 16) with and without -vv,
+// printing to /dev/null through a real file descriptor, in the same run,
+// and reports the ratio (-vv / plain; issue 14 asks for at most 1.10).
+func BenchmarkFindVerbose(b *testing.B) {
+	dir := b.TempDir()
+	logPath := filepath.Join(dir, "log")
+	lf, err := os.Create(logPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec, err := logwrites.New(discardDev{}, lf, logwrites.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := make([]byte, 4096)
+	for i := range 4000 {
+		p[0] = byte(i)
+		if _, err := rec.WriteAt(p, int64(i%1024)*4096); err != nil {
+			b.Fatal(err)
+		}
+		if i%16 == 15 {
+			if err := rec.Sync(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := rec.Close(); err != nil {
+		b.Fatal(err)
+	}
+	lf.Close()
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer null.Close()
+	var tPlain, tVerbose time.Duration
+	one := func(d *time.Duration, extra ...string) {
+		args := append([]string{"--log", logPath, "--find", "--end-mark", logwrites.EndMark}, extra...)
+		t0 := time.Now()
+		if code := run(args, null, io.Discard); code != 0 {
+			b.Fatalf("exit %d", code)
+		}
+		*d += time.Since(t0)
+	}
+	for i := 0; i < b.N; i++ {
+		if i%2 == 0 {
+			one(&tPlain)
+			one(&tVerbose, "-vv")
+		} else {
+			one(&tVerbose, "-vv")
+			one(&tPlain)
+		}
+	}
+	b.ReportMetric(tPlain.Seconds()/float64(b.N)*1e3, "find-ms")
+	b.ReportMetric(tVerbose.Seconds()/float64(b.N)*1e3, "find-vv-ms")
+	b.ReportMetric(tVerbose.Seconds()/tPlain.Seconds(), "ratio-vv/plain")
+}

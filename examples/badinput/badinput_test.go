@@ -721,25 +721,27 @@ func leftovers(dir string) error {
 }
 
 func TestCommandsSIGTERM(t *testing.T) {
-	runCase(t, "sigterm/mirror", func(t *testing.T, dir string) error {
-		var stderr bytes.Buffer
-		c, out := startCmd(t, "mirror", []string{"TMPDIR=" + dir}, &stderr, "-size", "64MiB", "-run", "1m")
-		if err := waitLine(out, "SIGKILL after", time.Minute); err != nil {
-			return fmt.Errorf("the demo did not start its workload: %v (stderr %q)", err, stderr.String())
-		}
-		if err := c.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		code, err := wait(c, 30*time.Second)
-		if err != nil {
-			return err
-		}
-		var errs []error
-		if code == 0 {
-			errs = append(errs, errors.New("exit status 0 after SIGTERM; want a failure"))
-		}
-		return errors.Join(append(errs, oneLine(stderr.String()), leftovers(dir))...)
-	})
+	for name, sig := range map[string]os.Signal{"sigterm/mirror": syscall.SIGTERM, "sigint/mirror": os.Interrupt} {
+		runCase(t, name, func(t *testing.T, dir string) error {
+			var stderr bytes.Buffer
+			c, out := startCmd(t, "mirror", []string{"TMPDIR=" + dir}, &stderr, "-size", "16MiB", "-run", "1m")
+			if err := waitLine(out, "now writing only", time.Minute); err != nil { // the child is writing
+				return fmt.Errorf("the demo did not start its workload: %v (stderr %q)", err, stderr.String())
+			}
+			if err := c.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			code, err := wait(c, 30*time.Second)
+			if err != nil {
+				return err
+			}
+			var errs []error
+			if code == 0 {
+				errs = append(errs, errors.New("exit status 0 after the signal; want a failure"))
+			}
+			return errors.Join(append(errs, oneLine(stderr.String()), leftovers(dir))...)
+		})
+	}
 
 	runCase(t, "sigterm/logserver", func(t *testing.T, dir string) error {
 		sock := filepath.Join(dir, "s")

@@ -363,7 +363,23 @@ func demo(c config, cl *cleaner) error {
 		fmt.Printf("\r   [%s%s] %d/%d regions  %s/s  ETA %v   ", strings.Repeat("#", done), strings.Repeat(".", w-done),
 			p.InSync, p.Total, human(int64(p.BytesPerSec)), p.ETA.Round(time.Millisecond))
 	}
-	m, err = mirror.Parse(table(size, region, ""), opener(dir), mirror.Options{ResyncRate: c.rate, OnProgress: bar})
+	var files []*os.File
+	for _, name := range []string{leg0, leg1, logName} {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		files = append(files, f)
+	}
+	closeFiles := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	defer closeFiles() // after the mirror's Close, deferred below
+	m, err = mirror.OpenDisk([]mirror.Leg{files[0], files[1]}, files[2],
+		dirtylog.Options{RegionSize: region, Name: logName},
+		mirror.Options{Size: size, Names: []string{leg0, leg1}, ResyncRate: c.rate, OnProgress: bar})
 	if err != nil {
 		return err
 	}
@@ -395,6 +411,7 @@ func demo(c config, cl *cleaner) error {
 	if err := m.Close(); err != nil {
 		return err
 	}
+	closeFiles() // and so their locks, before the mirror is opened again
 	h0, err0 := fileHash(filepath.Join(dir, leg0))
 	h1, err1 := fileHash(filepath.Join(dir, leg1))
 	if err := errors.Join(err0, err1); err != nil {

@@ -477,7 +477,12 @@ func (d *Disk) Suspend(ctx context.Context) error { return d.Flush(ctx) }
 
 // Resume re-reads the log from the device, rebuilds the sync state from
 // it, rewrites it and restarts the resync cursor (the kernel's
-// disk_resume). Unflushed marks are lost: suspend first.
+// disk_resume). Unflushed marks are lost: suspend first. A device that no
+// longer holds this log (overwritten since OpenDisk) is refused as
+// OpenDisk refuses it (ErrNotLog, ErrBadVersion, ErrGeometry, unless
+// Options.Format or Resize) and is not written; a failed read keeps the
+// kernel's rule (the log fails, status D, and starts anew), the device
+// having been proven a log when it was opened.
 func (d *Disk) Resume(context.Context) error {
 	if d.closed.Load() {
 		return ErrClosed

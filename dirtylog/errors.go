@@ -41,8 +41,9 @@ var (
 	// set.
 	ErrGeometry = errors.New("dirtylog: log geometry differs from the options")
 	// ErrInUse: another opener (a Disk in this process, or another
-	// process's flock) holds the log device. It is the same value as the
-	// error the mirror and other dmlog packages wrap for their files.
+	// process's flock) holds the log device. It is the value of the
+	// module's internal flock package, so other dmlog packages that claim
+	// their files (legs, images) can wrap the same sentinel.
 	ErrInUse = flock.ErrInUse
 	// ErrBadMagic: the bytes are not a dm disk log (magic "MiRr").
 	ErrBadMagic = errors.New("dirtylog: bad disk log magic")

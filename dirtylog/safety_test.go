@@ -158,3 +158,32 @@ func TestOpenDiskClaimsFile(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, l.Close())
 }
+
+// TestNewDiskSafety: the table path refuses the same things, and Env
+// carries the explicit Format and Resize.
+func TestNewDiskSafety(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "log")
+	require.NoError(t, os.WriteFile(path, []byte("a file system, not a log"), 0o600))
+	sum, _ := fileSum(t, path)
+	env := dirtylog.Env{DeviceSize: 1 << 20, Open: fileOpener(dir)}
+	_, err := dirtylog.New("disk", []string{"log", "8"}, env)
+	require.ErrorIs(t, err, dirtylog.ErrNotLog)
+	got, _ := fileSum(t, path)
+	require.Equal(t, sum, got)
+
+	env.Format = true
+	l, err := dirtylog.New("disk", []string{"log", "8"}, env) // 256 regions of 4 KiB
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	env.Format = false
+
+	_, err = dirtylog.New("disk", []string{"log", "16"}, env) // 128 regions
+	require.ErrorIs(t, err, dirtylog.ErrGeometry)
+	require.ErrorContains(t, err, "holds a log of 256 regions, the options give 128 regions of 8192 bytes")
+	env.Resize = true
+	l, err = dirtylog.New("disk", []string{"log", "16"}, env)
+	require.NoError(t, err)
+	require.EqualValues(t, 128, l.RegionCount())
+	require.NoError(t, l.Close())
+}

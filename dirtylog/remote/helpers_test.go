@@ -60,17 +60,19 @@ type detachEvent struct {
 	armed bool
 }
 
-// fakeClock replaces the server's death timers: a timer armed on it fires
-// only when the test calls fire, so a death rule is checked without
-// waiting for (or racing) a wall-clock timeout.
+// fakeClock replaces the server's clock: a death timer armed on it fires
+// only when the test advances the clock past it (or calls fire), and the
+// restart grace ends only when the clock passes it, so a death rule is
+// checked without waiting for (or racing) a wall-clock timeout.
 type fakeClock struct {
 	mu     sync.Mutex
+	t      time.Time
 	timers []*fakeTimer
 }
 
 type fakeTimer struct {
 	c       *fakeClock
-	d       time.Duration
+	at      time.Time
 	f       func()
 	stopped bool
 }
@@ -83,10 +85,16 @@ func (t *fakeTimer) Stop() bool {
 	return was
 }
 
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
 func (c *fakeClock) afterFunc(d time.Duration, f func()) stopper {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, d: d, f: f}
+	t := &fakeTimer{c: c, at: c.t.Add(d), f: f}
 	c.timers = append(c.timers, t)
 	return t
 }
@@ -98,13 +106,26 @@ func (c *fakeClock) armed() int {
 	return len(c.timers)
 }
 
-// fire runs every timer armed and not stopped, once, on the caller's
-// goroutine, and returns how many ran.
+// advance moves the clock on by d and runs, on the caller's goroutine,
+// every timer that is then due and not stopped. It returns how many ran.
+func (c *fakeClock) advance(d time.Duration) int {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	return c.runLocked(func(t *fakeTimer) bool { return !t.at.After(c.t) })
+}
+
+// fire runs every timer armed and not stopped, due or not.
 func (c *fakeClock) fire() int {
 	c.mu.Lock()
+	return c.runLocked(func(*fakeTimer) bool { return true })
+}
+
+// runLocked runs the unstopped timers that due selects; it unlocks c.mu
+// before running them.
+func (c *fakeClock) runLocked(due func(*fakeTimer) bool) int {
 	var run []func()
 	for _, t := range c.timers {
-		if !t.stopped {
+		if !t.stopped && due(t) {
 			t.stopped = true
 			run = append(run, t.f)
 		}
@@ -123,10 +144,11 @@ func startClockedServer(t testing.TB, o ServerOptions) (*testServer, *fakeClock,
 	if o.Logger == nil {
 		o.Logger = testLogger(t)
 	}
-	clk := &fakeClock{}
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
 	events := make(chan detachEvent, 64)
 	ts := &testServer{path: sockPath(t), opts: o, hook: func(s *Server) {
 		s.afterFunc = clk.afterFunc
+		s.now = clk.now
 		s.detached = func(uuid string, n NodeID, armed bool) {
 			select {
 			case events <- detachEvent{uuid, n, armed}:
@@ -137,6 +159,24 @@ func startClockedServer(t testing.TB, o ServerOptions) (*testServer, *fakeClock,
 	ts.start(t)
 	t.Cleanup(func() { ts.stop() })
 	return ts, clk, events
+}
+
+// waitDisconnected waits (bounded) until the server holds no connection
+// for node n of log uuid: it saw the node's connection go.
+func waitDisconnected(t testing.TB, ts *testServer, uuid string, n NodeID) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() bool {
+		ts.srv.mu.Lock()
+		hl := ts.srv.logs[uuid]
+		ts.srv.mu.Unlock()
+		if hl == nil {
+			return true
+		}
+		hl.mu.Lock()
+		defer hl.mu.Unlock()
+		m := hl.members[n]
+		return m == nil || m.conn == nil
+	}, "the server never saw node %d of log %s disconnect", n, uuid)
 }
 
 // waitDetach waits (bounded) for the server to handle the disconnection

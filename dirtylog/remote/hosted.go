@@ -192,7 +192,7 @@ func (s *Server) newHostedLog(uuid string, sp ctrSpec) (*hostedLog, error) {
 		if grace <= 0 {
 			grace = DefaultDeadAfter
 		}
-		hl.holdUntil = time.Now().Add(grace)
+		hl.holdUntil = s.now().Add(grace)
 	}
 	return hl, nil
 }
@@ -405,7 +405,7 @@ func (hl *hostedLog) handle(ctx context.Context, n NodeID, t RequestType, p []by
 			out = appendU64(appendBool(out, rec), hint)
 		}
 	case RequestGetResyncWork:
-		if !hl.holdUntil.IsZero() && time.Now().Before(hl.holdUntil) {
+		if !hl.holdUntil.IsZero() && hl.srv.now().Before(hl.holdUntil) {
 			out = appendU64(appendBool(out, false), 0)
 			break
 		}

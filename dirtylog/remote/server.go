@@ -103,11 +103,14 @@ type Server struct {
 	wg        sync.WaitGroup
 
 	trace func(h *Header, p []byte) // test hook: sees every well-formed request
-	// Test hooks for the death rules: afterFunc arms a death timer
-	// (time.AfterFunc unless a test injects a clock it fires itself);
-	// detached, if set, sees each disconnection of a member and whether a
-	// death timer was armed for it. Set before Serve.
+	// Test hooks for the death rules, set before Serve: afterFunc arms a
+	// death timer and now reads the clock of the restart grace
+	// (time.AfterFunc and time.Now unless a test injects a clock it
+	// advances itself); detached, if set, sees each disconnection of a
+	// member and whether a death timer was armed for it (it is called
+	// with the log's lock held and must not call back into the server).
 	afterFunc func(d time.Duration, f func()) stopper
+	now       func() time.Time
 	detached  func(uuid string, n NodeID, armed bool)
 }
 
@@ -148,6 +151,7 @@ func NewServer(o ServerOptions) *Server {
 		logs:      map[string]*hostedLog{},
 		creating:  map[string]*creation{},
 		afterFunc: realAfterFunc,
+		now:       time.Now,
 	}
 }
 

@@ -32,18 +32,19 @@ import (
 // "PENDING" with the reason and goes on; if it passes, the test fails so
 // that the case is taken off this list. Empty it as the fixes merge.
 var pending = map[string]string{
-	"reopen-wrong-region-size":    "issue 11 item 4: OpenDisk refuses a region count that differs from the header unless asked to resize",
-	"short-leg-new":               "issue 11 item 5: mirror.New checks every leg's size",
-	"short-leg-parse":             "issue 11 item 5: mirror.Parse checks every leg's size against the table's length",
-	"data-file-as-disk-log":       "issue 11 item 3: OpenDisk refuses a device holding neither a dm log header nor zeroes unless Format",
-	"data-file-as-logwrites-log":  "issue 11 item 3: logwrites.New refuses a log device holding data unless Overwrite",
-	"existing-logwrites-log":      "issue 11 item 3: logwrites.New refuses a log device holding a log unless Overwrite",
-	"two-openers-disk-log":        "issue 11 item 6: OpenDisk takes an exclusive flock on an *os.File",
-	"two-openers-mirror-parse":    "issue 11 item 6: mirror.Parse / OpenDisk lock the legs and the log",
-	"empty-log-file":              "issue 11 item 7: OpenDisk grows an empty regular file to the size the log needs",
-	"command/replay-log/-h":       "issue 11 item 11: replay-log -h prints its usage and exits 0",
-	"two-openers-same-leg-files":  "issue 11 item 6: a second mirror on the same leg files is refused",
-	"short-leg-size-zero-rounded": "issue 11 item 5: Size 0 never rounds past the shortest leg",
+	"reopen-wrong-region-size":       "issue 11 item 4: OpenDisk refuses a region count that differs from the header unless asked to resize",
+	"short-leg-new":                  "issue 11 item 5: mirror.New checks every leg's size",
+	"short-leg-parse":                "issue 11 item 5: mirror.Parse checks every leg's size against the table's length",
+	"data-file-as-disk-log":          "issue 11 item 3: OpenDisk refuses a device holding neither a dm log header nor zeroes unless Format",
+	"data-file-as-logwrites-log":     "issue 11 item 3: logwrites.New refuses a log device holding data unless Overwrite",
+	"existing-logwrites-log":         "issue 11 item 3: logwrites.New refuses a log device holding a log unless Overwrite",
+	"two-openers-disk-log":           "issue 11 item 6: OpenDisk takes an exclusive flock on an *os.File",
+	"two-openers-mirror-parse":       "issue 11 item 6: mirror.Parse / OpenDisk lock the legs and the log",
+	"empty-log-file":                 "issue 11 item 7: OpenDisk grows an empty regular file to the size the log needs",
+	"logserver-data-file-in-log-dir": "issue 11 item 3: OpenDisk (under the server's clustered-disk log) refuses a file of data",
+	"command/replay-log/-h":          "issue 11 item 11: replay-log -h prints its usage and exits 0",
+	"two-openers-same-leg-files":     "issue 11 item 6: a second mirror on the same leg files is refused",
+	"short-leg-size-zero-rounded":    "issue 11 item 5: Size 0 never rounds past the shortest leg",
 }
 
 // commands are the example commands, built once by TestMain: name -> path
@@ -720,25 +721,27 @@ func leftovers(dir string) error {
 }
 
 func TestCommandsSIGTERM(t *testing.T) {
-	runCase(t, "sigterm/mirror", func(t *testing.T, dir string) error {
-		var stderr bytes.Buffer
-		c, out := startCmd(t, "mirror", []string{"TMPDIR=" + dir}, &stderr, "-size", "64MiB", "-run", "1m")
-		if err := waitLine(out, "SIGKILL after", time.Minute); err != nil {
-			return fmt.Errorf("the demo did not start its workload: %v (stderr %q)", err, stderr.String())
-		}
-		if err := c.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		code, err := wait(c, 30*time.Second)
-		if err != nil {
-			return err
-		}
-		var errs []error
-		if code == 0 {
-			errs = append(errs, errors.New("exit status 0 after SIGTERM; want a failure"))
-		}
-		return errors.Join(append(errs, oneLine(stderr.String()), leftovers(dir))...)
-	})
+	for name, sig := range map[string]os.Signal{"sigterm/mirror": syscall.SIGTERM, "sigint/mirror": os.Interrupt} {
+		runCase(t, name, func(t *testing.T, dir string) error {
+			var stderr bytes.Buffer
+			c, out := startCmd(t, "mirror", []string{"TMPDIR=" + dir}, &stderr, "-size", "16MiB", "-run", "1m")
+			if err := waitLine(out, "now writing only", time.Minute); err != nil { // the child is writing
+				return fmt.Errorf("the demo did not start its workload: %v (stderr %q)", err, stderr.String())
+			}
+			if err := c.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			code, err := wait(c, 30*time.Second)
+			if err != nil {
+				return err
+			}
+			var errs []error
+			if code == 0 {
+				errs = append(errs, errors.New("exit status 0 after the signal; want a failure"))
+			}
+			return errors.Join(append(errs, oneLine(stderr.String()), leftovers(dir))...)
+		})
+	}
 
 	runCase(t, "sigterm/logserver", func(t *testing.T, dir string) error {
 		sock := filepath.Join(dir, "s")
@@ -847,4 +850,36 @@ func TestCommandsTwoOpeners(t *testing.T) {
 		code, _, stderr := cmd(t, "mirror", nil, args...)
 		return errors.Join(expect(code, stderr, 1, "already exists"), g.changed())
 	})
+}
+
+func TestLogserverFilesInLogDir(t *testing.T) {
+	for name, size := range map[string]int{"logserver-short-data-file-in-log-dir": 1000, "logserver-data-file-in-log-dir": 64 << 10} {
+		runCase(t, name, func(t *testing.T, dir string) error {
+			logDir := filepath.Join(dir, "logs")
+			if err := os.Mkdir(logDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			data := writeFile(t, filepath.Join(logDir, "data.log"), size, true)
+			g := guardFiles(t, data)
+			sock := filepath.Join(dir, "s")
+			var stderr bytes.Buffer
+			srv, _ := startCmd(t, "logserver", nil, &stderr, "-listen", "unix:"+sock, "-log-dir", logDir)
+			if err := waitSocket(sock, time.Minute); err != nil {
+				return fmt.Errorf("%v (stderr %q)", err, stderr.String())
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c, err := remote.Dial(ctx, "unix", sock, remote.ClientOptions{UUID: "vol", Node: 1, DeviceSize: 1 << 30,
+				Args: []string{"clustered-disk", "data.log", "1024"}})
+			if err == nil {
+				c.Close()
+			}
+			res := errors.Join(clearError("a clustered-disk log on a file of data in -log-dir", err), g.changed())
+			_ = srv.Process.Signal(syscall.SIGTERM)
+			if _, err := wait(srv, 30*time.Second); err != nil {
+				res = errors.Join(res, err)
+			}
+			return res
+		})
+	}
 }

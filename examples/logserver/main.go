@@ -8,8 +8,9 @@
 // clients must present a certificate signed by the -tls-ca bundle.
 // clustered-disk logs live in files under -log-dir, one per device name a
 // client constructs the log with (plain names only: a client cannot
-// reach files outside the directory); each file is created, or grown, to
-// -log-size bytes (e.g. 1MiB; a bare number is bytes). clustered-core logs
+// reach files outside the directory); a new file is created with -log-size
+// bytes (e.g. 1MiB; a bare number is bytes), an existing one is used as it
+// is and never grown (the disk log refuses what is not a log). clustered-core logs
 // need no files. -log-dir must exist; the server holds an exclusive lock
 // (flock) on it, so a second server on the same directory fails at start.
 //
@@ -141,7 +142,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 			if err != nil {
 				return nil, err
 			}
-			if fi, err := f.Stat(); err == nil && fi.Size() < size {
+			// Only a new (empty) file is sized here: an existing one is
+			// handed to the disk log as it is, which refuses what it
+			// cannot prove is a log of its own.
+			if fi, err := f.Stat(); err == nil && fi.Size() == 0 {
 				if err := f.Truncate(size); err != nil {
 					f.Close()
 					return nil, err

@@ -67,6 +67,17 @@ func TestServeUnixDiskAndShutDown(t *testing.T) {
 		Args: []string{"clustered-disk", "../escape", "1024"}})
 	require.Error(t, err, "a device name outside -log-dir was accepted")
 
+	// An existing file that is too short for the log is refused, not
+	// grown or overwritten.
+	junk := bytes.Repeat([]byte("user data "), 100) // 1000 bytes; the log needs 1280
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "data.log"), junk, 0o600))
+	_, err = remote.Dial(ctx, "unix", sock, remote.ClientOptions{UUID: "data", Node: 1, DeviceSize: 1 << 30,
+		Args: []string{"clustered-disk", "data.log", "1024"}})
+	require.Error(t, err, "a short file of data was taken as a log")
+	got, err := os.ReadFile(filepath.Join(dir, "data.log"))
+	require.NoError(t, err)
+	require.Equal(t, junk, got, "the short file of data was changed")
+
 	f, err := os.Open(filepath.Join(dir, "vol.log"))
 	require.NoError(t, err)
 	defer f.Close()

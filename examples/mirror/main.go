@@ -129,26 +129,29 @@ func main() {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		s := <-sigs
-		cl.clean()
+		cl.clean(true)
 		fmt.Fprintf(os.Stderr, "mirror: %v: stopped, temporary files removed\n", s)
 		os.Exit(128 + int(s.(syscall.Signal)))
 	}()
-	if err := demo(c, cl); err != nil {
-		cl.clean()
+	err = demo(c, cl)
+	if cl.clean(false) {
+		select {} // a signal is ending the demo: its handler reports and exits
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		os.Exit(1)
 	}
-	cl.clean()
 }
 
 // cleaner removes what the demo made when it ends or is interrupted: it
 // kills the workload child and removes the temporary directory. Once
 // cleaned it refuses new registrations (the demo is ending).
 type cleaner struct {
-	mu    sync.Mutex
-	done  bool
-	dir   string
-	child *os.Process
+	mu          sync.Mutex
+	done        bool
+	interrupted bool // a signal's handler cleaned
+	dir         string
+	child       *os.Process
 }
 
 // tempDir makes the demo's temporary directory and registers it.
@@ -184,12 +187,18 @@ func (c *cleaner) childGone() {
 	c.child = nil
 }
 
-// clean kills the child and removes the temporary directory, once.
-func (c *cleaner) clean() {
+// clean kills the child and removes the temporary directory, once;
+// bySignal says a signal's handler calls it. It reports whether a signal
+// has cleaned (then the demo's own error, if any, is only a consequence:
+// its child was killed and its files removed).
+func (c *cleaner) clean(bySignal bool) (interrupted bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if bySignal && !c.done {
+		c.interrupted = true
+	}
 	if c.done {
-		return
+		return c.interrupted
 	}
 	c.done = true
 	if c.child != nil {
@@ -198,6 +207,7 @@ func (c *cleaner) clean() {
 	if c.dir != "" {
 		_ = os.RemoveAll(c.dir)
 	}
+	return c.interrupted
 }
 
 // table returns the mirror's table line; mode is "", "nosync" or "sync".
@@ -353,7 +363,23 @@ func demo(c config, cl *cleaner) error {
 		fmt.Printf("\r   [%s%s] %d/%d regions  %s/s  ETA %v   ", strings.Repeat("#", done), strings.Repeat(".", w-done),
 			p.InSync, p.Total, human(int64(p.BytesPerSec)), p.ETA.Round(time.Millisecond))
 	}
-	m, err = mirror.Parse(table(size, region, ""), opener(dir), mirror.Options{ResyncRate: c.rate, OnProgress: bar})
+	var files []*os.File
+	for _, name := range []string{leg0, leg1, logName} {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		files = append(files, f)
+	}
+	closeFiles := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	defer closeFiles() // after the mirror's Close, deferred below
+	m, err = mirror.OpenDisk([]mirror.Leg{files[0], files[1]}, files[2],
+		dirtylog.Options{RegionSize: region, Name: logName},
+		mirror.Options{Size: size, Names: []string{leg0, leg1}, ResyncRate: c.rate, OnProgress: bar})
 	if err != nil {
 		return err
 	}
@@ -385,6 +411,7 @@ func demo(c config, cl *cleaner) error {
 	if err := m.Close(); err != nil {
 		return err
 	}
+	closeFiles() // and so their locks, before the mirror is opened again
 	h0, err0 := fileHash(filepath.Join(dir, leg0))
 	h1, err1 := fileHash(filepath.Join(dir, leg1))
 	if err := errors.Join(err0, err1); err != nil {

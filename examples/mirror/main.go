@@ -226,7 +226,7 @@ func demo(dir string, size, region, rate int64, writers int, run time.Duration) 
 		fmt.Printf("\r   [%s%s] %d/%d regions  %s/s  ETA %v   ", strings.Repeat("#", done), strings.Repeat(".", w-done),
 			p.InSync, p.Total, human(int64(p.BytesPerSec)), p.ETA.Round(time.Millisecond))
 	}
-	m, err = mirror.Parse(table(size, region, ""), opener(dir), mirror.Options{ResyncRate: rate, OnProgress: bar})
+	m, err = mirror.ParseWithOptions(table(size, region, ""), opener(dir), mirror.Options{ResyncRate: rate, OnProgress: bar})
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package mirror
 import (
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"time"
 
 	"github.com/dmlog/dmlog/dirtylog"
@@ -70,8 +71,9 @@ const inlineLegNanos = 1000
 // turn it off to measure the parallel path alone.
 var inlineFastLegs = true
 
-// sampleEvery is how often (in writes of one pooled writeOp) leg write
-// times are measured.
+// sampleEvery is how often (one write in sampleEvery, at random, from
+// the runtime's per-thread generator: no shared state) leg write times
+// are measured.
 const sampleEvery = 16
 
 // startLegs is where a write's leg writes start. With slow legs each leg
@@ -84,8 +86,7 @@ func (op *writeOp) startLegs() {
 		all = all || op.segs[i].all
 	}
 	c := op.cfg
-	op.writes++
-	op.sample = op.writes%sampleEvery == 0
+	op.sample = rand.Uint32()%sampleEvery == 0
 	if !all {
 		op.writeLegSegments(c.def)
 		return

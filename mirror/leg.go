@@ -43,10 +43,12 @@ type legState struct {
 	name string
 	off  int64
 
+	// Health, atomic: read by every I/O without a lock, changed by the
+	// failures found on any path.
 	errTypes   atomic.Uint32 // errWrite|errFlush|errSync|errRead
 	errCount   atomic.Int64
 	joining    atomic.Bool  // added by AddLeg/ReplaceLeg; serves no reads yet
-	readsInFly atomic.Int64 // for LeastPending
+	readsInFly atomic.Int64 // for LeastPending; atomic: bumped by every read
 	// writeNanos is a running average of the leg's write time, sampled
 	// by writers (atomic: a heuristic, updated without a lock; a lost
 	// update only delays the average). See inlineLegNanos.

@@ -93,7 +93,8 @@ type opSlot struct {
 	_ [64]byte
 }
 
-// config is the leg set; it is replaced, never changed in place.
+// config is the leg set; it is replaced (under Mirror.mu), never changed
+// in place, so its fields need no guard.
 type config struct {
 	legs []*legState
 	def  int // the default leg

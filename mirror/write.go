@@ -120,10 +120,7 @@ type writeOp struct {
 	wg    sync.WaitGroup
 	legFn [MaxLegs]func() // legFn[i] writes leg i's segments, then wg.Done
 
-	// Sampling of leg write times (startLegs): writes counts this pooled
-	// op's writes; sample is set before the leg writers start.
-	writes uint64
-	sample bool
+	sample bool // time the leg writes (startLegs sets it before they start)
 
 	segBuf   [1]segment
 	errBuf   [MaxLegs]error

@@ -205,3 +205,53 @@ func TestPartialLastRegion(t *testing.T) {
 		}
 	}
 }
+
+// blockDev looks like an *os.File on a block device: Stat says device,
+// and only seeking to the end tells its size.
+type blockDev struct {
+	*testdev.Memory
+	pos int64
+}
+
+type blockInfo struct{ os.FileInfo }
+
+func (blockInfo) Mode() os.FileMode { return os.ModeDevice }
+func (blockInfo) Size() int64       { return 0 }
+
+func (d *blockDev) Stat() (os.FileInfo, error) { return blockInfo{}, nil }
+
+func (d *blockDev) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case 1:
+		d.pos += off
+	case 2:
+		d.pos = d.Memory.Size() + off
+	default:
+		d.pos = off
+	}
+	return d.pos, nil
+}
+
+// legSize uses only what a block device offers (no Size method).
+type blockOnly struct{ d *blockDev }
+
+func (b blockOnly) ReadAt(p []byte, off int64) (int, error)  { return b.d.ReadAt(p, off) }
+func (b blockOnly) WriteAt(p []byte, off int64) (int, error) { return b.d.WriteAt(p, off) }
+func (b blockOnly) Stat() (os.FileInfo, error)               { return b.d.Stat() }
+func (b blockOnly) Seek(off int64, whence int) (int64, error) {
+	return b.d.Seek(off, whence)
+}
+
+// A block device leg is sized by seeking to its end, and the seek offset
+// is put back.
+func TestShortBlockDeviceLegRefused(t *testing.T) {
+	const size, rs = 64 << 10, 4 << 10
+	bd := &blockDev{Memory: testdev.NewMemory(size - 4096), pos: 123}
+	_, err := New([]Leg{testdev.NewMemory(size), blockOnly{bd}}, coreLog(t, size, rs), Options{Size: size})
+	if !errors.Is(err, ErrBadLeg) || !strings.Contains(err.Error(), "leg 1 is 61440 bytes; the mirror needs 65536 bytes") {
+		t.Fatalf("New with a short block device: %v", err)
+	}
+	if bd.pos != 123 {
+		t.Fatalf("seek offset left at %d, want 123", bd.pos)
+	}
+}

@@ -93,14 +93,14 @@ func (op *writeOp) startLegs() {
 	}
 	if inlineFastLegs && op.fastLegs() {
 		for i := range c.legs {
-			op.writeLegSegments(i)
+			op.writeLegSegments(i) // the leg writes start here, in turn
 		}
 		return
 	}
 	last := len(c.legs) - 1
 	for i := range last {
 		op.wg.Add(1)
-		go op.legFn[i]()
+		go op.legFn[i]() // the leg writes start here, in parallel
 	}
 	op.writeLegSegments(last)
 	op.wg.Wait()

@@ -142,6 +142,11 @@ func benchWrites(b *testing.B, legs []Leg, size int64, conc int) {
 		}
 	})
 	b.ReportMetric(allocs, "allocs/write")
+	var ns int64
+	for _, l := range m.cfg.Load().legs {
+		ns = max(ns, l.writeNanos.Load())
+	}
+	b.ReportMetric(float64(ns), "leg_write_ns") // inline below inlineLegNanos
 }
 
 // rng0 drives the allocation count's offsets.
@@ -168,11 +173,22 @@ type memLeg []byte
 func (l memLeg) ReadAt(p []byte, off int64) (int, error)  { return copy(p, l[off:]), nil }
 func (l memLeg) WriteAt(p []byte, off int64) (int, error) { return copy(l[off:], p), nil }
 
-// BenchmarkWriteMem is BenchmarkWrite on in-memory legs.
+// BenchmarkWriteMem is BenchmarkWrite on in-memory legs. The mirror
+// writes such fast legs one after the other on the writer's goroutine
+// (inlineLegNanos); the parallel=forced runs turn that off, to show the
+// cost of the write path itself against the same parallel leg writes.
 func BenchmarkWriteMem(b *testing.B) {
 	const size = 64 << 20
-	for _, conc := range []int{1, 16} {
-		b.Run("writers="+itoa(conc), func(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		conc   int
+		inline bool
+	}{{"writers=1", 1, true}, {"writers=16", 16, true},
+		{"writers=1/parallel=forced", 1, false}, {"writers=16/parallel=forced", 16, false}} {
+		conc := bc.conc
+		b.Run(bc.name, func(b *testing.B) {
+			inlineFastLegs = bc.inline
+			defer func() { inlineFastLegs = true }()
 			legs := []Leg{make(memLeg, size), make(memLeg, size)}
 			for _, l := range legs {
 				for i := 0; i < size; i += 4096 {

@@ -68,6 +68,8 @@ func (op *writeOp) marksReadyLocked() bool {
 	if op.need > m.okGen {
 		return false
 	}
+	// The write's marks are durable: the last successful flush covered
+	// them (need <= okGen).
 	if op.anySync && m.logFailure && m.opts.HandleErrors {
 		return false
 	}

@@ -33,7 +33,10 @@
 // A *Mirror is safe for concurrent use by any number of goroutines.
 // Writes that overlap are applied to every leg in the order they started,
 // so in-sync legs stay byte-identical; writes that do not overlap run in
-// parallel, and each write goes to all its legs in parallel. Discard takes
+// parallel, and each write goes to all its legs in parallel (legs whose
+// writes average under a microsecond, such as memory legs, are written in
+// turn on the writer's goroutine instead: a goroutine hand-off would cost
+// more than the write). Discard takes
 // the same path as a write. The mirror runs two goroutines (the log
 // flusher and the resync worker, which starts up to ResyncParallel
 // copies); Close stops all of them.

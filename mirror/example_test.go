@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/dmlog/dmlog/dirtylog"
+	"github.com/dmlog/dmlog/dirtylog/testdev"
 	"github.com/dmlog/dmlog/mirror"
 )
 
@@ -225,4 +226,55 @@ func closeFiles(fs []*os.File) {
 	for _, f := range fs {
 		f.Close()
 	}
+}
+
+// ParseWithOptions is Parse with the Options a table line cannot carry,
+// here a resync rate and a read policy.
+func ExampleParseWithOptions() {
+	open := func(string) (mirror.Leg, error) { return testdev.NewMemory(1 << 20), nil }
+	m, err := mirror.ParseWithOptions("0 2048 mirror core 1 128 2 a 0 b 0", open, mirror.Options{
+		ResyncRate: 64 << 20, // bytes per second
+		ReadPolicy: mirror.LeastPending,
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer m.Close()
+	if err := m.WaitInSync(context.Background()); err != nil {
+		panic(err)
+	}
+	p := m.Progress()
+	fmt.Printf("resynced %d of %d regions\n", p.InSync, p.Total)
+	// Output:
+	// resynced 16 of 16 regions
+}
+
+// A FUA write is on every leg durably when WriteAtFUA returns: a power
+// cut of the (in-memory) legs right after it keeps it, with no Sync.
+func ExampleMirror_WriteAtFUA() {
+	const size = 1 << 20
+	legs := []*testdev.Memory{testdev.NewMemory(size), testdev.NewMemory(size)}
+	log, err := dirtylog.NewCore(dirtylog.Options{RegionSize: 64 << 10, DeviceSize: size, Sync: dirtylog.NoSync})
+	if err != nil {
+		panic(err)
+	}
+	m, err := mirror.New([]mirror.Leg{legs[0], legs[1]}, log, mirror.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer m.Close()
+	if _, err := m.WriteAtFUA([]byte("committed"), 0); err != nil {
+		panic(err)
+	}
+	if _, err := m.WriteAt([]byte("in flight"), 4096); err != nil {
+		panic(err)
+	}
+	for i, l := range legs {
+		l.Crash(testdev.CrashOptions{Mode: testdev.DropAll})
+		b := l.Bytes()
+		fmt.Printf("leg %d: %q %q\n", i, b[:9], b[4096:4105])
+	}
+	// Output:
+	// leg 0: "committed" "\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+	// leg 1: "committed" "\x00\x00\x00\x00\x00\x00\x00\x00\x00"
 }

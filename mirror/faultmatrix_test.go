@@ -22,27 +22,28 @@ import (
 func faultTrial(seed uint64) error {
 	rng := rand.New(rand.NewPCG(seed, 0xfa17))
 	nlegs := 2 + rng.IntN(2)
+	size := trialSize(rng)
 	var mems []*testdev.Memory
 	var fs []*testdev.Faulty
 	var legs []Leg
 	for range nlegs {
-		mem := testdev.NewMemory(crashSize)
+		mem := testdev.NewMemory(size)
 		f := testdev.NewFaulty(mem)
 		mems, fs, legs = append(mems, mem), append(fs, f), append(legs, f)
 	}
 	logMem := testdev.NewMemory(4096)
 	logF := testdev.NewFaulty(logMem)
 	all := append(append([]*testdev.Faulty(nil), fs...), logF)
-	m, err := OpenDisk(legs, logF, dirtylog.Options{RegionSize: crashRegion, DeviceSize: crashSize, Sync: dirtylog.NoSync},
+	m, err := OpenDisk(legs, logF, dirtylog.Options{RegionSize: crashRegion, DeviceSize: size, Sync: dirtylog.NoSync},
 		Options{ResyncRetry: time.Millisecond, ReadRepair: rng.IntN(2) == 0, ReadPolicy: ReadPolicy(rng.IntN(3)),
 			ClearDelay: time.Duration(rng.IntN(2)) * time.Millisecond})
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	h := &history{sectors: make([][]sectorWrite, crashSize/crashSector)}
+	h := &history{sectors: make([][]sectorWrite, size/crashSector)}
 	const workers = 3
-	per := crashSize / crashSector / workers
+	per := int(size / crashSector / workers)
 	var wg sync.WaitGroup
 	var faultMu sync.Mutex
 	ops := []testdev.Op{testdev.OpRead, testdev.OpWrite, testdev.OpSync}
@@ -63,7 +64,7 @@ func faultTrial(seed uint64) error {
 					_ = m.Sync()
 				case 2:
 					p := make([]byte, crashSector)
-					_, _ = m.ReadAt(p, int64(r.IntN(crashSize/crashSector))*crashSector)
+					_, _ = m.ReadAt(p, int64(r.IntN(int(size/crashSector)))*crashSector)
 				}
 				s := lo + r.IntN(hi-lo)
 				cnt := min(1+r.IntN(3), hi-s)
@@ -119,17 +120,13 @@ func faultTrial(seed uint64) error {
 }
 
 func TestFaultMatrix(t *testing.T) {
-	base := uint64(time.Now().UnixNano())
-	trials := uint64(300)
+	trials := 300
 	if os.Getenv("DMLOG_LONG") != "" {
 		trials = 3000
 	}
-	if s := os.Getenv("DMLOG_SEED"); s != "" {
-		fmt.Sscan(s, &base)
-		trials = 1
-	}
-	t.Logf("fault matrix: %d trials from seed %d (rerun one with DMLOG_SEED=<seed>)", trials, base)
-	for i := range trials {
+	base := matrixSeed(t, &trials)
+	t.Logf("fault matrix: %d trials from seed %d (DMLOG_SEED=<seed> reruns one; DMLOG_TRIALS=<n> sets the count)", trials, base)
+	for i := range uint64(trials) {
 		if err := faultTrial(base + i); err != nil {
 			t.Fatalf("trial seed %d: %v", base+i, err)
 		}

@@ -9,6 +9,11 @@ package mirror
 // status D, the regions go out of sync (degraded mode), and the write
 // succeeds if a healthy leg holds it durably (errors as WriteAt's).
 //
+// In degraded mode the write is durable on the legs that took it: as in
+// the kernel, a mirror reopened after a crash must not make a failed leg
+// its default leg (replace it first), or the resync copies the failed
+// leg's older data over it.
+//
 // WriteAtFUA does not flush writes acknowledged earlier to other ranges
 // on purpose, but a leg's Sync usually does (as os.File.Sync does); use
 // Sync for a full barrier.

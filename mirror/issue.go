@@ -3,6 +3,8 @@ package mirror
 import (
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"time"
 
 	"github.com/dmlog/dmlog/dirtylog"
 )
@@ -57,35 +59,80 @@ func (op *writeOp) split() {
 	}
 }
 
-// startLegs is where a write's leg writes start: each leg that takes
-// part gets its own goroutine (the last one runs on this goroutine), and
-// startLegs returns when every leg returned.
+// inlineLegNanos is the average leg write time below which a write's
+// legs are written one after another on the writer's goroutine instead
+// of in parallel: starting a goroutine and waiting for it (about a
+// microsecond, mostly cross-core wake-ups) would cost more than the write
+// itself. Memory legs and RAM disks are written inline; files, block
+// devices and network legs, whose writes take longer, in parallel.
+const inlineLegNanos = 1000
+
+// inlineFastLegs enables the inline writing of fast legs; the benchmarks
+// turn it off to measure the parallel path alone.
+var inlineFastLegs = true
+
+// sampleEvery is how often (one write in sampleEvery, at random, from
+// the runtime's per-thread generator: no shared state) leg write times
+// are measured.
+const sampleEvery = 16
+
+// startLegs is where a write's leg writes start. With slow legs each leg
+// that takes part gets its own goroutine (the last one runs on this
+// goroutine); with fast legs (inlineLegNanos) they are written in turn
+// here. startLegs returns when every leg returned.
 func (op *writeOp) startLegs() {
 	all := false
 	for i := range op.segs {
 		all = all || op.segs[i].all
 	}
 	c := op.cfg
-	last := c.def
-	if all {
-		last = len(c.legs) - 1
-		for i := range last {
-			op.wg.Add(1)
-			go op.legFn[i]()
+	op.sample = rand.Uint32()%sampleEvery == 0
+	if !all {
+		op.writeLegSegments(c.def)
+		return
+	}
+	if inlineFastLegs && op.fastLegs() {
+		for i := range c.legs {
+			op.writeLegSegments(i) // the leg writes start here, in turn
 		}
+		return
+	}
+	last := len(c.legs) - 1
+	for i := range last {
+		op.wg.Add(1)
+		go op.legFn[i]() // the leg writes start here, in parallel
 	}
 	op.writeLegSegments(last)
 	op.wg.Wait()
 }
 
-// writeLegSegments writes leg i's segments in order.
+// fastLegs reports whether every leg's writes average under
+// inlineLegNanos.
+func (op *writeOp) fastLegs() bool {
+	for _, l := range op.cfg.legs {
+		if l.writeNanos.Load() >= inlineLegNanos {
+			return false
+		}
+	}
+	return true
+}
+
+// writeLegSegments writes leg i's segments in order, timing them when
+// the write samples leg times.
 func (op *writeOp) writeLegSegments(i int) {
 	l := op.cfg.legs[i]
+	var start time.Time
+	if op.sample {
+		start = time.Now()
+	}
 	for si := range op.segs {
 		s := &op.segs[si]
 		if s.all || i == op.cfg.def {
 			s.errs[i] = op.writeLeg(l, s)
 		}
+	}
+	if op.sample {
+		l.noteWriteTime(time.Since(start))
 	}
 }
 

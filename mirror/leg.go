@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/bits-and-blooms/bitset"
 )
@@ -42,10 +43,16 @@ type legState struct {
 	name string
 	off  int64
 
+	// Health, atomic: read by every I/O without a lock, changed by the
+	// failures found on any path.
 	errTypes   atomic.Uint32 // errWrite|errFlush|errSync|errRead
 	errCount   atomic.Int64
 	joining    atomic.Bool  // added by AddLeg/ReplaceLeg; serves no reads yet
-	readsInFly atomic.Int64 // for LeastPending
+	readsInFly atomic.Int64 // for LeastPending; atomic: bumped by every read
+	// writeNanos is a running average of the leg's write time, sampled
+	// by writers (atomic: a heuristic, updated without a lock; a lost
+	// update only delays the average). See inlineLegNanos.
+	writeNanos atomic.Int64
 
 	// Join progress (guarded by Mirror.mu): regions not yet copied to a
 	// joining leg.
@@ -54,6 +61,13 @@ type legState struct {
 }
 
 func (l *legState) failed() bool { return l.errTypes.Load() != 0 }
+
+// noteWriteTime adds a sampled write time to the leg's running average
+// (weight 1/8).
+func (l *legState) noteWriteTime(d time.Duration) {
+	old := l.writeNanos.Load()
+	l.writeNanos.Store(old + (int64(d)-old)/8)
+}
 
 // readable reports whether the leg may serve reads of in-sync regions.
 func (l *legState) readable() bool { return !l.failed() && !l.joining.Load() }

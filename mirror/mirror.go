@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -34,6 +35,7 @@ type Mirror struct {
 	volatile bool            // dirtylog.IsVolatile(log): its Flush makes nothing durable
 	local    bool            // dirtylog.IsLocal(log): RemoteRecovering is always false
 	closers  []func() error  // devices Parse opened
+	locked   []*os.File      // legs flocked by New, unlocked by Close
 
 	// cfg is the leg set: atomic, so the write and read paths load it
 	// without a lock; replaced (never changed in place) under mu.
@@ -91,7 +93,8 @@ type opSlot struct {
 	_ [64]byte
 }
 
-// config is the leg set; it is replaced, never changed in place.
+// config is the leg set; it is replaced (under Mirror.mu), never changed
+// in place, so its fields need no guard.
 type config struct {
 	legs []*legState
 	def  int // the default leg
@@ -109,6 +112,16 @@ type counters struct {
 // New builds a mirror over legs with log. Leg 0 is the default leg. The
 // log's geometry gives the region size; Options.Size the device size (or
 // the log's RegionCount*RegionSize).
+//
+// Every leg whose size can be learned (a Size() int64 method, a regular
+// file's length, a block device's size) must hold Size bytes, or New
+// fails with ErrBadLeg naming the leg, its size and the size needed; with
+// Size 0 the size never exceeds the shortest such leg. With a local log
+// (Core, Disk), legs handed as *os.File (or at an offset by Parse) are
+// locked exclusively (flock) until Close, as the kernel claims a
+// target's devices: a second mirror over the same files fails with an
+// error wrapping flock.ErrInUse ("in use by another opener"). A cluster
+// log's legs are shared between nodes on purpose and are not locked.
 //
 // With a persistent log (dirtylog.Disk), pass a flush callback that syncs
 // the legs, or clears may reach the log before the data reaches the legs:
@@ -133,12 +146,28 @@ func New(legs []Leg, log dirtylog.Log, o Options) (*Mirror, error) {
 		return nil, fmt.Errorf("%w: log region size %d", ErrBadTable, rs)
 	}
 	n := log.RegionCount()
-	size := o.Size
-	if size == 0 {
-		size = int64(n) * rs
+	if o.Size < 0 || o.Size > 0 && uint64((o.Size+rs-1)/rs) != n {
+		return nil, fmt.Errorf("%w: device size %d bytes does not match the log's %d regions of %d bytes", ErrBadTable, o.Size, n, rs)
 	}
-	if size <= 0 || uint64((size+rs-1)/rs) != n {
-		return nil, fmt.Errorf("%w: device size %d does not match the log's %d regions of %d bytes", ErrBadTable, size, n, rs)
+	for i, l := range legs {
+		if l == nil {
+			return nil, fmt.Errorf("%w: leg %d is nil", ErrBadLeg, i)
+		}
+	}
+	size, err := checkLegSizes(legs, &o, int64(n)*rs, rs)
+	if err != nil {
+		return nil, err
+	}
+	if size <= 0 {
+		return nil, fmt.Errorf("%w: device size %d bytes (the log has %d regions)", ErrBadTable, size, n)
+	}
+	var locked []*os.File
+	if dirtylog.IsLocal(log) {
+		// A cluster log (remote, etcdlog) shares its legs between nodes
+		// on purpose; a local one must be their only user.
+		if locked, err = lockLegs(legs, &o); err != nil {
+			return nil, err
+		}
 	}
 	m := &Mirror{
 		log:        log,
@@ -151,6 +180,7 @@ func New(legs []Leg, log dirtylog.Log, o Options) (*Mirror, error) {
 		flushKick:  make(chan struct{}, 1),
 		resyncKick: make(chan struct{}, 1),
 		held:       make(chan struct{}),
+		locked:     locked,
 	}
 	m.volatile = dirtylog.IsVolatile(log)
 	m.local = dirtylog.IsLocal(log)
@@ -161,15 +191,13 @@ func New(legs []Leg, log dirtylog.Log, o Options) (*Mirror, error) {
 	m.cond = sync.NewCond(m.mu)
 	c := &config{}
 	for i, l := range legs {
-		if l == nil {
-			return nil, fmt.Errorf("%w: leg %d is nil", ErrBadLeg, i)
-		}
 		c.legs = append(c.legs, m.newLeg(l, i))
 	}
 	m.cfg.Store(c)
 	m.inSync = log.SyncCount() == n
 	if o.Syncer != nil {
 		if err := o.Syncer.bind(m); err != nil {
+			unlockAll(locked)
 			return nil, err
 		}
 	}
@@ -367,6 +395,7 @@ func (m *Mirror) Close() error {
 	if cerr := m.log.Close(); cerr != nil && !errors.Is(cerr, dirtylog.ErrClosed) {
 		err = errors.Join(err, fmt.Errorf("mirror: closing log: %w", cerr))
 	}
+	unlockAll(m.locked)
 	for _, c := range m.closers {
 		err = errors.Join(err, c())
 	}

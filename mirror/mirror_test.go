@@ -224,10 +224,14 @@ func TestWriteToRecoveringRegionWaits(t *testing.T) {
 	done := make(chan error, 1)
 	p := fill(100, 'w')
 	go func() { _, err := m.WriteAt(p, 10); done <- err }()
+	// Deterministic: the write parks on the mirror's condition (the only
+	// waiter here: every region is out of sync, so no write waits for a
+	// flush), and only the end of the copy can release it.
+	waitFor(t, "the write to park", func() bool { return m.waiters.Load() > 0 })
 	select {
 	case err := <-done:
 		t.Fatalf("write to a recovering region completed during the copy (%v)", err)
-	case <-time.After(20 * time.Millisecond):
+	default:
 	}
 	l0.mu.Lock()
 	close(l0.gate)
@@ -377,6 +381,11 @@ func TestAddAndReplaceLeg(t *testing.T) {
 	// The new leg holds the join copy (whole-region writes) until released
 	// and records any read.
 	nl := &joinGateLeg{Memory: testdev.NewMemory(64 << 10), gate: make(chan struct{}), regionSize: 4096}
+	// The gate opens on any exit, so a failing check fails at once
+	// instead of leaving the rig's Close waiting for the held join copy.
+	var gateOnce sync.Once
+	openGate := func() { gateOnce.Do(func() { close(nl.gate) }) }
+	t.Cleanup(openGate) // runs before the rig's Close (cleanups run last-in first-out)
 	if err := r.m.AddLeg(nl); err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +413,7 @@ func TestAddAndReplaceLeg(t *testing.T) {
 	if s := r.m.Stats(); !s.Legs[2].Joining {
 		t.Fatal("leg joined before its copy was released")
 	}
-	close(nl.gate)
+	openGate()
 	waitFor(t, "leg to join", func() bool { return !r.m.Stats().Legs[2].Joining })
 	if !bytes.Equal(nl.Bytes(), r.legs[0].Bytes()) {
 		t.Fatal("joined leg differs")
@@ -417,11 +426,15 @@ func TestAddAndReplaceLeg(t *testing.T) {
 	// replaced.
 	r.faulty[1].Add(testdev.Rule{Label: "dead", Op: testdev.OpAny})
 	done := make(chan error, 1)
+	held := r.m.Stats().HeldWrites
 	go func() { _, err := r.m.WriteAt(fill(10, 'c'), 4096*3); done <- err }()
+	// Deterministic: the write counts itself held just before it blocks,
+	// and only ReplaceLeg or Close can release it.
+	waitFor(t, "the write to be held", func() bool { return r.m.Stats().HeldWrites > held })
 	select {
 	case err := <-done:
 		t.Fatalf("write after leg failure with handle_errors completed: %v", err)
-	case <-time.After(20 * time.Millisecond):
+	default:
 	}
 	if got := r.m.Status(); got != "3 leg0 leg1 leg2 15/16 1 ADA 1 core" {
 		t.Fatalf("status %q", got)
@@ -430,8 +443,13 @@ func TestAddAndReplaceLeg(t *testing.T) {
 	if err := r.m.ReplaceLeg(1, repl); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-done; err != nil {
-		t.Fatalf("held write after ReplaceLeg: %v", err)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("held write after ReplaceLeg: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("ReplaceLeg did not release the held write")
 	}
 	r.waitSync(t)
 	if !bytes.Equal(repl.Bytes(), r.legs[0].Bytes()) {

@@ -42,8 +42,10 @@ func (p ReadPolicy) String() string {
 // limit.
 type Options struct {
 	// Size of the mirrored device in bytes (the kernel's ti->len). Zero
-	// means RegionCount*RegionSize of the log. The last region may be
-	// partial: Size need not be a multiple of the region size.
+	// means RegionCount*RegionSize of the log, or the shortest leg whose
+	// size can be learned if that is less (still in the last region): it
+	// never exceeds a leg. The last region may be partial: Size need not
+	// be a multiple of the region size.
 	Size int64
 	// Names of the legs in Status and Table (the kernel prints major:minor).
 	// Missing names default to "leg0", "leg1", …

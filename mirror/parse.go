@@ -3,7 +3,6 @@ package mirror
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/dmlog/dmlog/dirtylog"
 	"github.com/dmlog/dmlog/internal/table"
@@ -25,20 +24,22 @@ type Opener func(name string) (Leg, error)
 // Offsets and lengths are in 512-byte sectors. Device names are resolved
 // by open; each leg is addressed from its offset. The log is built by
 // dirtylog.New with a flush callback that syncs every leg. The device size
-// is <len> if given, else opts[0].Size, else the smallest leg (its Size()
-// or Stat()) less its offset. Grammar and limits are the kernel's (2 to 9
-// legs, features as above); errors wrap ErrBadTable or the log's error.
-//
-// At most one Options may be given; its Names, Offsets, Size,
+// is <len> if given, else the smallest leg (its Size(), a file's length or
+// a block device's size) less its offset; every leg whose size can be
+// learned must hold it (ErrBadLeg names the leg, its size and the size
+// needed). Legs opened as *os.File are locked as New locks them. Grammar
+// and limits are the kernel's (2 to 9 legs, features as above); errors
+// wrap ErrBadTable or the log's error. Parse is ParseWithOptions with zero
+// Options.
+func Parse(tableLine string, open Opener) (*Mirror, error) {
+	return ParseWithOptions(tableLine, open, Options{})
+}
+
+// ParseWithOptions is Parse with Options for what the table line cannot
+// say (read policy, resync rate, events, ...). o.Size is the device size
+// in bytes when the line has no <start> <len>; o's Names, Offsets,
 // HandleErrors, KeepLog and Syncer are taken from the table.
-func Parse(tableLine string, open Opener, opts ...Options) (*Mirror, error) {
-	if len(opts) > 1 {
-		return nil, fmt.Errorf("%w: more than one Options", ErrBadTable)
-	}
-	var o Options
-	if len(opts) == 1 {
-		o = opts[0]
-	}
+func ParseWithOptions(tableLine string, open Opener, o Options) (*Mirror, error) {
 	if open == nil {
 		return nil, fmt.Errorf("%w: nil opener", ErrBadTable)
 	}
@@ -71,10 +72,13 @@ func Parse(tableLine string, open Opener, opts ...Options) (*Mirror, error) {
 			closers = append(closers, c.Close)
 		}
 		if fromLegs {
-			if s, ok := devSize(dev); ok {
-				if s -= tl.off; s > 0 && (size == 0 || s < size) {
-					size = s
-				}
+			s, known, err := legSize(dev)
+			if err != nil {
+				closeAll()
+				return nil, fmt.Errorf("%w: leg %s: %w", ErrBadLeg, tl.name, err)
+			}
+			if s -= tl.off; known && s > 0 && (size == 0 || s < size) {
+				size = s
 			}
 		}
 		legs = append(legs, offsetLeg(dev, tl.off))
@@ -123,13 +127,28 @@ func Parse(tableLine string, open Opener, opts ...Options) (*Mirror, error) {
 
 // OpenDisk builds a mirror over legs with a disk log on logDev, wiring the
 // log's flush callback to sync the legs. lo gives the log's geometry
-// (RegionSize; DeviceSize defaults to o.Size) and mode; its FlushCallback
-// is replaced.
+// (RegionSize; DeviceSize defaults to o.Size, or with neither set to the
+// shortest leg whose size can be learned) and mode; its FlushCallback is
+// replaced. Legs are checked and locked as New does.
 func OpenDisk(legs []Leg, logDev dirtylog.Device, lo dirtylog.Options, o Options) (*Mirror, error) {
 	s := new(LegsSyncer)
 	lo.FlushCallback = s.Sync
 	if lo.DeviceSize == 0 {
 		lo.DeviceSize = o.Size
+	}
+	if lo.DeviceSize == 0 {
+		for i, l := range legs {
+			if l == nil {
+				return nil, fmt.Errorf("%w: leg %d is nil", ErrBadLeg, i)
+			}
+			sz, known, err := legSize(l)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: %w", ErrBadLeg, o.legName(i), err)
+			}
+			if known && (lo.DeviceSize == 0 || sz < lo.DeviceSize) {
+				lo.DeviceSize = sz
+			}
+		}
 	}
 	if o.Size == 0 {
 		o.Size = lo.DeviceSize
@@ -254,20 +273,6 @@ func truncate(s string) string {
 		return s[:80] + "..."
 	}
 	return s
-}
-
-func devSize(dev any) (int64, bool) {
-	switch v := dev.(type) {
-	case interface{ Size() int64 }:
-		if s := v.Size(); s > 0 {
-			return s, true
-		}
-	case interface{ Stat() (os.FileInfo, error) }:
-		if fi, err := v.Stat(); err == nil && fi.Mode().IsRegular() {
-			return fi.Size(), true
-		}
-	}
-	return 0, false
 }
 
 // offLeg addresses a device from an offset, passing Sync through.

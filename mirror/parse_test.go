@@ -27,7 +27,7 @@ func memOpener(size int64) (Opener, map[string]*testdev.Memory) {
 
 func TestParse(t *testing.T) {
 	open, devs := memOpener(1 << 20)
-	m, err := Parse("mirror core 2 16 nosync 3 a 0 b 8 c 16 1 handle_errors", open, Options{Size: 512 << 10})
+	m, err := ParseWithOptions("mirror core 2 16 nosync 3 a 0 b 8 c 16 1 handle_errors", open, Options{Size: 512 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,9 +96,9 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, table string) {
 		open, _ := memOpener(64 << 10)
-		m, err := Parse(table, open, Options{Size: 32 << 10, NoResync: true})
+		m, err := ParseWithOptions(table, open, Options{Size: 32 << 10, NoResync: true})
 		if err != nil {
-			if !errors.Is(err, ErrBadTable) && !errors.Is(err, dirtylog.ErrBadArgs) &&
+			if !errors.Is(err, ErrBadTable) && !errors.Is(err, ErrBadLeg) && !errors.Is(err, dirtylog.ErrBadArgs) &&
 				!errors.Is(err, dirtylog.ErrBadRegionSize) && !errors.Is(err, dirtylog.ErrUnknownType) &&
 				!errors.Is(err, dirtylog.ErrLogDeviceTooSmall) && !strings.Contains(err.Error(), "opening") {
 				t.Fatalf("Parse(%q): unexpected error %v", table, err)

@@ -37,7 +37,10 @@ func (m *Mirror) takeTicketLocked(t *ticket, lo, hi int64) {
 // dropTicketLocked takes t off its shards' inflight lists and wakes the
 // writes waiting for it. Every shard of t.mask (or m.mu) must be held.
 func (m *Mirror) dropTicketLocked(t *ticket) {
-	if ch := t.done.Swap(nil); ch != nil {
+	// A plain load (no locked swap on every write): a waiter sets done
+	// only under one of t's shards, all of which are held here.
+	if ch := t.done.Load(); ch != nil {
+		t.done.Store(nil)
 		close(*ch)
 	}
 	for x := t.mask; x != 0; x &= x - 1 {

@@ -16,7 +16,7 @@ import (
 //     is marked in the log; the log flush covering the mark completes
 //     before any leg sees the write (writers share flushes; a region
 //     already durably marked skips the wait); then every leg is written in
-//     parallel;
+//     parallel (or in turn, for legs faster than a goroutine hand-off);
 //   - out of sync (NOSYNC): only the default leg is written, no mark;
 //   - being recovered: the write waits for the copy, then goes to all legs.
 //
@@ -119,6 +119,8 @@ type writeOp struct {
 	segs  []segment
 	wg    sync.WaitGroup
 	legFn [MaxLegs]func() // legFn[i] writes leg i's segments, then wg.Done
+
+	sample bool // time the leg writes (startLegs sets it before they start)
 
 	segBuf   [1]segment
 	errBuf   [MaxLegs]error

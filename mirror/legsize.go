@@ -1,0 +1,124 @@
+package mirror
+
+import (
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+
+	"github.com/dmlog/dmlog/internal/flock"
+)
+
+// legSize learns a leg's size in bytes when it can: from a Size() int64
+// method, a regular file's length (Stat), or a block device's size (by
+// seeking to its end and back). known is false for a device that offers
+// none of these.
+func legSize(dev any) (size int64, known bool, err error) {
+	switch d := dev.(type) {
+	case *offLeg:
+		s, known, err := legSize(d.dev)
+		return max(s-d.off, 0), known, err
+	case interface{ Size() int64 }:
+		return d.Size(), true, nil
+	case interface{ Stat() (os.FileInfo, error) }:
+		fi, err := d.Stat()
+		if err != nil {
+			return 0, false, fmt.Errorf("sizing: %w", err)
+		}
+		if fi.Mode().IsRegular() {
+			return fi.Size(), true, nil
+		}
+		if fi.Mode()&fs.ModeDevice == 0 || fi.Mode()&fs.ModeCharDevice != 0 {
+			return 0, false, nil
+		}
+		sk, ok := dev.(io.Seeker)
+		if !ok {
+			return 0, false, nil
+		}
+		cur, err := sk.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return 0, false, fmt.Errorf("sizing a block device: %w", err)
+		}
+		end, err := sk.Seek(0, io.SeekEnd)
+		if _, rerr := sk.Seek(cur, io.SeekStart); err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("sizing a block device: %w", err)
+		}
+		return end, true, nil
+	}
+	return 0, false, nil
+}
+
+// legName is leg i's name for errors: its Options.Names entry if any.
+func (o *Options) legName(i int) string {
+	if i < len(o.Names) && o.Names[i] != "" {
+		return fmt.Sprintf("leg %d (%s)", i, o.Names[i])
+	}
+	return fmt.Sprintf("leg %d", i)
+}
+
+// checkLegSizes returns the mirror's size in bytes, given the one asked
+// for (0: the log's regions, but never past the shortest leg), and fails
+// if a leg whose size it can learn is shorter than that.
+func checkLegSizes(legs []Leg, o *Options, logSize, rs int64) (int64, error) {
+	sizes := make([]int64, len(legs))
+	shortest := int64(-1)
+	for i, l := range legs {
+		s, known, err := legSize(l)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %s: %w", ErrBadLeg, o.legName(i), err)
+		}
+		sizes[i] = -1
+		if known {
+			sizes[i] = s
+			if shortest < 0 || s < shortest {
+				shortest = s
+			}
+		}
+	}
+	size := o.Size
+	if size == 0 {
+		size = logSize
+		// A shortest leg inside the last region makes that region partial.
+		if shortest >= 0 && shortest < size && (shortest+rs-1)/rs == (size+rs-1)/rs {
+			size = shortest
+		}
+	}
+	for i, s := range sizes {
+		if s >= 0 && s < size {
+			return 0, fmt.Errorf("%w: %s is %d bytes; the mirror needs %d bytes", ErrBadLeg, o.legName(i), s, size)
+		}
+	}
+	return size, nil
+}
+
+// lockLegs takes an exclusive advisory lock (flock) on every leg that is
+// an *os.File (directly or at an offset), as the kernel claims a target's
+// devices: a second opener of the same files gets an error wrapping
+// flock.ErrInUse. It returns the files locked, to be unlocked on Close.
+func lockLegs(legs []Leg, o *Options) ([]*os.File, error) {
+	var locked []*os.File
+	for i, l := range legs {
+		if ol, ok := l.(*offLeg); ok {
+			l = ol.dev
+		}
+		f, ok := l.(*os.File)
+		if !ok {
+			continue
+		}
+		if err := flock.Lock(f, "mirror: "+o.legName(i)); err != nil {
+			unlockAll(locked)
+			return nil, err
+		}
+		locked = append(locked, f)
+	}
+	return locked, nil
+}
+
+func unlockAll(fs []*os.File) {
+	for _, f := range fs {
+		_ = flock.Unlock(f)
+	}
+}

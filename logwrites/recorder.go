@@ -1,6 +1,8 @@
 package logwrites
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -28,8 +30,10 @@ const (
 
 // Device is the data device a Recorder wraps. If it also has
 // Sync() error it is synced for flushes and FUA writes; if it has
-// Discard(off, n int64) error discards are passed down, otherwise they are
-// only logged (the kernel target emulates discard the same way).
+// Discard(off, n int64) error discards are passed down. Otherwise a discard
+// is applied so that the device reads as the replay of its log (zeros): on
+// an *os.File by punching a hole (fallocate PUNCH_HOLE|KEEP_SIZE, Linux),
+// else, or where holes are not supported, by writing zeros.
 //
 // A Recorder calls a Device's methods from as many goroutines as call the
 // Recorder, so a Device must be safe for concurrent use (as io.ReaderAt and
@@ -71,7 +75,20 @@ type Options struct {
 	// may be lost, as on a real device. Without it, unaligned writes fail
 	// with ErrUnaligned. Discards must always be aligned.
 	ReadModifyWrite bool
+	// Overwrite lets New start a log over a log device that is not blank:
+	// one whose first CheckedLogBytes bytes are not all zero (a previous
+	// log, a file system, any data), or that cannot be read to tell.
+	// Without it New refuses such a device with an error wrapping
+	// ErrLogDeviceNotBlank and writes nothing. (The kernel target writes
+	// its super block over whatever the device holds: Overwrite is its rule.)
+	Overwrite bool
 }
+
+// CheckedLogBytes is how much of a log device New reads to see that it is
+// blank (all zero) before it writes the super block: enough for the super
+// blocks of a previous log and of common file systems (ext4 at 1 KiB, XFS
+// at 0, btrfs at 64 KiB). A device shorter than that is read to its end.
+const CheckedLogBytes = 128 << 10
 
 // Recorder wraps a data device and records every write, discard, flush and
 // mark into a log device in the dm-log-writes format, with the kernel
@@ -153,21 +170,24 @@ func (b *batch) add(s int, sector, nr uint64, flags Flags, data []byte) {
 
 // New returns a Recorder that passes I/O to dev and logs it to logDev. It
 // writes an empty super block (nr_entries 0) to logDev right away, so the
-// log can be opened at any time.
+// log can be opened at any time. logDev must be blank (its first
+// CheckedLogBytes bytes all zero: a new file, a zeroed device) unless
+// Options.Overwrite is set; otherwise New refuses it with an error wrapping
+// ErrLogDeviceNotBlank, having written nothing.
 func New(dev Device, logDev io.WriterAt, o Options) (*Recorder, error) {
 	s := o.SectorSize
 	if s == 0 {
 		s = 512
 	}
 	if s < 0 || !validSectorSize(uint64(s)) {
-		return nil, fmt.Errorf("%w: %d", ErrBadSectorSize, o.SectorSize)
+		return nil, fmt.Errorf("%w: Options.SectorSize %d bytes (want a power of two from 512 to %d bytes, or 0 for 512)", ErrBadSectorSize, o.SectorSize, MaxSectorSize)
 	}
 	r := &Recorder{dev: dev, logDev: logDev, s: s, logSize: -1, durable: o.Durable, rmw: o.ReadModifyWrite, nextBlock: 1, held: newBatch()}
 	switch {
 	case o.LogSize > 0:
 		r.logSize = o.LogSize
 	case o.LogSize < 0:
-		return nil, fmt.Errorf("%w: negative LogSize %d", ErrInvalidArgument, o.LogSize)
+		return nil, fmt.Errorf("%w: Options.LogSize %d bytes is negative (0 means the log device's size)", ErrInvalidArgument, o.LogSize)
 	default:
 		sz, fixed, _, err := devSize(logDev)
 		if err != nil {
@@ -178,7 +198,12 @@ func New(dev Device, logDev io.WriterAt, o Options) (*Recorder, error) {
 		}
 	}
 	if r.logSize >= 0 && r.logSize < int64(2*s) {
-		return nil, fmt.Errorf("%w: log device of %d bytes cannot hold one entry", ErrLogFull, r.logSize)
+		return nil, fmt.Errorf("%w: a log device of %d bytes cannot hold the super block and one entry (%d bytes at sector size %d)", ErrLogFull, r.logSize, 2*s+1, s)
+	}
+	if !o.Overwrite {
+		if err := checkBlank(logDev, r.logSize); err != nil {
+			return nil, err
+		}
 	}
 	r.super = make([]byte, s)
 	r.scratch = make([]byte, s)
@@ -192,6 +217,38 @@ func New(dev Device, logDev io.WriterAt, o Options) (*Recorder, error) {
 		}
 	}
 	return r, nil
+}
+
+// checkBlank returns nil if the first CheckedLogBytes bytes of logDev (or
+// all of them, for a smaller device: size, or where reading stops) are
+// zero, else an error wrapping ErrLogDeviceNotBlank that says what is there.
+func checkBlank(logDev io.WriterAt, size int64) error {
+	ra, ok := logDev.(io.ReaderAt)
+	if !ok {
+		return fmt.Errorf("%w: the log device (%T) has no ReadAt, so New cannot check that it holds no data; set Options.Overwrite to start a log over it anyway", ErrLogDeviceNotBlank, logDev)
+	}
+	n := int64(CheckedLogBytes)
+	if size >= 0 {
+		n = min(n, size)
+	}
+	buf := make([]byte, n)
+	m, err := ra.ReadAt(buf, 0)
+	if m < len(buf) && err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("logwrites: reading the first %d bytes of the log device to check that it is blank: %w", n, err)
+	}
+	buf = buf[:max(m, 0)]
+	if allZero(buf) {
+		return nil
+	}
+	what := "non-zero data"
+	if len(buf) >= 8 && binary.LittleEndian.Uint64(buf) == Magic {
+		what = "a dm-log-writes log"
+	}
+	i := 0
+	for buf[i] == 0 {
+		i++
+	}
+	return fmt.Errorf("%w: it holds %s (first non-zero byte at offset %d of the %d bytes checked); set Options.Overwrite to start a new log over it", ErrLogDeviceNotBlank, what, i, len(buf))
 }
 
 // SectorSize returns the log's sector size.
@@ -329,7 +386,8 @@ func (r *Recorder) flush(flags Flags) error {
 }
 
 // Discard discards n bytes at off: passed to the data device if it has a
-// Discard method, and logged as a DISCARD entry held until the next flush.
+// Discard method, else applied as a hole or zeros (see Device), and logged
+// as a DISCARD entry held until the next flush.
 // off and n must be multiples of the sector size.
 func (r *Recorder) Discard(off, n int64) error {
 	if err := r.aligned("discard", off, n); err != nil {
@@ -347,6 +405,8 @@ func (r *Recorder) Discard(off, n int64) error {
 		if err := d.Discard(off, n); err != nil {
 			return err
 		}
+	} else if err := discardDevice(r.dev, off, n); err != nil {
+		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -324,8 +324,9 @@ func TestLogSizeFromFile(t *testing.T) {
 	}
 	rec, err := New(testdev.NewMemory(1<<20), struct {
 		io.WriterAt
+		io.ReaderAt
 		fileLike
-	}{bf, bf}, Options{})
+	}{bf, bf, bf}, Options{})
 	require.NoError(t, err)
 	require.Equal(t, int64(123), bf.off, "the file offset was not restored")
 	require.NoError(t, rec.Mark("a"))

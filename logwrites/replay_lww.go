@@ -94,7 +94,7 @@ func (rp *replayer) runLWW() error {
 	case !endSeen && planErr == nil:
 		return fmt.Errorf("end mark %q: %w", o.EndMark, ErrMarkNotFound)
 	}
-	if err := rp.copyExtents(&m); err != nil {
+	if err := rp.copyExtents(&m, lwwInFlight); err != nil {
 		return err
 	}
 	if planErr != nil {
@@ -138,8 +138,9 @@ type copyJob struct {
 	pieces []copyPiece
 }
 
-// copyExtents writes every extent of m to the target.
-func (rp *replayer) copyExtents(m *extentMap) error {
+// copyExtents writes every extent of m to the target, with up to inFlight
+// jobs at a time (1: one at a time, from the calling goroutine).
+func (rp *replayer) copyExtents(m *extentMap, inFlight int) error {
 	var data int64
 	m.all(func(x extent) bool {
 		if x.src >= 0 {
@@ -204,13 +205,24 @@ func (rp *replayer) copyExtents(m *extentMap) error {
 	}
 	seq := 0
 	cur := newJob()
+	var inline []byte
+	if inFlight <= 1 {
+		inline = make([]byte, size)
+	}
 	send := func() {
 		if cur.n == 0 {
 			return
 		}
 		cur.seq = seq
 		seq++
-		if workers < lwwInFlight {
+		if inFlight <= 1 {
+			if err := rp.runJob(cur, inline); err != nil {
+				report(cur.seq, err)
+			}
+			cur.pieces, cur.n = cur.pieces[:0], 0
+			return
+		}
+		if workers < inFlight {
 			startWorker()
 		}
 		jobs <- cur

@@ -129,4 +129,3 @@ func blockRange(e Entry, sectorSize int) (lo, hi uint64) {
 	lo = uint64(e.Offset(sectorSize)) >> blockShift
 	return lo, lo + uint64(e.Length(sectorSize))>>blockShift
 }
-

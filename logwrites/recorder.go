@@ -97,9 +97,13 @@ const CheckedLogBytes = 128 << 10
 // A Recorder is safe for concurrent use by many goroutines. Each method
 // issues its I/O to the data device and "completes" when that I/O returns;
 // the order of completion is the order of logging. The data logged is the
-// data passed in (a plain write's data is copied when it completes, since it
-// is held until the next flush; the caller may not change p during the call,
-// as io.WriterAt requires).
+// data passed in (the caller may not change p during the call, as
+// io.WriterAt requires; it is not retained). A plain write is held until
+// the next flush: if the log device can be read (io.ReaderAt) and nothing
+// is being logged ahead of it, its entry is written to the log device when
+// it completes, at the place it will have, and read back only if a FUA
+// write, a mark or another flush goes ahead of it; otherwise its data is
+// copied and kept until the flush (see recorder_early.go).
 //
 // Failures to log (log full, log write error) never fail data I/O: logging
 // stops for good, Status ends in "logging_disabled", and Err returns the
@@ -129,6 +133,12 @@ type Recorder struct {
 	err       error
 	super     []byte // a super block buffer of one sector
 	scratch   []byte // header block (+ small data) buffer for direct entries
+
+	// Early logging (recorder_early.go).
+	logRA   io.ReaderAt // logDev as a reader; nil: writes are held in memory
+	early   *batch      // the batch whose entries are on the log device at nextBlock, not in its buffer
+	pending int         // batches spliced by flushes and not yet logged
+	noEarly bool        // a log write failed: hold writes in memory from now on
 }
 
 // batch holds entries waiting for a flush: their header blocks and data
@@ -136,6 +146,7 @@ type Recorder struct {
 // logs them with one write.
 type batch struct {
 	buf  []byte
+	size int // bytes of its entries (len(buf) unless they are on the log device)
 	ents []batchEntry
 }
 
@@ -155,7 +166,7 @@ func (b *batch) free() {
 	if cap(b.buf) > 64<<20 {
 		b.buf = nil // do not keep huge buffers alive
 	}
-	b.buf, b.ents = b.buf[:0], b.ents[:0]
+	b.buf, b.ents, b.size = b.buf[:0], b.ents[:0], 0
 	batchPool.Put(b)
 }
 
@@ -166,6 +177,7 @@ func (b *batch) add(s int, sector, nr uint64, flags Flags, data []byte) {
 	putHeader(b.buf[off:], sector, nr, flags, "")
 	b.buf = append(b.buf, data...)
 	b.ents = append(b.ents, batchEntry{off: off, blocks: 1 + uint64(len(data)/s)})
+	b.size = len(b.buf)
 }
 
 // New returns a Recorder that passes I/O to dev and logs it to logDev. It
@@ -207,6 +219,7 @@ func New(dev Device, logDev io.WriterAt, o Options) (*Recorder, error) {
 	}
 	r.super = make([]byte, s)
 	r.scratch = make([]byte, s)
+	r.logRA, _ = logDev.(io.ReaderAt)
 	putSuper(r.super, 0, s)
 	if _, err := logDev.WriteAt(r.super, 0); err != nil {
 		return nil, fmt.Errorf("logwrites: writing the super block: %w", err)
@@ -310,13 +323,14 @@ func (r *Recorder) WriteAtFlags(p []byte, off int64, f WriteFlags) (int, error) 
 	defer r.mu.Unlock()
 	switch {
 	case f&Preflush != 0:
+		r.pending--
 		r.logBatchLocked(spliced)
 		r.logDirectLocked(sector, nr, Flags(f), "", p)
 		r.flushedLocked()
 	case f&FUA != 0:
 		r.logDirectLocked(sector, nr, Flags(f), "", p)
-	case !r.disabled:
-		r.held.add(r.s, sector, nr, Flags(f), p)
+	default:
+		r.holdLocked(sector, nr, Flags(f), p)
 	}
 	return n, nil
 }
@@ -374,10 +388,11 @@ func (r *Recorder) flush(flags Flags) error {
 		return err
 	}
 	// The flush entry goes after the writes it flushes, in the same log
-	// write.
-	spliced.add(r.s, 0, 0, flags, nil)
+	// write (or right after them, if they are on the log device already).
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.pending--
+	r.appendFlushLocked(spliced, flags)
 	r.logBatchLocked(spliced)
 	if (flags&FlagFUA != 0 || r.durable) && !r.disabled {
 		r.writeSuperLocked()
@@ -410,9 +425,7 @@ func (r *Recorder) Discard(off, n int64) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.disabled {
-		r.held.add(r.s, uint64(off)/uint64(r.s), uint64(n)/uint64(r.s), FlagDiscard, nil)
-	}
+	r.holdLocked(uint64(off)/uint64(r.s), uint64(n)/uint64(r.s), FlagDiscard, nil)
 	return nil
 }
 
@@ -510,6 +523,7 @@ func (r *Recorder) splice() *batch {
 	defer r.mu.Unlock()
 	b := r.held
 	r.held = newBatch()
+	r.pending++
 	return b
 }
 
@@ -520,6 +534,10 @@ func (r *Recorder) unsplice(b *batch) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.pending--
+	if b == r.early {
+		r.inMemoryLocked() // later writes go after it, in memory
+	}
 	if r.disabled || len(b.ents) == 0 {
 		b.free()
 		return
@@ -529,6 +547,7 @@ func (r *Recorder) unsplice(b *batch) {
 		b.ents = append(b.ents, batchEntry{off: e.off + len(b.buf), blocks: e.blocks})
 	}
 	b.buf = append(b.buf, later.buf...)
+	b.size = len(b.buf)
 	later.free()
 	r.held = b
 }
@@ -556,13 +575,29 @@ func (r *Recorder) reserveLocked(blocks uint64) (pos uint64, ok bool) {
 	return pos, true
 }
 
-// logBatchLocked logs held entries, with one log write when they fit.
+// logBatchLocked logs held entries, with one log write when they fit (none
+// if they are on the log device already, where they belong).
 func (r *Recorder) logBatchLocked(b *batch) {
 	defer b.free()
 	if b == nil || r.disabled || len(b.ents) == 0 {
+		if b != nil && b == r.early {
+			r.early = nil
+		}
 		return
 	}
-	total := uint64(len(b.buf) / r.s)
+	total := uint64(b.size / r.s)
+	if b == r.early && (r.logSize < 0 || (r.nextBlock+total)*uint64(r.s) < uint64(r.logSize)) {
+		r.early = nil
+		r.nextBlock += total
+		r.logged += uint64(len(b.ents))
+		return
+	}
+	// Another batch on the log device where b goes, or b there but the log
+	// fills up within it: b (or the other) into memory first.
+	r.inMemoryLocked()
+	if r.disabled {
+		return
+	}
 	if r.logSize >= 0 && (r.nextBlock+total)*uint64(r.s) >= uint64(r.logSize) {
 		// The log fills up within the batch: go entry by entry, to stop
 		// exactly where the kernel would.
@@ -591,6 +626,10 @@ func (r *Recorder) logBatchLocked(b *batch) {
 // logDirectLocked logs one entry at once: a FUA write, a flush, a mark. The
 // super block is rewritten after a FUA or MARK entry.
 func (r *Recorder) logDirectLocked(sector, nr uint64, flags Flags, mark string, data []byte) {
+	if r.disabled {
+		return
+	}
+	r.inMemoryLocked() // this entry goes ahead of held writes
 	if r.disabled {
 		return
 	}
@@ -650,6 +689,7 @@ func (r *Recorder) disableLocked(cause error) {
 		return
 	}
 	r.disabled = true
+	r.early = nil
 	r.err = fmt.Errorf("%w: %w", ErrLoggingDisabled, cause)
 	if r.held != nil {
 		r.held.free()

@@ -113,6 +113,7 @@ func benchRecorder(b *testing.B, open func(b *testing.B, name string, size int) 
 		p[i] = byte(i)
 	}
 	var rec *Recorder
+	o.Overwrite = true // a new log over the last one every benchRounds
 	newRec := func() {
 		var err error
 		rec, err = New(dev, logDev, o)

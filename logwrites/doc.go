@@ -37,8 +37,12 @@
 // take every replay-log option (ReplayOptions) and fix its pitfalls: a
 // missing end mark is an error before anything is written, discards always
 // zero their range, the sector range filters discards too, and a checker
-// fails by error or panic. The command examples/replay-log is a drop-in
-// replay-log built on them.
+// fails by error or panic. Without a per-entry action (a checker or a
+// progress callback) Replay is last-writer-wins: it reads the headers
+// once, keeps which entry last wrote or discarded each byte range, and
+// copies only what survives, read straight from the log, in target order;
+// the result is the sequential replay's, byte for byte. The command
+// examples/replay-log is a drop-in replay-log built on them.
 //
 // # Crash states
 //
@@ -51,6 +55,34 @@
 // replays exactly (ReplayState). The command examples/crashtest uses it to
 // crash-test a small key-value store.
 //
+// # Safety
+//
+// The package never overwrites or reinterprets bytes it cannot prove are
+// its own unless asked to. What each entry point refuses, and why:
+//
+//   - New refuses a log device that is not blank — its first
+//     CheckedLogBytes bytes hold a previous log, a file system or any other
+//     data, or it has no ReadAt to check — with ErrLogDeviceNotBlank,
+//     writing nothing. Options.Overwrite starts a log over it anyway (the
+//     kernel target's rule: it writes its super block over whatever is
+//     there). New also refuses a bad sector size (ErrBadSectorSize), a
+//     negative LogSize (ErrInvalidArgument) and a log device too small for
+//     one entry (ErrLogFull), each naming the value in bytes.
+//   - Replay refuses a nil target (ErrNoTarget), a start entry beyond the
+//     log and inconsistent checker options (ErrInvalidEntry), and a start or
+//     end mark that is not in the log (ErrMarkNotFound) — all before writing
+//     anything. A log that turns out truncated or malformed stops the replay
+//     at the bad entry (ErrTruncated, ErrMalformed), never a silent short
+//     replay. The command examples/replay-log also refuses to grow a target
+//     file smaller than the log's device unless --grow is given.
+//   - Open refuses anything that is not a version-1 dm-log-writes super
+//     block (ErrBadMagic, ErrBadVersion, ErrBadSectorSize).
+//   - Recorder.Discard on a device without a Discard method is applied (a
+//     punched hole on an *os.File, zeros elsewhere), so the device always
+//     equals the replay of its log.
+//   - A closed Recorder refuses every operation, and a second Close, with
+//     ErrClosed, which wraps os.ErrClosed.
+//
 // Errors wrap the package's sentinel errors (ErrMalformed, ErrTruncated,
 // ErrUnaligned, ErrLoggingDisabled, ...) with context; *EntryError and
 // *ReplayError say which entry, at which log block, and how many entries
@@ -59,7 +91,11 @@
 // # Concurrency
 //
 // A Recorder is safe for concurrent use by many goroutines. A Log is
-// immutable and safe for concurrent use if its io.ReaderAt is. Replay uses
-// its arguments from one goroutine and may run concurrently with other
-// replays of the same Log onto other targets.
+// immutable and safe for concurrent use if its io.ReaderAt is. A sequential
+// Replay (with a Checker, Progress or ReplayOptions.Sequential) uses its
+// arguments from one goroutine; a last-writer-wins Replay makes parallel
+// ReadAt calls on the log and parallel WriteAt calls on distinct ranges of
+// the target, as the io.ReaderAt and io.WriterAt contracts allow, from
+// goroutines that have all returned when Replay does. Replays of the same
+// Log onto different targets may run concurrently.
 package logwrites

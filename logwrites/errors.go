@@ -3,6 +3,7 @@ package logwrites
 import (
 	"errors"
 	"fmt"
+	"os"
 )
 
 // Sentinel errors. Every error returned by this package wraps one of these
@@ -40,8 +41,13 @@ var (
 	ErrLoggingDisabled = errors.New("logwrites: logging disabled")
 	// ErrLogFull: the log device ran out of space.
 	ErrLogFull = errors.New("logwrites: ran out of space on the log device")
-	// ErrClosed: the Recorder has been closed.
-	ErrClosed = errors.New("logwrites: recorder closed")
+	// ErrClosed: the Recorder has been closed. It wraps os.ErrClosed (the
+	// os.File convention), so errors.Is(err, os.ErrClosed) holds too.
+	ErrClosed = fmt.Errorf("logwrites: recorder closed: %w", os.ErrClosed)
+	// ErrLogDeviceNotBlank: New was given a log device that already holds
+	// data (a previous log, a file system) or that it cannot read to check,
+	// without Options.Overwrite.
+	ErrLogDeviceNotBlank = errors.New("logwrites: log device is not blank")
 	// ErrInvalidMark: a mark name is empty, too long for the sector size, or
 	// contains a NUL byte.
 	ErrInvalidMark = errors.New("logwrites: invalid mark name")

@@ -124,6 +124,10 @@ func (m *extentMap) assign(x extent) {
 		repl[nr] = *right
 		nr++
 	}
+	xi := i // x's index in chunk ci
+	if repl[0] != x {
+		xi++
+	}
 	if cj == ci {
 		m.n += nr - (j - i)
 		m.chunks[ci] = spliceExtents(c, i, j, repl[:nr])
@@ -135,8 +139,26 @@ func (m *extentMap) assign(x extent) {
 		m.n += nr
 		m.chunks[ci] = append(m.chunks[ci], repl[:nr]...)
 	}
-	m.merge(ci)
+	m.mergeAt(ci, xi)
 	m.tidy(ci, cj)
+}
+
+// mergeAt joins extent k of chunk ci with its neighbours in the chunk where
+// they continue each other: only a newly assigned extent can.
+func (m *extentMap) mergeAt(ci, k int) {
+	c := m.chunks[ci]
+	if k+1 < len(c) && c[k].contiguous(c[k+1]) {
+		c[k].end = c[k+1].end
+		c = append(c[:k+1], c[k+2:]...)
+		m.n--
+	}
+	if k > 0 && c[k-1].contiguous(c[k]) {
+		c[k-1].end = c[k].end
+		c = append(c[:k], c[k+1:]...)
+		m.n--
+	}
+	clear(c[len(c):cap(c)][:min(2, cap(c)-len(c))])
+	m.chunks[ci] = c
 }
 
 // spliceExtents replaces c[i:j] with repl.
@@ -153,26 +175,6 @@ func spliceExtents(c []extent, i, j int, repl []extent) []extent {
 	}
 	copy(c[i:], repl)
 	return c
-}
-
-// merge joins the contiguous neighbours of chunk ci.
-func (m *extentMap) merge(ci int) {
-	c := m.chunks[ci]
-	if len(c) < 2 {
-		return
-	}
-	k := 0
-	for i := 1; i < len(c); i++ {
-		if c[k].contiguous(c[i]) {
-			c[k].end = c[i].end
-			continue
-		}
-		k++
-		c[k] = c[i]
-	}
-	m.n -= len(c) - (k + 1)
-	clear(c[k+1:])
-	m.chunks[ci] = c[:k+1]
 }
 
 // tidy drops the empty chunks in [ci, cj] and splits chunk ci if it grew

@@ -151,6 +151,20 @@ func FuzzReplay(f *testing.F) {
 		if err != nil {
 			checkLogErr(t, err)
 		}
+		if !o.Find && o.Checker == nil {
+			// The last-writer-wins replay leaves what the sequential one
+			// does; where the sequential one succeeds, so does it.
+			seq := newMemDev(64 << 10)
+			so := o
+			so.Sequential = true
+			serr := Replay(l, seq, so)
+			if serr == nil && err != nil {
+				t.Fatalf("sequential replay succeeds, last-writer-wins fails: %v", err)
+			}
+			if serr == nil && !bytes.Equal(seq.b, target.b) {
+				t.Fatal("last-writer-wins and sequential replays differ")
+			}
+		}
 		// ReplayState of the same log: a prefix, then the next entries
 		// (any kind, any size) in reverse order.
 		d := Description{Prefix: min(o.Limit, l.NumEntries())}

@@ -1,6 +1,8 @@
 package logwrites
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -28,8 +30,10 @@ const (
 
 // Device is the data device a Recorder wraps. If it also has
 // Sync() error it is synced for flushes and FUA writes; if it has
-// Discard(off, n int64) error discards are passed down, otherwise they are
-// only logged (the kernel target emulates discard the same way).
+// Discard(off, n int64) error discards are passed down. Otherwise a discard
+// is applied so that the device reads as the replay of its log (zeros): on
+// an *os.File by punching a hole (fallocate PUNCH_HOLE|KEEP_SIZE, Linux),
+// else, or where holes are not supported, by writing zeros.
 //
 // A Recorder calls a Device's methods from as many goroutines as call the
 // Recorder, so a Device must be safe for concurrent use (as io.ReaderAt and
@@ -71,7 +75,20 @@ type Options struct {
 	// may be lost, as on a real device. Without it, unaligned writes fail
 	// with ErrUnaligned. Discards must always be aligned.
 	ReadModifyWrite bool
+	// Overwrite lets New start a log over a log device that is not blank:
+	// one whose first CheckedLogBytes bytes are not all zero (a previous
+	// log, a file system, any data), or that cannot be read to tell.
+	// Without it New refuses such a device with an error wrapping
+	// ErrLogDeviceNotBlank and writes nothing. (The kernel target writes
+	// its super block over whatever the device holds: Overwrite is its rule.)
+	Overwrite bool
 }
+
+// CheckedLogBytes is how much of a log device New reads to see that it is
+// blank (all zero) before it writes the super block: enough for the super
+// blocks of a previous log and of common file systems (ext4 at 1 KiB, XFS
+// at 0, btrfs at 64 KiB). A device shorter than that is read to its end.
+const CheckedLogBytes = 128 << 10
 
 // Recorder wraps a data device and records every write, discard, flush and
 // mark into a log device in the dm-log-writes format, with the kernel
@@ -80,9 +97,13 @@ type Options struct {
 // A Recorder is safe for concurrent use by many goroutines. Each method
 // issues its I/O to the data device and "completes" when that I/O returns;
 // the order of completion is the order of logging. The data logged is the
-// data passed in (a plain write's data is copied when it completes, since it
-// is held until the next flush; the caller may not change p during the call,
-// as io.WriterAt requires).
+// data passed in (the caller may not change p during the call, as
+// io.WriterAt requires; it is not retained). A plain write is held until
+// the next flush: if the log device can be read (io.ReaderAt) and nothing
+// is being logged ahead of it, its entry is written to the log device when
+// it completes, at the place it will have, and read back only if a FUA
+// write, a mark or another flush goes ahead of it; otherwise its data is
+// copied and kept until the flush (see recorder_early.go).
 //
 // Failures to log (log full, log write error) never fail data I/O: logging
 // stops for good, Status ends in "logging_disabled", and Err returns the
@@ -112,6 +133,12 @@ type Recorder struct {
 	err       error
 	super     []byte // a super block buffer of one sector
 	scratch   []byte // header block (+ small data) buffer for direct entries
+
+	// Early logging (recorder_early.go).
+	logRA   io.ReaderAt // logDev as a reader; nil: writes are held in memory
+	early   *batch      // the batch whose entries are on the log device at nextBlock, not in its buffer
+	pending int         // batches spliced by flushes and not yet logged
+	noEarly bool        // a log write failed: hold writes in memory from now on
 }
 
 // batch holds entries waiting for a flush: their header blocks and data
@@ -119,6 +146,7 @@ type Recorder struct {
 // logs them with one write.
 type batch struct {
 	buf  []byte
+	size int // bytes of its entries (len(buf) unless they are on the log device)
 	ents []batchEntry
 }
 
@@ -138,7 +166,7 @@ func (b *batch) free() {
 	if cap(b.buf) > 64<<20 {
 		b.buf = nil // do not keep huge buffers alive
 	}
-	b.buf, b.ents = b.buf[:0], b.ents[:0]
+	b.buf, b.ents, b.size = b.buf[:0], b.ents[:0], 0
 	batchPool.Put(b)
 }
 
@@ -149,25 +177,29 @@ func (b *batch) add(s int, sector, nr uint64, flags Flags, data []byte) {
 	putHeader(b.buf[off:], sector, nr, flags, "")
 	b.buf = append(b.buf, data...)
 	b.ents = append(b.ents, batchEntry{off: off, blocks: 1 + uint64(len(data)/s)})
+	b.size = len(b.buf)
 }
 
 // New returns a Recorder that passes I/O to dev and logs it to logDev. It
 // writes an empty super block (nr_entries 0) to logDev right away, so the
-// log can be opened at any time.
+// log can be opened at any time. logDev must be blank (its first
+// CheckedLogBytes bytes all zero: a new file, a zeroed device) unless
+// Options.Overwrite is set; otherwise New refuses it with an error wrapping
+// ErrLogDeviceNotBlank, having written nothing.
 func New(dev Device, logDev io.WriterAt, o Options) (*Recorder, error) {
 	s := o.SectorSize
 	if s == 0 {
 		s = 512
 	}
 	if s < 0 || !validSectorSize(uint64(s)) {
-		return nil, fmt.Errorf("%w: %d", ErrBadSectorSize, o.SectorSize)
+		return nil, fmt.Errorf("%w: Options.SectorSize %d bytes (want a power of two from 512 to %d bytes, or 0 for 512)", ErrBadSectorSize, o.SectorSize, MaxSectorSize)
 	}
 	r := &Recorder{dev: dev, logDev: logDev, s: s, logSize: -1, durable: o.Durable, rmw: o.ReadModifyWrite, nextBlock: 1, held: newBatch()}
 	switch {
 	case o.LogSize > 0:
 		r.logSize = o.LogSize
 	case o.LogSize < 0:
-		return nil, fmt.Errorf("%w: negative LogSize %d", ErrInvalidArgument, o.LogSize)
+		return nil, fmt.Errorf("%w: Options.LogSize %d bytes is negative (0 means the log device's size)", ErrInvalidArgument, o.LogSize)
 	default:
 		sz, fixed, _, err := devSize(logDev)
 		if err != nil {
@@ -178,10 +210,16 @@ func New(dev Device, logDev io.WriterAt, o Options) (*Recorder, error) {
 		}
 	}
 	if r.logSize >= 0 && r.logSize < int64(2*s) {
-		return nil, fmt.Errorf("%w: log device of %d bytes cannot hold one entry", ErrLogFull, r.logSize)
+		return nil, fmt.Errorf("%w: a log device of %d bytes cannot hold the super block and one entry (%d bytes at sector size %d)", ErrLogFull, r.logSize, 2*s+1, s)
+	}
+	if !o.Overwrite {
+		if err := checkBlank(logDev, r.logSize); err != nil {
+			return nil, err
+		}
 	}
 	r.super = make([]byte, s)
 	r.scratch = make([]byte, s)
+	r.logRA, _ = logDev.(io.ReaderAt)
 	putSuper(r.super, 0, s)
 	if _, err := logDev.WriteAt(r.super, 0); err != nil {
 		return nil, fmt.Errorf("logwrites: writing the super block: %w", err)
@@ -192,6 +230,38 @@ func New(dev Device, logDev io.WriterAt, o Options) (*Recorder, error) {
 		}
 	}
 	return r, nil
+}
+
+// checkBlank returns nil if the first CheckedLogBytes bytes of logDev (or
+// all of them, for a smaller device: size, or where reading stops) are
+// zero, else an error wrapping ErrLogDeviceNotBlank that says what is there.
+func checkBlank(logDev io.WriterAt, size int64) error {
+	ra, ok := logDev.(io.ReaderAt)
+	if !ok {
+		return fmt.Errorf("%w: the log device (%T) has no ReadAt, so New cannot check that it holds no data; set Options.Overwrite to start a log over it anyway", ErrLogDeviceNotBlank, logDev)
+	}
+	n := int64(CheckedLogBytes)
+	if size >= 0 {
+		n = min(n, size)
+	}
+	buf := make([]byte, n)
+	m, err := ra.ReadAt(buf, 0)
+	if m < len(buf) && err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("logwrites: reading the first %d bytes of the log device to check that it is blank: %w", n, err)
+	}
+	buf = buf[:max(m, 0)]
+	if allZero(buf) {
+		return nil
+	}
+	what := "non-zero data"
+	if len(buf) >= 8 && binary.LittleEndian.Uint64(buf) == Magic {
+		what = "a dm-log-writes log"
+	}
+	i := 0
+	for buf[i] == 0 {
+		i++
+	}
+	return fmt.Errorf("%w: it holds %s (first non-zero byte at offset %d of the %d bytes checked); set Options.Overwrite to start a new log over it", ErrLogDeviceNotBlank, what, i, len(buf))
 }
 
 // SectorSize returns the log's sector size.
@@ -253,13 +323,14 @@ func (r *Recorder) WriteAtFlags(p []byte, off int64, f WriteFlags) (int, error) 
 	defer r.mu.Unlock()
 	switch {
 	case f&Preflush != 0:
+		r.pending--
 		r.logBatchLocked(spliced)
 		r.logDirectLocked(sector, nr, Flags(f), "", p)
 		r.flushedLocked()
 	case f&FUA != 0:
 		r.logDirectLocked(sector, nr, Flags(f), "", p)
-	case !r.disabled:
-		r.held.add(r.s, sector, nr, Flags(f), p)
+	default:
+		r.holdLocked(sector, nr, Flags(f), p)
 	}
 	return n, nil
 }
@@ -317,10 +388,11 @@ func (r *Recorder) flush(flags Flags) error {
 		return err
 	}
 	// The flush entry goes after the writes it flushes, in the same log
-	// write.
-	spliced.add(r.s, 0, 0, flags, nil)
+	// write (or right after them, if they are on the log device already).
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.pending--
+	r.appendFlushLocked(spliced, flags)
 	r.logBatchLocked(spliced)
 	if (flags&FlagFUA != 0 || r.durable) && !r.disabled {
 		r.writeSuperLocked()
@@ -329,7 +401,8 @@ func (r *Recorder) flush(flags Flags) error {
 }
 
 // Discard discards n bytes at off: passed to the data device if it has a
-// Discard method, and logged as a DISCARD entry held until the next flush.
+// Discard method, else applied as a hole or zeros (see Device), and logged
+// as a DISCARD entry held until the next flush.
 // off and n must be multiples of the sector size.
 func (r *Recorder) Discard(off, n int64) error {
 	if err := r.aligned("discard", off, n); err != nil {
@@ -347,12 +420,12 @@ func (r *Recorder) Discard(off, n int64) error {
 		if err := d.Discard(off, n); err != nil {
 			return err
 		}
+	} else if err := discardDevice(r.dev, off, n); err != nil {
+		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.disabled {
-		r.held.add(r.s, uint64(off)/uint64(r.s), uint64(n)/uint64(r.s), FlagDiscard, nil)
-	}
+	r.holdLocked(uint64(off)/uint64(r.s), uint64(n)/uint64(r.s), FlagDiscard, nil)
 	return nil
 }
 
@@ -450,6 +523,7 @@ func (r *Recorder) splice() *batch {
 	defer r.mu.Unlock()
 	b := r.held
 	r.held = newBatch()
+	r.pending++
 	return b
 }
 
@@ -460,6 +534,10 @@ func (r *Recorder) unsplice(b *batch) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.pending--
+	if b == r.early {
+		r.inMemoryLocked() // later writes go after it, in memory
+	}
 	if r.disabled || len(b.ents) == 0 {
 		b.free()
 		return
@@ -469,6 +547,7 @@ func (r *Recorder) unsplice(b *batch) {
 		b.ents = append(b.ents, batchEntry{off: e.off + len(b.buf), blocks: e.blocks})
 	}
 	b.buf = append(b.buf, later.buf...)
+	b.size = len(b.buf)
 	later.free()
 	r.held = b
 }
@@ -496,13 +575,29 @@ func (r *Recorder) reserveLocked(blocks uint64) (pos uint64, ok bool) {
 	return pos, true
 }
 
-// logBatchLocked logs held entries, with one log write when they fit.
+// logBatchLocked logs held entries, with one log write when they fit (none
+// if they are on the log device already, where they belong).
 func (r *Recorder) logBatchLocked(b *batch) {
 	defer b.free()
 	if b == nil || r.disabled || len(b.ents) == 0 {
+		if b != nil && b == r.early {
+			r.early = nil
+		}
 		return
 	}
-	total := uint64(len(b.buf) / r.s)
+	total := uint64(b.size / r.s)
+	if b == r.early && (r.logSize < 0 || (r.nextBlock+total)*uint64(r.s) < uint64(r.logSize)) {
+		r.early = nil
+		r.nextBlock += total
+		r.logged += uint64(len(b.ents))
+		return
+	}
+	// Another batch on the log device where b goes, or b there but the log
+	// fills up within it: b (or the other) into memory first.
+	r.inMemoryLocked()
+	if r.disabled {
+		return
+	}
 	if r.logSize >= 0 && (r.nextBlock+total)*uint64(r.s) >= uint64(r.logSize) {
 		// The log fills up within the batch: go entry by entry, to stop
 		// exactly where the kernel would.
@@ -531,6 +626,10 @@ func (r *Recorder) logBatchLocked(b *batch) {
 // logDirectLocked logs one entry at once: a FUA write, a flush, a mark. The
 // super block is rewritten after a FUA or MARK entry.
 func (r *Recorder) logDirectLocked(sector, nr uint64, flags Flags, mark string, data []byte) {
+	if r.disabled {
+		return
+	}
+	r.inMemoryLocked() // this entry goes ahead of held writes
 	if r.disabled {
 		return
 	}
@@ -590,6 +689,7 @@ func (r *Recorder) disableLocked(cause error) {
 		return
 	}
 	r.disabled = true
+	r.early = nil
 	r.err = fmt.Errorf("%w: %w", ErrLoggingDisabled, cause)
 	if r.held != nil {
 		r.held.free()

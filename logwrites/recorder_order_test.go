@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -76,13 +77,15 @@ func racingFlushes(t *testing.T, preflushWrite bool) {
 		defer close(flusherDone)
 		last := uint64(0)
 		for k := 0; ; k++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+			// Stop only once every completed write has been flushed: at
+			// least one flush, however the goroutines are scheduled.
 			before := seq.Load()
 			if before == last {
+				select {
+				case <-stop:
+					return
+				default:
+				}
 				runtime.Gosched()
 				continue
 			}
@@ -198,4 +201,78 @@ func TestDurablePreflushAndFUA(t *testing.T) {
 			require.NoError(t, rec.Close())
 		})
 	}
+}
+
+// Held writes already on the log device are read back once when a FUA
+// write or a mark goes ahead of them, and the log is what holding them in
+// memory gives: the same bytes as with a log device that cannot be read.
+func TestEarlyLoggedWritesOvertaken(t *testing.T) {
+	work := func(rec *Recorder) {
+		for i := range 4 {
+			_, err := rec.WriteAt(fill(4096, byte(i+1)), int64(i)*4096)
+			require.NoError(t, err)
+		}
+		_, err := rec.WriteAtFlags(fill(512, 9), 64<<10, FUA) // ahead of the 4 held
+		require.NoError(t, err)
+		_, err = rec.WriteAt(fill(512, 7), 128<<10)
+		require.NoError(t, err)
+		require.NoError(t, rec.Mark("m")) // ahead of the 5 held
+		require.NoError(t, rec.Sync())
+		_, err = rec.WriteAt(fill(1024, 5), 8192)
+		require.NoError(t, err)
+		require.NoError(t, rec.Discard(0, 4096))
+		require.NoError(t, rec.Close())
+	}
+	logDev := testdev.NewMemory(1 << 20)
+	rec, err := New(testdev.NewMemory(1<<20), logDev, Options{})
+	require.NoError(t, err)
+	work(rec)
+	st := logDev.Stats()
+	require.Equal(t, int64(2), st.Reads, "read back at the FUA write and at the mark")
+	wlog := testdev.NewMemory(1 << 20)
+	rec, err = New(testdev.NewMemory(1<<20), struct{ io.WriterAt }{wlog}, Options{Overwrite: true})
+	require.NoError(t, err)
+	work(rec)
+	require.Equal(t, wlog.Bytes(), logDev.Bytes())
+	require.Equal(t, []entrySig{WF(FlagFUA, 128, 1), M("m"), W(0, 8), W(8, 8), W(16, 8), W(24, 8), W(256, 1), F(), W(16, 2), D(0, 8), M(EndMark)},
+		sigs(allEntries(t, openBytes(t, logDev.Bytes()))))
+}
+
+// A log write of an early-logged entry that fails once makes the Recorder
+// hold writes in memory from then on (the entries already on the log
+// device are read back), and the log is complete and in order; a read-back
+// that fails disables logging with a clear error, and data I/O goes on.
+func TestEarlyLogWriteFails(t *testing.T) {
+	logMem := testdev.NewMemory(1 << 20)
+	logDev := testdev.NewFaulty(logMem)
+	logDev.Add(testdev.Rule{Op: testdev.OpWrite, Nth: 4}) // the super, 2 entries, then this
+	rec, err := New(testdev.NewMemory(1<<20), logDev, Options{})
+	require.NoError(t, err)
+	for i := range 5 {
+		_, err := rec.WriteAt(fill(512, byte(i+1)), int64(i)*512)
+		require.NoError(t, err)
+	}
+	require.NoError(t, rec.Sync())
+	require.NoError(t, rec.Err())
+	require.NoError(t, rec.Close())
+	require.Equal(t, []entrySig{W(0, 1), W(1, 1), W(2, 1), W(3, 1), W(4, 1), F(), M(EndMark)},
+		sigs(allEntries(t, openBytes(t, logMem.Bytes()))))
+
+	logMem = testdev.NewMemory(1 << 20)
+	logDev = testdev.NewFaulty(logMem)
+	logDev.Add(testdev.Rule{Op: testdev.OpRead, From: 2}) // New's blank check is read 1
+	dev := testdev.NewMemory(1 << 20)
+	rec, err = New(dev, logDev, Options{})
+	require.NoError(t, err)
+	_, err = rec.WriteAt(fill(512, 1), 0)
+	require.NoError(t, err)
+	// The mark goes ahead of the held write: it is read back, which fails.
+	require.ErrorIs(t, rec.Mark("m"), ErrLoggingDisabled)
+	_, err = rec.WriteAt(fill(512, 2), 512)
+	require.NoError(t, err, "data I/O goes on")
+	require.ErrorIs(t, rec.Err(), ErrLoggingDisabled)
+	require.ErrorIs(t, rec.Err(), testdev.ErrInjected)
+	require.Contains(t, rec.Err().Error(), "reading back")
+	require.Equal(t, fill(512, 2), dev.Bytes()[512:1024])
+	require.Error(t, rec.Close())
 }

@@ -324,8 +324,9 @@ func TestLogSizeFromFile(t *testing.T) {
 	}
 	rec, err := New(testdev.NewMemory(1<<20), struct {
 		io.WriterAt
+		io.ReaderAt
 		fileLike
-	}{bf, bf}, Options{})
+	}{bf, bf, bf}, Options{})
 	require.NoError(t, err)
 	require.Equal(t, int64(123), bf.off, "the file offset was not restored")
 	require.NoError(t, rec.Mark("a"))
@@ -765,11 +766,14 @@ func TestReadModifyWrite(t *testing.T) {
 	}
 }
 
-// The write path's cost: a plain write is one data-device write and no log
-// I/O; a flush is one data-device sync and one log write for the held
-// writes and the flush entry together; a FUA write is a write and a sync of
-// the data device, then the entry and the super block in the log. In the
-// steady state nothing is allocated.
+// The write path's cost: a plain write is one data-device write and one
+// log write of its entry, where it will stay (the log device can be read
+// back, so the data is not copied to memory); a flush is one data-device
+// sync and one log write of the flush entry; a FUA write is a write and a
+// sync of the data device, then the entry and the super block in the log.
+// With a log device that cannot be read, the writes are held in memory and
+// a flush logs them and its entry with one log write. In the steady state
+// nothing is allocated.
 func TestWritePathCost(t *testing.T) {
 	rec, dev, logDev := newRec(t, Options{})
 	p := fill(4096, 1)
@@ -785,7 +789,7 @@ func TestWritePathCost(t *testing.T) {
 	logDev.ResetStats()
 	round()
 	require.Equal(t, testdev.Stats{Writes: 16, Syncs: 1, BytesWritten: 16 * 4096}, dev.Stats())
-	require.Equal(t, testdev.Stats{Writes: 1, BytesWritten: 16*(512+4096) + 512}, logDev.Stats())
+	require.Equal(t, testdev.Stats{Writes: 17, BytesWritten: 16*(512+4096) + 512}, logDev.Stats())
 
 	dev.ResetStats()
 	logDev.ResetStats()
@@ -794,6 +798,19 @@ func TestWritePathCost(t *testing.T) {
 	require.Equal(t, testdev.Stats{Writes: 1, Syncs: 1, BytesWritten: 4096}, dev.Stats())
 	require.Equal(t, testdev.Stats{Writes: 2, BytesWritten: 512 + 4096 + 512}, logDev.Stats())
 	require.NoError(t, rec.Close())
+
+	// A write-only log device: held in memory, one log write per flush.
+	wdev, wlog := testdev.NewMemory(1<<20), testdev.NewMemory(4<<20)
+	wrec, err := New(wdev, struct{ io.WriterAt }{wlog}, Options{Overwrite: true})
+	require.NoError(t, err)
+	for i := range 16 {
+		_, err := wrec.WriteAt(p, int64(i)*4096)
+		require.NoError(t, err)
+	}
+	wlog.ResetStats()
+	require.NoError(t, wrec.Sync())
+	require.Equal(t, testdev.Stats{Writes: 1, BytesWritten: 16*(512+4096) + 512}, wlog.Stats())
+	require.NoError(t, wrec.Close())
 
 	if !raceEnabled {
 		mrec, err := New(newMemDev(1<<20), newMemDev(64<<20), Options{})

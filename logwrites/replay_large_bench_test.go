@@ -281,7 +281,7 @@ func BenchmarkReplayPlanMemory(b *testing.B) {
 				b.ReportMetric(float64(m.n), "extents")
 				b.ReportMetric(float64(m.bytes())/1e6, "map-MB")
 				b.ReportMetric(float64(after.HeapAlloc-min(before.HeapAlloc, after.HeapAlloc))/1e6, "plan-heap-MB")
-				if err := rp.copyExtents(&m); err != nil {
+				if err := rp.copyExtents(&m, lwwInFlight); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -15,10 +15,33 @@ import (
 // lwwJobSize contiguous target bytes written with one WriteAt, with up to
 // lwwInFlight jobs in flight. A log that overwrites its device many times
 // is copied once.
+//
+// Jobs of 512 KiB measured best on the machine of BENCHMARKS.md (against
+// 256 KiB, 1 MiB and 4 MiB, with 1, 2 or 4 in flight): large enough for
+// few calls, small enough that the buffers in flight stay in the caches.
 const (
-	lwwJobSize  = 4 << 20
+	lwwJobSize  = 512 << 10
 	lwwInFlight = 4
 )
+
+// jobBuffers keeps job buffers of lwwJobSize bytes between replays: a
+// fresh multi-MiB buffer per replay costs its page faults every time.
+var jobBuffers sync.Pool
+
+func getJobBuffer(size int) []byte {
+	if size == lwwJobSize {
+		if b, ok := jobBuffers.Get().(*[]byte); ok {
+			return *b
+		}
+	}
+	return make([]byte, size)
+}
+
+func putJobBuffer(b []byte) {
+	if len(b) == lwwJobSize {
+		jobBuffers.Put(&b)
+	}
+}
 
 // lastWriterWins reports whether Replay takes the last-writer-wins path.
 func (rp *replayer) lastWriterWins() bool {
@@ -94,7 +117,7 @@ func (rp *replayer) runLWW() error {
 	case !endSeen && planErr == nil:
 		return fmt.Errorf("end mark %q: %w", o.EndMark, ErrMarkNotFound)
 	}
-	if err := rp.copyExtents(&m); err != nil {
+	if err := rp.copyExtents(&m, lwwInFlight); err != nil {
 		return err
 	}
 	if planErr != nil {
@@ -138,8 +161,9 @@ type copyJob struct {
 	pieces []copyPiece
 }
 
-// copyExtents writes every extent of m to the target.
-func (rp *replayer) copyExtents(m *extentMap) error {
+// copyExtents writes every extent of m to the target, with up to inFlight
+// jobs at a time (1: one at a time, from the calling goroutine).
+func (rp *replayer) copyExtents(m *extentMap, inFlight int) error {
 	var data int64
 	m.all(func(x extent) bool {
 		if x.src >= 0 {
@@ -180,7 +204,8 @@ func (rp *replayer) copyExtents(m *extentMap) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, size)
+			buf := getJobBuffer(size)
+			defer putJobBuffer(buf)
 			for j := range jobs {
 				if err := rp.runJob(j, buf); err != nil {
 					report(j.seq, err)
@@ -204,13 +229,25 @@ func (rp *replayer) copyExtents(m *extentMap) error {
 	}
 	seq := 0
 	cur := newJob()
+	var inline []byte
+	if inFlight <= 1 {
+		inline = getJobBuffer(size)
+		defer putJobBuffer(inline)
+	}
 	send := func() {
 		if cur.n == 0 {
 			return
 		}
 		cur.seq = seq
 		seq++
-		if workers < lwwInFlight {
+		if inFlight <= 1 {
+			if err := rp.runJob(cur, inline); err != nil {
+				report(cur.seq, err)
+			}
+			cur.pieces, cur.n = cur.pieces[:0], 0
+			return
+		}
+		if workers < inFlight {
 			startWorker()
 		}
 		jobs <- cur

@@ -149,7 +149,7 @@ func TestReplayLWWMatchesSequential(t *testing.T) {
 	seed := testSeed(t)
 	logs := 3000
 	if raceEnabled {
-		logs = 1000
+		logs = 600
 	}
 	if v := os.Getenv("DMLOG_LWW_LOGS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -196,13 +196,17 @@ func TestReplayLWWKernelLog(t *testing.T) {
 			}
 		}
 	}
-	for se := range n {
-		for lim := range n - se + 1 {
+	step := uint64(1)
+	if raceEnabled {
+		step = 4 // the same pairs, thinned: 8 MiB copies are slow under the race detector
+	}
+	for se := uint64(0); se < n; se += step {
+		for lim := uint64(0); lim <= n-se; lim += step {
 			replayBoth(t, l, base, ReplayOptions{StartEntry: se, Limit: lim}, "kernel log")
 			checked++
 		}
 	}
-	require.Greater(t, checked, 150)
+	require.Greater(t, checked, 50)
 	// And the full replay is the kernel's data device.
 	target := testdev.NewMemory(m.DataDevice.Size)
 	require.NoError(t, Replay(l, target, ReplayOptions{}))
@@ -228,7 +232,7 @@ func TestReplayLWWReadsSurvivorsOnly(t *testing.T) {
 	for i := range 8 {
 		require.Equal(t, fill(dev/8, byte(56+i+1)), target.Bytes()[i*dev/8:(i+1)*dev/8])
 	}
-	require.LessOrEqual(t, target.Stats().Writes, int64(1), "one contiguous write")
+	require.LessOrEqual(t, target.Stats().Writes, int64(dev/lwwJobSize), "contiguous writes of lwwJobSize")
 }
 
 // A failing target write in the last-writer-wins path names the entry

@@ -14,8 +14,12 @@ import (
 // The result equals the State that Explore passed to its checker, byte for
 // byte; use it to reproduce a failure on a real device or a file.
 //
-// ReplayState reads log from one goroutine and writes target sequentially;
-// it does not sync target.
+// ReplayState is last-writer-wins, like Replay without a per-entry action:
+// it reads the headers it needs, plans which entry's bytes end up where,
+// then writes only those, in target order, each range read straight from
+// the log — from one goroutine, one write at a time. A log error (a bad
+// entry before those the state needs) is reported before anything is
+// written. It does not sync target.
 func ReplayState(log *Log, d Description, target io.WriterAt) error {
 	need := d.Prefix
 	for _, i := range d.Apply {
@@ -32,7 +36,9 @@ func ReplayState(log *Log, d Description, target io.WriterAt) error {
 		pos[i] = k
 	}
 	later := make([]Entry, len(d.Apply))
-	zeros := &zeroSource{limit: probeSize(log.r, replayChunk)}
+	ss := log.SectorSize()
+	rp := replayer{log: log, target: target, s: ss}
+	var m extentMap
 	for e, err := range log.Entries() {
 		if e.Index >= need {
 			break // what comes later (even a bad entry) does not matter
@@ -41,15 +47,12 @@ func ReplayState(log *Log, d Description, target io.WriterAt) error {
 			return err
 		}
 		if e.Index < d.Prefix {
-			if err := replayEntry(log, e, nil, target, zeros); err != nil {
-				return err
-			}
+			planEntry(&m, e, ss, nil)
 		}
 		if k, ok := pos[e.Index]; ok {
 			later[k] = e
 		}
 	}
-	ss := log.SectorSize()
 	for k, e := range later {
 		var kept []SectorRange
 		if d.Tear != nil && k == len(later)-1 {
@@ -87,11 +90,34 @@ func ReplayState(log *Log, d Description, target io.WriterAt) error {
 				}
 			}
 		}
-		if err := replayEntry(log, e, kept, target, zeros); err != nil {
-			return err
-		}
+		planEntry(&m, e, ss, kept)
 	}
-	return nil
+	return rp.copyExtents(&m, 1)
+}
+
+// planEntry records in m what writing e (zeros for a discard; nothing for
+// a mark or an empty flush) leaves on the target: the whole entry, or only
+// its 512-byte sectors in kept if kept is not nil.
+func planEntry(m *extentMap, e Entry, ss int, kept []SectorRange) {
+	if e.Flags&FlagMark != 0 || e.NrSectors == 0 {
+		return
+	}
+	off, n := e.Offset(ss), e.Length(ss)
+	src := int64(-1)
+	if e.HasData() {
+		src = int64(e.Block+1) * int64(ss)
+	}
+	if kept == nil {
+		kept = []SectorRange{{0, uint64(n) >> blockShift}}
+	}
+	for _, r := range kept {
+		lo, hi := int64(r.Start)<<blockShift, int64(r.End)<<blockShift
+		x := extent{start: off + lo, end: off + hi, src: -1, entry: e.Index, block: e.Block}
+		if src >= 0 {
+			x.src = src + lo
+		}
+		m.assign(x)
+	}
 }
 
 // blockRange returns the 512-byte device blocks [lo, hi) that e writes
@@ -102,46 +128,4 @@ func blockRange(e Entry, sectorSize int) (lo, hi uint64) {
 	}
 	lo = uint64(e.Offset(sectorSize)) >> blockShift
 	return lo, lo + uint64(e.Length(sectorSize))>>blockShift
-}
-
-// replayEntry writes e's data (zeros for a discard) to target, only the
-// 512-byte sectors in kept if kept is not nil. A write's data is read whole
-// (the reader has checked that it is in the log, so the buffer is bounded
-// by the log's size); a discard is zeroed in chunks from zeros, whatever
-// its size.
-func replayEntry(log *Log, e Entry, kept []SectorRange, target io.WriterAt, zeros *zeroSource) error {
-	if e.Flags&FlagMark != 0 || e.NrSectors == 0 {
-		return nil
-	}
-	ss := log.SectorSize()
-	off, n := e.Offset(ss), e.Length(ss)
-	var data []byte
-	if e.HasData() {
-		data = make([]byte, n)
-		if err := log.ReadData(e, data); err != nil {
-			return err
-		}
-	}
-	if kept == nil {
-		kept = []SectorRange{{0, uint64(n) >> blockShift}}
-	}
-	for _, r := range kept {
-		if r.Start > r.End || r.End > uint64(n)>>blockShift {
-			return fmt.Errorf("%w: kept sectors %d-%d outside entry %d", ErrInvalidEntry, r.Start, r.End, e.Index)
-		}
-		lo, hi := int64(r.Start)<<blockShift, int64(r.End)<<blockShift
-		for lo < hi {
-			var p []byte
-			if data != nil {
-				p = data[lo:hi]
-			} else {
-				p = zeros.chunk(hi - lo)
-			}
-			if _, err := target.WriteAt(p, off+lo); err != nil {
-				return fmt.Errorf("logwrites: replaying entry %d: %w", e.Index, err)
-			}
-			lo += int64(len(p))
-		}
-	}
-	return nil
 }

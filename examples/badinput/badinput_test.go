@@ -31,21 +31,7 @@ import (
 // other branches. A pending case still runs: if it fails, the test logs
 // "PENDING" with the reason and goes on; if it passes, the test fails so
 // that the case is taken off this list. Empty it as the fixes merge.
-var pending = map[string]string{
-	"reopen-wrong-region-size":       "issue 11 item 4: OpenDisk refuses a region count that differs from the header unless asked to resize",
-	"short-leg-new":                  "issue 11 item 5: mirror.New checks every leg's size",
-	"short-leg-parse":                "issue 11 item 5: mirror.Parse checks every leg's size against the table's length",
-	"data-file-as-disk-log":          "issue 11 item 3: OpenDisk refuses a device holding neither a dm log header nor zeroes unless Format",
-	"data-file-as-logwrites-log":     "issue 11 item 3: logwrites.New refuses a log device holding data unless Overwrite",
-	"existing-logwrites-log":         "issue 11 item 3: logwrites.New refuses a log device holding a log unless Overwrite",
-	"two-openers-disk-log":           "issue 11 item 6: OpenDisk takes an exclusive flock on an *os.File",
-	"two-openers-mirror-parse":       "issue 11 item 6: mirror.Parse / OpenDisk lock the legs and the log",
-	"empty-log-file":                 "issue 11 item 7: OpenDisk grows an empty regular file to the size the log needs",
-	"logserver-data-file-in-log-dir": "issue 11 item 3: OpenDisk (under the server's clustered-disk log) refuses a file of data",
-	"command/replay-log/-h":          "issue 11 item 11: replay-log -h prints its usage and exits 0",
-	"two-openers-same-leg-files":     "issue 11 item 6: a second mirror on the same leg files is refused",
-	"short-leg-size-zero-rounded":    "issue 11 item 5: Size 0 never rounds past the shortest leg",
-}
+var pending = map[string]string{}
 
 // commands are the example commands, built once by TestMain: name -> path
 // of the binary, or the build error.

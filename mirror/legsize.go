@@ -5,6 +5,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 
 	"github.com/dmlog/dmlog/internal/flock"
 )
@@ -101,11 +102,8 @@ func checkLegSizes(legs []Leg, o *Options, logSize, rs int64) (int64, error) {
 func lockLegs(legs []Leg, o *Options) ([]*os.File, error) {
 	var locked []*os.File
 	for i, l := range legs {
-		if ol, ok := l.(*offLeg); ok {
-			l = ol.dev
-		}
-		f, ok := l.(*os.File)
-		if !ok {
+		f := legFile(l)
+		if f == nil {
 			continue
 		}
 		if err := flock.Lock(f, "mirror: "+o.legName(i)); err != nil {
@@ -115,6 +113,64 @@ func lockLegs(legs []Leg, o *Options) ([]*os.File, error) {
 		locked = append(locked, f)
 	}
 	return locked, nil
+}
+
+// legFile is the *os.File a leg is (directly or at an offset), or nil.
+func legFile(l Leg) *os.File {
+	if ol, ok := l.(*offLeg); ok {
+		l = ol.dev
+	}
+	f, _ := l.(*os.File)
+	return f
+}
+
+// admitLeg checks a leg that AddLeg or ReplaceLeg puts at index i: it
+// must hold the mirror's size if its size can be learned, and an
+// *os.File leg of a local log is locked as New locks its legs. It returns
+// the file locked, or nil.
+func (m *Mirror) admitLeg(leg Leg, i int) (*os.File, error) {
+	s, known, err := legSize(leg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadLeg, m.opts.legName(i), err)
+	}
+	if known && s < m.size {
+		return nil, fmt.Errorf("%w: new %s is %d bytes; the mirror needs %d bytes", ErrBadLeg, m.opts.legName(i), s, m.size)
+	}
+	f := legFile(leg)
+	if f == nil || !m.local {
+		return nil, nil
+	}
+	if err := flock.Lock(f, "mirror: new "+m.opts.legName(i)); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// keepLocksLocked records f (if not nil) among the locked legs and
+// unlocks the locked files no leg of the current leg set uses any more
+// (a replaced leg's). m.mu must be held.
+func (m *Mirror) keepLocksLocked(f *os.File) {
+	if f != nil {
+		m.locked = append(m.locked, f)
+	}
+	used := map[*os.File]bool{}
+	for _, l := range m.cfg.Load().legs {
+		if f := legFile(l.dev); f != nil {
+			used[f] = true
+		}
+	}
+	kept := m.locked[:0]
+	for _, f := range m.locked {
+		switch {
+		case used[f]:
+			kept = append(kept, f)
+			used[f] = false // keep one entry per file
+		case !slices.Contains(kept, f):
+			_ = flock.Unlock(f)
+		}
+	}
+	clear(m.locked[len(kept):])
+	m.locked = kept
 }
 
 func unlockAll(fs []*os.File) {

@@ -146,9 +146,9 @@
 //
 // # Safety
 //
-// The mirror never writes to bytes it cannot prove are its own, and a
-// wrong geometry is an error, never a silent resize. What each entry
-// point refuses:
+// dmlog never overwrites bytes it cannot prove are its own unless asked
+// to, and a wrong geometry is an error, never a silent resize. For the
+// mirror, whose legs are the caller's to give, that means refusing:
 //
 //	New, OpenDisk, Parse      a leg shorter than the mirror (size learned from
 //	                          Size(), a file's length or a block device's end):

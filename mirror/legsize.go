@@ -5,7 +5,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"slices"
 
 	"github.com/dmlog/dmlog/internal/flock"
 )
@@ -95,26 +94,6 @@ func checkLegSizes(legs []Leg, o *Options, logSize, rs int64) (int64, error) {
 	return size, nil
 }
 
-// lockLegs takes an exclusive advisory lock (flock) on every leg that is
-// an *os.File (directly or at an offset), as the kernel claims a target's
-// devices: a second opener of the same files gets an error wrapping
-// flock.ErrInUse. It returns the files locked, to be unlocked on Close.
-func lockLegs(legs []Leg, o *Options) ([]*os.File, error) {
-	var locked []*os.File
-	for i, l := range legs {
-		f := legFile(l)
-		if f == nil {
-			continue
-		}
-		if err := flock.Lock(f, "mirror: "+o.legName(i)); err != nil {
-			unlockAll(locked)
-			return nil, err
-		}
-		locked = append(locked, f)
-	}
-	return locked, nil
-}
-
 // legFile is the *os.File a leg is (directly or at an offset), or nil.
 func legFile(l Leg) *os.File {
 	if ol, ok := l.(*offLeg); ok {
@@ -146,35 +125,3 @@ func (m *Mirror) admitLeg(leg Leg, i int) (*os.File, error) {
 	return f, nil
 }
 
-// keepLocksLocked records f (if not nil) among the locked legs and
-// unlocks the locked files no leg of the current leg set uses any more
-// (a replaced leg's). m.mu must be held.
-func (m *Mirror) keepLocksLocked(f *os.File) {
-	if f != nil {
-		m.locked = append(m.locked, f)
-	}
-	used := map[*os.File]bool{}
-	for _, l := range m.cfg.Load().legs {
-		if f := legFile(l.dev); f != nil {
-			used[f] = true
-		}
-	}
-	kept := m.locked[:0]
-	for _, f := range m.locked {
-		switch {
-		case used[f]:
-			kept = append(kept, f)
-			used[f] = false // keep one entry per file
-		case !slices.Contains(kept, f):
-			_ = flock.Unlock(f)
-		}
-	}
-	clear(m.locked[len(kept):])
-	m.locked = kept
-}
-
-func unlockAll(fs []*os.File) {
-	for _, f := range fs {
-		_ = flock.Unlock(f)
-	}
-}

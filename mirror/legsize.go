@@ -124,4 +124,3 @@ func (m *Mirror) admitLeg(leg Leg, i int) (*os.File, error) {
 	}
 	return f, nil
 }
-

@@ -60,7 +60,7 @@
 //     (the flusher, resync, verify, joins, leg changes, waits on
 //     Mirror.cond). Mirror state written only under Mirror.mu (flush
 //     generations, logFailure, inSync, held, clearEpoch, syncEpoch,
-//     stopFlusher, joinCursor, legState.joinLeft) may therefore be read
+//     stopFlusher, joinCursor, locked, legState.joinLeft) may therefore be read
 //     under any one shard lock: that is what the write path's fast path
 //     does.
 //  4. LegsSyncer.mu, and the log's own locks: leaves; the log is called
@@ -143,6 +143,24 @@
 // in sync, a default leg that fails while the mirror is out of sync stays
 // the default (without KeepLog: the other legs lack its out-of-sync
 // regions), and the sticky log failure stays until the mirror is reopened.
+//
+// # Safety
+//
+// dmlog never overwrites bytes it cannot prove are its own unless asked
+// to, and a wrong geometry is an error, never a silent resize. For the
+// mirror, whose legs are the caller's to give, that means refusing:
+//
+//	New, OpenDisk, Parse      a leg shorter than the mirror (size learned from
+//	                          Size(), a file's length or a block device's end):
+//	                          ErrBadLeg naming the leg, its bytes, the bytes needed;
+//	                          a device size that does not match the log's regions
+//	                          (ErrBadTable); Size 0 never exceeds the shortest leg
+//	New, OpenDisk, Parse,     a leg file (*os.File) that another mirror holds:
+//	AddLeg, ReplaceLeg        an error wrapping flock.ErrInUse (local logs only:
+//	                          a cluster log's nodes share their legs)
+//	AddLeg, ReplaceLeg        a new leg shorter than the mirror (ErrBadLeg)
+//	Parse, ParseWithOptions   a bad table line (ErrBadTable, the kernel's words)
+//	every method after Close  ErrClosed, which wraps os.ErrClosed
 //
 // # Persistent logs
 //

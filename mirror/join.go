@@ -16,7 +16,9 @@ type Namer interface{ Name() string }
 // copied every region to it (Stats().Legs[i].Joining turns false, and
 // EventLegJoined is raised). Join progress is kept in memory only: if the
 // mirror stops before the leg has joined, reopen without it and add it
-// again. It fails with ErrBadLeg beyond MaxLegs legs.
+// again. It fails with ErrBadLeg beyond MaxLegs legs, or if the leg's size
+// can be learned and is less than the mirror's; an *os.File leg is locked
+// as New locks its legs.
 func (m *Mirror) AddLeg(leg Leg) error {
 	if leg == nil {
 		return fmt.Errorf("%w: nil leg", ErrBadLeg)
@@ -25,15 +27,21 @@ func (m *Mirror) AddLeg(leg Leg) error {
 		return ErrClosed
 	}
 	defer m.exit()
+	f, err := m.admitLeg(leg, len(m.cfg.Load().legs))
+	if err != nil {
+		return err
+	}
 	m.mu.Lock()
 	c := m.cfg.Load()
 	if len(c.legs) >= MaxLegs {
+		m.keepLocksLocked(f) // f is no leg: unlocked, unless another leg uses it
 		m.mu.Unlock()
 		return fmt.Errorf("%w: a mirror has at most %d legs", ErrBadLeg, MaxLegs)
 	}
 	l := m.joiningLeg(leg, len(c.legs), nil)
 	legs := append(append([]*legState(nil), c.legs...), l)
 	m.cfg.Store(&config{legs: legs, def: c.def})
+	m.keepLocksLocked(f)
 	m.joinCursor = 0
 	m.cond.Broadcast()
 	m.mu.Unlock()
@@ -47,7 +55,9 @@ func (m *Mirror) AddLeg(leg Leg) error {
 // leg failure (HandleErrors) are released and complete successfully: their
 // data is on the surviving legs and will be copied to the new one.
 // Replacing the default leg first hands the default over to a readable
-// leg; it fails with ErrBadLeg if there is none.
+// leg; it fails with ErrBadLeg if there is none. The new leg is checked
+// and locked as with AddLeg; the old leg's file, if New or a leg change
+// locked it, is unlocked.
 func (m *Mirror) ReplaceLeg(i int, leg Leg) error {
 	if leg == nil {
 		return fmt.Errorf("%w: nil leg", ErrBadLeg)
@@ -56,9 +66,17 @@ func (m *Mirror) ReplaceLeg(i int, leg Leg) error {
 		return ErrClosed
 	}
 	defer m.exit()
+	if n := len(m.cfg.Load().legs); i < 0 || i >= n {
+		return fmt.Errorf("%w: leg %d of %d", ErrBadLeg, i, n)
+	}
+	f, err := m.admitLeg(leg, i)
+	if err != nil {
+		return err
+	}
 	m.mu.Lock()
 	c := m.cfg.Load()
-	if i < 0 || i >= len(c.legs) {
+	if i >= len(c.legs) {
+		m.keepLocksLocked(f)
 		m.mu.Unlock()
 		return fmt.Errorf("%w: leg %d of %d", ErrBadLeg, i, len(c.legs))
 	}
@@ -72,6 +90,7 @@ func (m *Mirror) ReplaceLeg(i int, leg Leg) error {
 			}
 		}
 		if def < 0 {
+			m.keepLocksLocked(f)
 			m.mu.Unlock()
 			return fmt.Errorf("%w: cannot replace default leg %d: no other leg holds every region", ErrBadLeg, i)
 		}
@@ -91,6 +110,7 @@ func (m *Mirror) ReplaceLeg(i int, leg Leg) error {
 	for m.inflightUpToLocked(&last) {
 		m.wait()
 	}
+	m.keepLocksLocked(f) // and the old leg's file is unlocked if no leg uses it
 	m.cond.Broadcast()
 	m.mu.Unlock()
 	m.resetBackoff()

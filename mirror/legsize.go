@@ -94,31 +94,33 @@ func checkLegSizes(legs []Leg, o *Options, logSize, rs int64) (int64, error) {
 	return size, nil
 }
 
-// lockLegs takes an exclusive advisory lock (flock) on every leg that is
-// an *os.File (directly or at an offset), as the kernel claims a target's
-// devices: a second opener of the same files gets an error wrapping
-// flock.ErrInUse. It returns the files locked, to be unlocked on Close.
-func lockLegs(legs []Leg, o *Options) ([]*os.File, error) {
-	var locked []*os.File
-	for i, l := range legs {
-		if ol, ok := l.(*offLeg); ok {
-			l = ol.dev
-		}
-		f, ok := l.(*os.File)
-		if !ok {
-			continue
-		}
-		if err := flock.Lock(f, "mirror: "+o.legName(i)); err != nil {
-			unlockAll(locked)
-			return nil, err
-		}
-		locked = append(locked, f)
+// legFile is the *os.File a leg is (directly or at an offset), or nil.
+func legFile(l Leg) *os.File {
+	if ol, ok := l.(*offLeg); ok {
+		l = ol.dev
 	}
-	return locked, nil
+	f, _ := l.(*os.File)
+	return f
 }
 
-func unlockAll(fs []*os.File) {
-	for _, f := range fs {
-		_ = flock.Unlock(f)
+// admitLeg checks a leg that AddLeg or ReplaceLeg puts at index i: it
+// must hold the mirror's size if its size can be learned, and an
+// *os.File leg of a local log is locked as New locks its legs. It returns
+// the file locked, or nil.
+func (m *Mirror) admitLeg(leg Leg, i int) (*os.File, error) {
+	s, known, err := legSize(leg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadLeg, m.opts.legName(i), err)
 	}
+	if known && s < m.size {
+		return nil, fmt.Errorf("%w: new %s is %d bytes; the mirror needs %d bytes", ErrBadLeg, m.opts.legName(i), s, m.size)
+	}
+	f := legFile(leg)
+	if f == nil || !m.local {
+		return nil, nil
+	}
+	if err := flock.Lock(f, "mirror: new "+m.opts.legName(i)); err != nil {
+		return nil, err
+	}
+	return f, nil
 }

@@ -35,7 +35,7 @@ type Mirror struct {
 	volatile bool            // dirtylog.IsVolatile(log): its Flush makes nothing durable
 	local    bool            // dirtylog.IsLocal(log): RemoteRecovering is always false
 	closers  []func() error  // devices Parse opened
-	locked   []*os.File      // legs flocked by New, unlocked by Close
+	locked   []*os.File      // leg files flocked; guarded by mu (set by New, changed by AddLeg and ReplaceLeg), unlocked by Close
 
 	// cfg is the leg set: atomic, so the write and read paths load it
 	// without a lock; replaced (never changed in place) under mu.
@@ -395,7 +395,10 @@ func (m *Mirror) Close() error {
 	if cerr := m.log.Close(); cerr != nil && !errors.Is(cerr, dirtylog.ErrClosed) {
 		err = errors.Join(err, fmt.Errorf("mirror: closing log: %w", cerr))
 	}
+	m.mu.Lock()
 	unlockAll(m.locked)
+	m.locked = nil
+	m.mu.Unlock()
 	for _, c := range m.closers {
 		err = errors.Join(err, c())
 	}

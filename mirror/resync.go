@@ -235,7 +235,12 @@ func (m *Mirror) recoverRegion(ctx context.Context, r dirtylog.Region) {
 	// The outcome reaches the log before m.mu is taken: endRecovery may
 	// wait for a ResyncWork in flight (askMu), which must not hold up the
 	// mirror's I/O. The region is still quiesced, so none of our writes
-	// sees the log and the region table disagree meanwhile.
+	// sees the log and the region table disagree meanwhile. The count
+	// comes first, so that whoever sees the region in sync in the log
+	// (WaitInSync) also sees it counted.
+	if cerr == nil {
+		m.stats.resyncedRegions.Add(1)
+	}
 	m.endRecovery(r, cerr == nil)
 
 	m.mu.Lock()
@@ -253,7 +258,6 @@ func (m *Mirror) recoverRegion(ctx context.Context, r dirtylog.Region) {
 			m.kick()
 		}
 		joined = m.joinDoneLocked(c, r, targets)
-		m.stats.resyncedRegions.Add(1)
 	} else {
 		if ctx.Err() == nil {
 			m.noteResyncFailure()

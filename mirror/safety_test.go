@@ -255,3 +255,37 @@ func TestShortBlockDeviceLegRefused(t *testing.T) {
 		t.Fatalf("seek offset left at %d, want 123", bd.pos)
 	}
 }
+
+// AddLeg and ReplaceLeg check a new leg's size and lock a file leg; the
+// replaced leg's file is unlocked.
+func TestLegChangesCheckAndLock(t *testing.T) {
+	const size, rs = 64 << 10, 4 << 10
+	dir := t.TempDir()
+	m, err := New([]Leg{tempFile(t, dir, "l0", size), tempFile(t, dir, "l1", size)}, coreLog(t, size, rs), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.AddLeg(testdev.NewMemory(size - 512)); !errors.Is(err, ErrBadLeg) || !strings.Contains(err.Error(), "new leg 2 is 65024 bytes; the mirror needs 65536 bytes") {
+		t.Fatalf("AddLeg of a short leg: %v", err)
+	}
+	if err := m.ReplaceLeg(1, tempFile(t, dir, "l2", size)); err != nil {
+		t.Fatal(err)
+	}
+	if err := flock.Lock(tempFile(t, dir, "l1", size), "replaced leg"); err != nil {
+		t.Fatalf("the replaced leg's file is still locked: %v", err)
+	}
+	l2 := tempFile(t, dir, "l2", size)
+	if err := flock.Lock(l2, "new leg"); !errors.Is(err, flock.ErrInUse) {
+		t.Fatalf("the new leg's file is not locked: %v", err)
+	}
+	if err := m.AddLeg(l2); !errors.Is(err, flock.ErrInUse) {
+		t.Fatalf("AddLeg of a file another mirror leg holds: %v", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := flock.Lock(l2, "new leg"); err != nil {
+		t.Fatalf("after Close: %v", err)
+	}
+}

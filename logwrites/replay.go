@@ -227,13 +227,16 @@ func (rp *replayer) run() error {
 		return fmt.Errorf("%w: Replay got a nil target (only Find mode needs none)", ErrNoTarget)
 	}
 	if o.Checker != nil && o.CheckEvery == 0 && o.CheckOn == 0 {
-		return fmt.Errorf("%w: a Checker needs CheckEvery or CheckOn", ErrInvalidEntry)
+		return fmt.Errorf("%w: ReplayOptions.Checker is set but CheckEvery is 0 and CheckOn is NONE (say after how many entries or at which flags to check)", ErrInvalidEntry)
 	}
 	if o.Checker == nil && (o.CheckEvery != 0 || o.CheckOn != 0) {
-		return fmt.Errorf("%w: CheckEvery/CheckOn need a Checker", ErrInvalidEntry)
+		return fmt.Errorf("%w: ReplayOptions.CheckEvery %d entries / CheckOn %v set without a Checker", ErrInvalidEntry, o.CheckEvery, o.CheckOn)
 	}
 	if o.StartMark == "" && o.StartEntry > 0 && o.StartEntry >= rp.log.NumEntries() {
-		return fmt.Errorf("%w: start entry %d, the log has %d entries", ErrInvalidEntry, o.StartEntry, rp.log.NumEntries())
+		if rp.log.NumEntries() == 0 {
+			return fmt.Errorf("%w: ReplayOptions.StartEntry %d, but the log has no entries", ErrInvalidEntry, o.StartEntry)
+		}
+		return fmt.Errorf("%w: ReplayOptions.StartEntry %d, but the log has %d entries (0 to %d)", ErrInvalidEntry, o.StartEntry, rp.log.NumEntries(), rp.log.NumEntries()-1)
 	}
 	if rp.lastWriterWins() {
 		return rp.runLWW()

@@ -68,6 +68,13 @@ type ReplayOptions struct {
 	// Progress, if set, is told about every entry Replay walks over and
 	// what it did with it (replay-log's -v / -vv output).
 	Progress func(e Entry, a Action)
+	// Plan, if set, is told what Progress is told (every entry walked over
+	// and its Action, in log order) but as soon as Replay knows it, not
+	// once the entry is on the target: it does not make the replay
+	// sequential. It suits output, such as replay-log's -v lines, that
+	// does not look at the target. A missing start or end mark is found
+	// before Plan is told anything; a bad entry stops the calls there.
+	Plan func(e Entry, a Action)
 	// Sequential applies every selected entry in log order, as replay-log
 	// does, even where no Checker or Progress needs it; without it such a
 	// replay is last-writer-wins (see Replay). The target is the same.
@@ -216,6 +223,9 @@ func (rp *replayer) fail(e Entry, applied uint64, err error) error {
 }
 
 func (rp *replayer) progress(e Entry, a Action) {
+	if rp.o.Plan != nil {
+		rp.o.Plan(e, a)
+	}
 	if rp.o.Progress != nil {
 		rp.o.Progress(e, a)
 	}
@@ -292,8 +302,8 @@ func (rp *replayer) run() error {
 			if err := rp.flushRun(); err != nil {
 				return err
 			}
-			rp.progress(e, act)
 		}
+		rp.progress(e, act)
 		if o.Checker != nil && ((o.CheckEvery != 0 && count%o.CheckEvery == 0) || e.Flags&o.CheckOn != 0) {
 			if err := rp.flushRun(); err != nil {
 				return err

@@ -68,6 +68,13 @@ type ReplayOptions struct {
 	// Progress, if set, is told about every entry Replay walks over and
 	// what it did with it (replay-log's -v / -vv output).
 	Progress func(e Entry, a Action)
+	// Plan, if set, is told what Progress is told (every entry walked over
+	// and its Action, in log order) but as soon as Replay knows it, not
+	// once the entry is on the target: it does not make the replay
+	// sequential. It suits output, such as replay-log's -v lines, that
+	// does not look at the target. A missing start or end mark is found
+	// before Plan is told anything; a bad entry stops the calls there.
+	Plan func(e Entry, a Action)
 	// Sequential applies every selected entry in log order, as replay-log
 	// does, even where no Checker or Progress needs it; without it such a
 	// replay is last-writer-wins (see Replay). The target is the same.
@@ -216,6 +223,9 @@ func (rp *replayer) fail(e Entry, applied uint64, err error) error {
 }
 
 func (rp *replayer) progress(e Entry, a Action) {
+	if rp.o.Plan != nil {
+		rp.o.Plan(e, a)
+	}
 	if rp.o.Progress != nil {
 		rp.o.Progress(e, a)
 	}
@@ -227,13 +237,16 @@ func (rp *replayer) run() error {
 		return fmt.Errorf("%w: Replay got a nil target (only Find mode needs none)", ErrNoTarget)
 	}
 	if o.Checker != nil && o.CheckEvery == 0 && o.CheckOn == 0 {
-		return fmt.Errorf("%w: a Checker needs CheckEvery or CheckOn", ErrInvalidEntry)
+		return fmt.Errorf("%w: ReplayOptions.Checker is set but CheckEvery is 0 and CheckOn is NONE (say after how many entries or at which flags to check)", ErrInvalidEntry)
 	}
 	if o.Checker == nil && (o.CheckEvery != 0 || o.CheckOn != 0) {
-		return fmt.Errorf("%w: CheckEvery/CheckOn need a Checker", ErrInvalidEntry)
+		return fmt.Errorf("%w: ReplayOptions.CheckEvery %d entries / CheckOn %v set without a Checker", ErrInvalidEntry, o.CheckEvery, o.CheckOn)
 	}
 	if o.StartMark == "" && o.StartEntry > 0 && o.StartEntry >= rp.log.NumEntries() {
-		return fmt.Errorf("%w: start entry %d, the log has %d entries", ErrInvalidEntry, o.StartEntry, rp.log.NumEntries())
+		if rp.log.NumEntries() == 0 {
+			return fmt.Errorf("%w: ReplayOptions.StartEntry %d, but the log has no entries", ErrInvalidEntry, o.StartEntry)
+		}
+		return fmt.Errorf("%w: ReplayOptions.StartEntry %d, but the log has %d entries (0 to %d)", ErrInvalidEntry, o.StartEntry, rp.log.NumEntries(), rp.log.NumEntries()-1)
 	}
 	if rp.lastWriterWins() {
 		return rp.runLWW()
@@ -289,8 +302,8 @@ func (rp *replayer) run() error {
 			if err := rp.flushRun(); err != nil {
 				return err
 			}
-			rp.progress(e, act)
 		}
+		rp.progress(e, act)
 		if o.Checker != nil && ((o.CheckEvery != 0 && count%o.CheckEvery == 0) || e.Flags&o.CheckOn != 0) {
 			if err := rp.flushRun(); err != nil {
 				return err

@@ -64,6 +64,25 @@ func (rp *replayer) runLWW() error {
 	var m extentMap
 	var count uint64
 	var planErr error
+	if o.Plan != nil && (o.StartMark != "" || o.EndMark != "") {
+		// Plan is told nothing before the marks are known to be there, as
+		// with the sequential path: look for them first (headers only).
+		if seeking {
+			e, err := rp.findMark(0, o.StartMark)
+			if err != nil {
+				return fmt.Errorf("start mark %q: %w", o.StartMark, err)
+			}
+			start, seeking = e.Index+1, false
+		}
+		if !endSeen {
+			if _, err := rp.findMark(start, o.EndMark); err != nil {
+				return fmt.Errorf("end mark %q: %w", o.EndMark, err)
+			}
+			// It is there: planning stops at it, and no entry before it
+			// is bad.
+			endSeen = true
+		}
+	}
 	for e, err := range rp.log.entries(newHeaderReader(rp.log.r)) {
 		if err != nil {
 			switch {
@@ -87,6 +106,7 @@ func (rp *replayer) runLWW() error {
 			continue
 		}
 		if e.Index < start {
+			rp.planned(e, Seeked)
 			continue
 		}
 		isEnd := o.EndMark != "" && e.isMark() && e.Mark == o.EndMark
@@ -100,7 +120,7 @@ func (rp *replayer) runLWW() error {
 			continue
 		}
 		count++
-		rp.plan(&m, e, s)
+		rp.planned(e, rp.plan(&m, e, s))
 		if isEnd {
 			endSeen = true
 		}
@@ -129,20 +149,31 @@ func (rp *replayer) runLWW() error {
 	return nil
 }
 
-// plan records entry e in m as the sequential path would apply it.
-func (rp *replayer) plan(m *extentMap, e Entry, s uint64) {
+// plan records entry e in m as the sequential path would apply it, and
+// returns the Action the sequential path reports for it.
+func (rp *replayer) plan(m *extentMap, e Entry, s uint64) Action {
 	x := extent{start: int64(e.Sector * s), end: int64((e.Sector + e.NrSectors) * s), entry: e.Index, block: e.Block, src: -1}
 	switch {
 	case e.Flags&FlagDiscard != 0:
 		if rp.o.NoDiscard || !rp.inRange(e) {
-			return
+			return Skipped
 		}
-	case !e.HasData(), !rp.inRange(e):
-		return
+	case !e.HasData():
+		return Replayed
+	case !rp.inRange(e):
+		return Skipped
 	default:
 		x.src = int64((e.Block + 1) * s)
 	}
 	m.assign(x)
+	return Replayed
+}
+
+// planned tells Plan about e.
+func (rp *replayer) planned(e Entry, a Action) {
+	if rp.o.Plan != nil {
+		rp.o.Plan(e, a)
+	}
 }
 
 // copyPiece is one extent (or part of one) of a copy job: n bytes at

@@ -116,10 +116,28 @@ func replayBoth(t *testing.T, l *Log, base []byte, o ReplayOptions, what string)
 	lww, seq := newMemDev(len(base)), newMemDev(len(base))
 	copy(lww.b, base)
 	copy(seq.b, base)
+	// Plan, on the last-writer-wins path, is told what Progress is told on
+	// the sequential one.
+	type call struct {
+		e Entry
+		a Action
+	}
+	var planned, progressed []call
 	o.Sequential = false
+	o.Plan = func(e Entry, a Action) { planned = append(planned, call{e, a}) }
 	errL := Replay(l, lww, o)
-	o.Sequential = true
+	o.Sequential, o.Plan = true, nil
+	o.Progress = func(e Entry, a Action) { progressed = append(progressed, call{e, a}) }
 	errS := Replay(l, seq, o)
+	o.Progress = nil
+	if len(planned) != len(progressed) {
+		t.Fatalf("%s, options %+v: Plan told about %d entries, Progress %d", what, o, len(planned), len(progressed))
+	}
+	for i := range planned {
+		if planned[i] != progressed[i] {
+			t.Fatalf("%s, options %+v: call %d: Plan %+v, Progress %+v", what, o, i, planned[i], progressed[i])
+		}
+	}
 	if (errL == nil) != (errS == nil) || (errL != nil && errL.Error() != errS.Error()) {
 		t.Fatalf("%s, options %+v: last-writer-wins error %v, sequential %v", what, o, errL, errS)
 	}

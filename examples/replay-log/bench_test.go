@@ -28,8 +28,9 @@ func BenchmarkFindVerbose(b *testing.B) {
 	}
 }
 
-func benchFindVerbose(b *testing.B, size int) {
-	dir := b.TempDir()
+// benchLog writes a log of 4,000 writes of size bytes (a flush every 16)
+// at 1,024 slots of a device of 1,024 × size bytes into dir.
+func benchLog(b *testing.B, dir string, size int) string {
 	logPath := filepath.Join(dir, "log")
 	lf, err := os.Create(logPath)
 	if err != nil {
@@ -55,6 +56,11 @@ func benchFindVerbose(b *testing.B, size int) {
 		b.Fatal(err)
 	}
 	lf.Close()
+	return logPath
+}
+
+func benchFindVerbose(b *testing.B, size int) {
+	logPath := benchLog(b, b.TempDir(), size)
 	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
 		b.Fatal(err)
@@ -81,4 +87,44 @@ func benchFindVerbose(b *testing.B, size int) {
 	b.ReportMetric(tPlain.Seconds()/float64(b.N)*1e3, "find-ms")
 	b.ReportMetric(tVerbose.Seconds()/float64(b.N)*1e3, "find-vv-ms")
 	b.ReportMetric(tVerbose.Seconds()/tPlain.Seconds(), "ratio-vv/plain")
+}
+
+// BenchmarkReplayVerbose runs the command's full replay of a log of 4,000
+// writes of 64 KiB onto a 64 MiB file with and without -v (lines to
+// /dev/null), in the same run, and reports the ratio (-v / plain): -v
+// keeps the replay last-writer-wins, so it costs only its lines.
+func BenchmarkReplayVerbose(b *testing.B) {
+	const size = 64 << 10
+	dir := b.TempDir()
+	logPath := benchLog(b, dir, size)
+	dev := filepath.Join(dir, "dev")
+	if err := os.WriteFile(dev, make([]byte, 1024*size), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer null.Close()
+	var tPlain, tVerbose time.Duration
+	one := func(d *time.Duration, extra ...string) {
+		args := append([]string{"--log", logPath, "--replay", dev}, extra...)
+		t0 := time.Now()
+		if code := run(args, null, io.Discard); code != 0 {
+			b.Fatalf("exit %d", code)
+		}
+		*d += time.Since(t0)
+	}
+	for i := 0; i < b.N; i++ {
+		if i%2 == 0 {
+			one(&tPlain)
+			one(&tVerbose, "-v")
+		} else {
+			one(&tVerbose, "-v")
+			one(&tPlain)
+		}
+	}
+	b.ReportMetric(tPlain.Seconds()/float64(b.N)*1e3, "replay-ms")
+	b.ReportMetric(tVerbose.Seconds()/float64(b.N)*1e3, "replay-v-ms")
+	b.ReportMetric(tVerbose.Seconds()/tPlain.Seconds(), "ratio-v/plain")
 }

@@ -22,8 +22,9 @@
 //
 // Output is buffered (flushed at exit, before anything is written to
 // stderr and before a --fsck command runs), so -v/-vv cost no write(2)
-// per line. A replay with no --fsck and no -v is last-writer-wins (see
-// logwrites.Replay): only what survives is copied.
+// per line. A replay without --fsck, with or without -v, is
+// last-writer-wins (see logwrites.Replay): only what survives is copied;
+// -v/-vv print the same lines, from the pass over the headers.
 //
 // Usage:
 //
@@ -269,7 +270,10 @@ func run(args []string, rawStdout, rawStderr io.Writer) int {
 			return 1
 		}
 	}
-	c.o.Progress = progress(c, stdout, log.SectorSize(), target)
+	// -v/-vv lines only report what is replayed: Plan keeps the replay
+	// last-writer-wins (with --fsck it is sequential, and a line comes once
+	// its entry is on the target, before the check).
+	c.o.Plan = progress(c, stdout, log.SectorSize(), target)
 	if c.find {
 		e, err := logwrites.Find(log, c.o)
 		switch {

@@ -349,3 +349,25 @@ func TestOutputOrder(t *testing.T) {
 	require.True(t, strings.HasPrefix(lines[0], "replaying 0@"), lines[0])
 	require.Contains(t, lines[len(lines)-1], "after applying 17 entries", "the error comes last")
 }
+
+// -v and -vv print the same lines on the last-writer-wins path (no --fsck)
+// as on the sequential one (a --fsck that never runs makes it sequential),
+// and the images are the same, for several start and end points.
+func TestVerboseSameOnBothPaths(t *testing.T) {
+	fx := newFixture(t)
+	for _, extra := range [][]string{
+		{"-v"}, {"-vv"}, {"-vv", "--start-mark", "mark1", "--end-mark", "mark3"},
+		{"-vv", "--start-entry", "3", "--limit", "9"}, {"-v", "--no-discard", "--start-sector", "2048", "--end-sector", "4200"},
+	} {
+		require.NoError(t, os.WriteFile(fx.dev, make([]byte, 8<<20), 0o644))
+		code, lww, errs := fx.run(append([]string{"--log", fx.log, "--replay", fx.dev}, extra...)...)
+		require.Equal(t, 0, code, errs)
+		lwwImg := fileSHA(t, fx.dev)
+		require.NoError(t, os.WriteFile(fx.dev, make([]byte, 8<<20), 0o644))
+		code, seq, errs := fx.run(append([]string{"--log", fx.log, "--replay", fx.dev, "--fsck", "true", "--check", "1000"}, extra...)...)
+		require.Equal(t, 0, code, errs)
+		require.Equal(t, seq, lww, "%v", extra)
+		require.Equal(t, fileSHA(t, fx.dev), lwwImg, "%v", extra)
+		require.Contains(t, lww, "replaying ")
+	}
+}

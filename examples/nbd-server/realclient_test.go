@@ -246,3 +246,26 @@ func TestMirrorServedOverNBD(t *testing.T) {
 	runTool(t, qemuIO, "-f", "raw", "-c", "read -P 0x11 0 1M", "-c", "read -P 0x22 5M 128k", "-c", "read -P 0 8M 1M",
 		"-c", "read -P 0x44 13M 64k", s.uri())
 }
+
+// TestTCPLoopback serves on a loopback TCP port and reads it with nbdinfo.
+func TestTCPLoopback(t *testing.T) {
+	nbdinfo := tool(t, "nbdinfo", "libnbd-bin")
+	dir := t.TempDir()
+	s := start(t, "-listen", "tcp:127.0.0.1:0", "-file", filepath.Join(dir, "img"), "-size", "2MiB", "-name", "disk")
+	if !strings.Contains(s.out.String(), "nbd-client 127.0.0.1 ") {
+		t.Fatalf("attach line:\n%s", s.out)
+	}
+	out := runTool(t, nbdinfo, "nbd://"+s.sock+"/disk")
+	if !strings.Contains(out, "export-size: 2097152") || !strings.Contains(out, `export="disk"`) {
+		t.Fatalf("nbdinfo:\n%s", out)
+	}
+	var o syncBuf
+	err := run(t.Context(), []string{"-listen", "tcp:127.0.0.1:0", "-file", filepath.Join(dir, "x"), "-size", "1MiB", "-tls-cert", "c.pem"}, &o, nil)
+	if _, ok := err.(usageError); !ok {
+		t.Fatalf("-tls-cert without -tls-key: %v", err)
+	}
+	err = run(t.Context(), []string{"-listen", "tcp:127.0.0.1:0", "-file", filepath.Join(dir, "x"), "-size", "1MiB", "-tls-cert", "c.pem", "-tls-key", "k.pem"}, &o, nil)
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("missing certificate files: %v", err)
+	}
+}

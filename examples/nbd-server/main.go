@@ -230,7 +230,10 @@ SIGINT/SIGTERM: stop accepting, finish requests, flush, close the log, remove so
 	if cl != nil {
 		ctl = newControlServer(cl, b)
 	}
-	printAttach(out, ep, b, cl)
+	if ep.network == "tcp" {
+		ep.addr = l.Addr().String() // the port chosen for :0
+	}
+	printAttach(out, ep, b, cl, tlsCfg != nil)
 	if onReady != nil {
 		var ca net.Addr
 		if cl != nil {
@@ -264,7 +267,7 @@ SIGINT/SIGTERM: stop accepting, finish requests, flush, close the log, remove so
 	return err
 }
 
-func printAttach(out io.Writer, ep endpoint, b *served, cl net.Listener) {
+func printAttach(out io.Writer, ep endpoint, b *served, cl net.Listener, withTLS bool) {
 	fmt.Fprintf(out, "nbd-server: serving %s, %d bytes, export %q\n", b.what, b.export.Size, b.export.Name)
 	if ep.network == "unix" {
 		fmt.Fprintf(out, "nbd-server: listening on unix:%s\n", ep.addr)
@@ -276,6 +279,9 @@ func printAttach(out io.Writer, ep endpoint, b *served, cl net.Listener) {
 		fmt.Fprintf(out, "nbd-server: listening on tcp:%s\n", ep.addr)
 		fmt.Fprintf(out, "  attach to Linux: nbd-client %s %s /dev/nbd0 -N '%s'\n", host, port, b.export.Name)
 		fmt.Fprintf(out, "  qemu:            qemu-io -f raw nbd://%s/%s\n", ep.addr, b.export.Name)
+	}
+	if withTLS {
+		fmt.Fprintf(out, "  TLS required: clients must use STARTTLS (nbd-client -certfile/-keyfile/-cacertfile; qemu --object tls-creds-x509)\n")
 	}
 	if cl != nil {
 		fmt.Fprintf(out, "nbd-server: control socket %s (\"mark NAME\", \"status\")\n", cl.Addr())

@@ -68,8 +68,10 @@ func (o *Options) fill() {
 	}
 }
 
-// Stats are a server's counters since NewServer. Every request is counted
-// when its reply is queued.
+// Stats are a server's counters since NewServer, as returned by
+// Server.Stats: a plain value (a snapshot), safe for concurrent use. Every
+// request is counted when its reply is queued, so a client that has read a
+// reply sees it counted.
 type Stats struct {
 	Connections int64 // connections accepted
 	Active      int64 // connections open now

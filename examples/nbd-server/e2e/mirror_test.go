@@ -309,6 +309,13 @@ func powerCut(t *testing.T, e *env, golden *goldenImages, writes int64, seed uin
 	var reports []string
 	for i, d := range []*testdev.Memory{legs[0], legs[1], logMem} {
 		o := testdev.CrashOptions{Mode: testdev.CrashMode(rng.IntN(3)), Seed: rng.Uint64(), Tear: rng.IntN(2) == 0}
+		if i < 2 {
+			// No torn leg writes: the guest's device has 4 KiB logical
+			// blocks (nbd-client -b 4096), which ext4 may assume are
+			// written whole, and testdev tears at 512 bytes. The log's
+			// writes may tear: it uses 512-byte blocks.
+			o.Tear = false
+		}
 		r := d.Crash(o)
 		reports = append(reports, fmt.Sprintf("%s %v tear=%v kept %d/%d", []string{"leg0", "leg1", "log"}[i], o.Mode, o.Tear, r.Kept, r.Pending))
 	}

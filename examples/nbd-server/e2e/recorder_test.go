@@ -214,7 +214,12 @@ func TestRecorderGeneric482(t *testing.T) {
 
 	opts := logwrites.ExploreOptions{MaxSubsetStates: -1, MaxStates: -1, Parallel: 2, DeviceSize: devSize}
 	if long() {
-		opts.MaxSubsetStates = 2 // a few subsets of the unflushed writes at each cut too
+		// Subsets of the unflushed writes at each cut too. Not torn ones:
+		// Explore tears at 512 bytes, but the guest's device has 4 KiB
+		// logical blocks (nbd-client -b 4096), which it may assume are
+		// written whole: a torn superblock is then not a state this
+		// device can leave.
+		opts.MaxSubsetStates = 8
 	}
 	explore := func(name string, lf *os.File) (logwrites.ExploreStats, *stateChecker, time.Duration, error) {
 		log, err := logwrites.Open(lf)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -44,9 +45,10 @@ type mirrorSet struct {
 
 // openMirror opens a mirror over the devices (new power) with the disk log
 // in mode sync; the resync is left to the caller (NoResync).
-func openMirror(legs [2]*testdev.Memory, log *testdev.Memory, sync dirtylog.SyncMode) (*mirrorSet, error) {
+// With lie, the legs acknowledge Sync without syncing (a broken device).
+func openMirror(legs [2]*testdev.Memory, log *testdev.Memory, sync dirtylog.SyncMode, lie bool) (*mirrorSet, error) {
 	s := &mirrorSet{p: &power{}, legs: legs, log: log}
-	l0, l1 := &poweredDev{p: s.p, mem: legs[0]}, &poweredDev{p: s.p, mem: legs[1]}
+	l0, l1 := &poweredDev{p: s.p, mem: legs[0], lie: lie}, &poweredDev{p: s.p, mem: legs[1], lie: lie}
 	m, err := mirror.OpenDisk([]mirror.Leg{l0, l1}, &poweredDev{p: s.p, mem: log},
 		dirtylog.Options{RegionSize: regionSize, DeviceSize: devSize, Sync: sync},
 		mirror.Options{Size: devSize, NoResync: true, Names: []string{"leg0", "leg1"}})
@@ -127,7 +129,11 @@ func checkDurableListing(run, check *bootResult) error {
 		}
 	}
 	if len(lost) > 0 {
-		return fmt.Errorf("%d of %d durable files lost or changed: %s", len(lost), len(run.durable), strings.Join(lost, "; "))
+		n := len(lost)
+		if n > 5 {
+			lost = append(lost[:5], "...")
+		}
+		return fmt.Errorf("%d of %d durable files lost or changed: %s", n, len(run.durable), strings.Join(lost, "; "))
 	}
 	return nil
 }
@@ -183,7 +189,7 @@ func TestMirrorExt4(t *testing.T) {
 	// mkfs on a fresh mirror (zeroed legs: nosync), closed in order.
 	legs := [2]*testdev.Memory{testdev.NewMemory(devSize), testdev.NewMemory(devSize)}
 	logMem := testdev.NewMemory(logDevSize)
-	ms, err := openMirror(legs, logMem, dirtylog.NoSync)
+	ms, err := openMirror(legs, logMem, dirtylog.NoSync, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +207,7 @@ func TestMirrorExt4(t *testing.T) {
 
 	// The orderly run from the golden state.
 	legs, logMem = golden.devices()
-	ms, err = openMirror(legs, logMem, dirtylog.DefaultSync)
+	ms, err = openMirror(legs, logMem, dirtylog.DefaultSync, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,31 +263,98 @@ func TestMirrorExt4(t *testing.T) {
 			survived++
 		}
 	}
+	cutsTime := time.Since(tCuts)
+
+	// The negative control: legs that acknowledge Sync without syncing
+	// lose durable files at a power cut, and the checks above see it.
+	t.Run("negative-lying-legs", func(t *testing.T) {
+		plan := cutPlan{name: "lying", at: writes * 3 / 4, lie: true}
+		for i := range plan.crashes {
+			plan.crashes[i] = testdev.CrashOptions{Mode: testdev.DropAll}
+		}
+		out := runCut(t, e, golden, plan)
+		err := errors.Join(out.checkErr, out.durableErr, out.fsckErr)
+		if err == nil {
+			t.Fatalf("legs that do not sync lost nothing at a power cut: %d durable files reported, all found", len(out.run.durable))
+		}
+		t.Logf("caught: %v", err)
+	})
 	t.Logf("power cuts: %d run, %d survived in %v (%.1f s per cut); whole test %v",
-		cuts, survived, time.Since(tCuts).Round(time.Second), time.Since(tCuts).Seconds()/float64(max(cuts, 1)), time.Since(tStart).Round(time.Second))
+		cuts, survived, cutsTime.Round(time.Second), cutsTime.Seconds()/float64(max(cuts, 1)), time.Since(tStart).Round(time.Second))
 }
 
-// powerCut runs one seeded power cut: the workload from the golden state
-// until the seeded write, power off (the write and all later I/O fail),
-// qemu killed, every device crashed losing a seeded part of what it had
-// not synced; then recovery and the checks.
-func powerCut(t *testing.T, e *env, golden *goldenImages, writes int64, seed uint64) {
-	ctx := context.Background()
+// cutPlan is one power cut: at which write the power goes, how each
+// device crashes, and whether the legs lie about Sync (the negative
+// control).
+type cutPlan struct {
+	name    string
+	at      int64                   // the write (from 1) that cuts the power
+	crashes [3]testdev.CrashOptions // leg0, leg1, log
+	lie     bool                    // the legs acknowledge Sync without syncing
+}
+
+// cutOutcome is what a power cut and the recovery found. Infrastructure
+// failures (the mirror cannot be reopened or resynced) fail the test at
+// once; the checks that the negative control expects to fail are
+// returned.
+type cutOutcome struct {
+	run, check  *bootResult
+	cutAfterEnd bool
+	durableErr  error // a durable file lost or changed
+	checkErr    error // the check boot failed (mount, listing)
+	fsckErr     error // e2fsck on leg 0
+}
+
+// seededPlan draws a power cut from seed.
+func seededPlan(seed uint64, writes int64) cutPlan {
 	rng := rand.New(rand.NewPCG(seed, 0xc0ffee))
-	at := 1 + rng.Int64N(max(writes*19/20, 1))
+	p := cutPlan{name: fmt.Sprintf("cut%d", seed), at: 1 + rng.Int64N(max(writes*19/20, 1))}
+	for i := range p.crashes {
+		p.crashes[i] = testdev.CrashOptions{Mode: testdev.CrashMode(rng.IntN(3)), Seed: rng.Uint64(), Tear: rng.IntN(2) == 0}
+		if i < 2 {
+			// No torn leg writes: the guest's device has 4 KiB logical
+			// blocks (nbd-client -b 4096), which ext4 may assume are
+			// written whole, and testdev tears at 512 bytes. The log's
+			// writes may tear: it uses 512-byte blocks.
+			p.crashes[i].Tear = false
+		}
+	}
+	return p
+}
+
+// powerCut runs one seeded power cut and requires that the mirror
+// recovers with identical legs and every durable file intact.
+func powerCut(t *testing.T, e *env, golden *goldenImages, writes int64, seed uint64) {
 	defer func() {
 		if t.Failed() {
 			t.Logf("FAILED power cut: seed %d (replay with DMLOG_E2E_SEED=%d DMLOG_E2E_CUTS=1)", seed, seed)
 		}
 	}()
+	out := runCut(t, e, golden, seededPlan(seed, writes))
+	if err := errors.Join(out.checkErr, out.durableErr, out.fsckErr); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("survived: %d durable files intact, %d files listed, e2fsck -fn clean", len(out.run.durable), len(out.check.files))
+}
+
+// runCut runs the workload from the golden state until the planned write,
+// cuts the power (that write and all later I/O fail), kills qemu, crashes
+// every device as planned (each loses all, a seeded subset or none of
+// what it had not synced), then reopens the mirror from the crashed
+// devices, resyncs what the disk log says, verifies the legs identical,
+// and boots a guest that mounts the file system (journal replay) and lists
+// it; finally e2fsck -fn runs on a copy of leg 0.
+func runCut(t *testing.T, e *env, golden *goldenImages, plan cutPlan) cutOutcome {
+	ctx := context.Background()
+	var out cutOutcome
 	legs, logMem := golden.devices()
-	ms, err := openMirror(legs, logMem, dirtylog.DefaultSync)
+	ms, err := openMirror(legs, logMem, dirtylog.DefaultSync, plan.lie)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cutter{dev: ms.m, p: ms.p, at: at, tripped: make(chan struct{})}
+	c := &cutter{dev: ms.m, p: ms.p, at: plan.at, tripped: make(chan struct{})}
 	srv := serve(t, c, devSize)
-	g := e.boot(t, bootOptions{name: fmt.Sprintf("cut%d", seed), sock: srv.sock, steps: stepsWorkload, seed: workloadSeed})
+	g := e.boot(t, bootOptions{name: plan.name, sock: srv.sock, steps: stepsWorkload, seed: workloadSeed})
 	type waited struct {
 		res *bootResult
 		err error
@@ -291,15 +364,13 @@ func powerCut(t *testing.T, e *env, golden *goldenImages, writes int64, seed uin
 		res, err := g.wait(ctx)
 		waitCh <- waited{res, err}
 	}()
-	var run *bootResult
-	cutAfterEnd := false
 	select {
 	case <-c.tripped:
 		g.kill()
-		run = (<-waitCh).res
+		out.run = (<-waitCh).res
 	case w := <-waitCh:
-		run = mustResult(t, "workload before the cut", w.res, w.err)
-		cutAfterEnd = true
+		out.run = mustResult(t, "workload before the cut", w.res, w.err)
+		out.cutAfterEnd = true
 		ms.p.cut()
 	}
 	srv.close(t)
@@ -308,24 +379,37 @@ func powerCut(t *testing.T, e *env, golden *goldenImages, writes int64, seed uin
 	}
 	var reports []string
 	for i, d := range []*testdev.Memory{legs[0], legs[1], logMem} {
-		o := testdev.CrashOptions{Mode: testdev.CrashMode(rng.IntN(3)), Seed: rng.Uint64(), Tear: rng.IntN(2) == 0}
-		if i < 2 {
-			// No torn leg writes: the guest's device has 4 KiB logical
-			// blocks (nbd-client -b 4096), which ext4 may assume are
-			// written whole, and testdev tears at 512 bytes. The log's
-			// writes may tear: it uses 512-byte blocks.
-			o.Tear = false
-		}
+		o := plan.crashes[i]
 		r := d.Crash(o)
 		reports = append(reports, fmt.Sprintf("%s %v tear=%v kept %d/%d", []string{"leg0", "leg1", "log"}[i], o.Mode, o.Tear, r.Kept, r.Pending))
 	}
-	t.Logf("cut at write %d of ~%d (after the end: %v), %d durable files reported; crash: %s",
-		at, writes, cutAfterEnd, len(run.durable), strings.Join(reports, ", "))
+	t.Logf("cut at write %d (after the end: %v), %d durable files reported; crash: %s",
+		plan.at, out.cutAfterEnd, len(out.run.durable), strings.Join(reports, ", "))
+
+	// Without the log the crashed legs may differ where writes were in
+	// flight: a mirror that ignores its log (nosync) must see that in
+	// Verify, or the resync below proves nothing.
+	if !bytes.Equal(legs[0].Bytes(), legs[1].Bytes()) {
+		l0, l1 := testdev.NewMemoryFrom(legs[0].Bytes()), testdev.NewMemoryFrom(legs[1].Bytes())
+		blind, err := openMirror([2]*testdev.Memory{l0, l1}, testdev.NewMemory(logDevSize), dirtylog.NoSync, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vr, err := blind.m.Verify(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = blind.m.Close()
+		if len(vr.Mismatched) == 0 {
+			t.Fatal("the crashed legs differ but Verify of a mirror opened without its log finds no mismatch")
+		}
+		t.Logf("crashed legs differ in %d regions (seen by Verify with the log ignored)", len(vr.Mismatched))
+	}
 
 	// Recovery: reopen from the crashed devices, resync what the log says,
 	// verify.
 	t0 := time.Now()
-	ms2, err := openMirror(legs, logMem, dirtylog.DefaultSync)
+	ms2, err := openMirror(legs, logMem, dirtylog.DefaultSync, false)
 	if err != nil {
 		t.Fatalf("reopening the mirror after the cut: %v", err)
 	}
@@ -345,23 +429,30 @@ func powerCut(t *testing.T, e *env, golden *goldenImages, writes int64, seed uin
 
 	// A new guest mounts it (journal replay) and lists the tree.
 	srv2 := serve(t, ms2.m, devSize)
-	check := e.run(t, "check boot after the cut", bootOptions{name: fmt.Sprintf("check%d", seed), sock: srv2.sock, steps: stepsCheck, seed: workloadSeed})
+	res, err := e.boot(t, bootOptions{name: plan.name + "-check", sock: srv2.sock, steps: stepsCheck, seed: workloadSeed}).wait(ctx)
 	srv2.close(t)
+	out.check = res
+	if err == nil && len(res.errors) > 0 {
+		err = fmt.Errorf("the guest reported errors: %v", res.errors)
+	}
+	if err != nil {
+		out.checkErr = fmt.Errorf("check boot after the cut: %w\nconsole tail:\n%s", err, tailFile(res.console, 30))
+	}
 	if err := ms2.m.Close(); err != nil {
 		t.Fatalf("closing the recovered mirror: %v", err)
 	}
-	if err := checkDurableListing(run, check); err != nil {
-		t.Fatal(err)
-	}
 	if !bytes.Equal(legs[0].Bytes(), legs[1].Bytes()) {
 		t.Fatal("legs differ after the check boot")
+	}
+	if out.checkErr == nil {
+		out.durableErr = checkDurableListing(out.run, out.check)
 	}
 	p := filepath.Join(t.TempDir(), "leg0.img")
 	if err := writeImage(p, legs[0], devSize); err != nil {
 		t.Fatal(err)
 	}
 	if err := fsckImage(e.bin["e2fsck"], p); err != nil {
-		t.Fatalf("leg 0 after recovery: %v", err)
+		out.fsckErr = fmt.Errorf("leg 0 after recovery: %w", err)
 	}
-	t.Logf("survived: %d durable files intact, %d files listed, e2fsck -fn clean", len(run.durable), len(check.files))
+	return out
 }

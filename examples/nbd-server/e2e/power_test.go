@@ -25,9 +25,12 @@ func (p *power) cut() {
 }
 
 // poweredDev is a crash-capable in-memory device on a power switch.
+// With lie it acknowledges Sync without syncing: a device whose cache
+// lies, for the negative control.
 type poweredDev struct {
 	p   *power
 	mem *testdev.Memory
+	lie bool
 }
 
 func (d *poweredDev) do(f func() error) error {
@@ -53,7 +56,12 @@ func (d *poweredDev) WriteAt(b []byte, off int64) (n int, err error) {
 	return n, err
 }
 
-func (d *poweredDev) Sync() error { return d.do(d.mem.Sync) }
+func (d *poweredDev) Sync() error {
+	if d.lie {
+		return d.do(func() error { return nil })
+	}
+	return d.do(d.mem.Sync)
+}
 
 func (d *poweredDev) Discard(off, n int64) error {
 	return d.do(func() error { return d.mem.Discard(off, n) })

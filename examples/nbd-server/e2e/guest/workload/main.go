@@ -89,13 +89,17 @@ func runCmd(args []string) int {
 		fmt.Fprintln(os.Stderr, "workload: -root is required")
 		return 2
 	}
-	w := &workload{root: *root, rng: rand.New(rand.NewPCG(*seed, 0x3c6ef372fe94f82b)), seed: *seed, budget: n}
+	w := newWorkload(*root, *seed, n, os.Stdout)
 	if err := w.run(); err != nil {
 		fmt.Printf("DMLOG error %v\n", err)
 		return 1
 	}
 	fmt.Printf("DMLOG workload done ops=%d written=%d durable=%d live=%d\n", w.ops, w.written, w.durable, len(w.live))
 	return 0
+}
+
+func newWorkload(root string, seed uint64, budget int64, out io.Writer) *workload {
+	return &workload{root: root, rng: rand.New(rand.NewPCG(seed, 0x3c6ef372fe94f82b)), seed: seed, budget: budget, out: out}
 }
 
 func parseSize(s string) (int64, error) {
@@ -120,6 +124,7 @@ func parseSize(s string) (int64, error) {
 // change; frozen ones were reported durable and are never touched).
 type workload struct {
 	root    string
+	out     io.Writer // where durable lines go
 	rng     *rand.Rand
 	seed    uint64
 	budget  int64
@@ -420,7 +425,9 @@ func (w *workload) makeDurable() error {
 // fsyncs it and its directory.
 func (w *workload) directFile() error {
 	w.direct = true
-	const size, chunk = 6 << 20, 1 << 20
+	// A quarter of the volume, 1 to 6 MiB, in whole chunks.
+	const chunk = 1 << 20
+	size := min(max(w.budget/4, chunk), 6<<20) &^ (chunk - 1)
 	rel := w.newName("direct")
 	f, err := os.OpenFile(w.path(rel), os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_DIRECT, 0o644)
 	if err != nil {
@@ -461,7 +468,7 @@ func (w *workload) report(rel string) error {
 		return err
 	}
 	w.durable++
-	fmt.Printf("DMLOG durable %s %d %s\n", rel, size, sum)
+	fmt.Fprintf(w.out, "DMLOG durable %s %d %s\n", rel, size, sum)
 	return nil
 }
 
@@ -504,43 +511,49 @@ func listCmd(args []string) int {
 		fmt.Fprintln(os.Stderr, "workload: -root is required")
 		return 2
 	}
-	files, bad := 0, false
-	if _, err := os.Lstat(*root); errors.Is(err, fs.ErrNotExist) {
-		// A power cut before the workload made its directory.
-		fmt.Printf("DMLOG list done files=0 (no %s)\n", *root)
-		return 0
+	if !listTree(*root, os.Stdout) {
+		return 1
 	}
-	err := filepath.WalkDir(*root, func(p string, d fs.DirEntry, err error) error {
-		rel, _ := filepath.Rel(*root, p)
+	return 0
+}
+
+// listTree prints the tree under root; it reports whether it read
+// everything without an error.
+func listTree(root string, out io.Writer) bool {
+	files, bad := 0, false
+	if _, err := os.Lstat(root); errors.Is(err, fs.ErrNotExist) {
+		// A power cut before the workload made its directory.
+		fmt.Fprintf(out, "DMLOG list done files=0 (no %s)\n", root)
+		return true
+	}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		rel, _ := filepath.Rel(root, p)
 		if err != nil {
-			fmt.Printf("DMLOG error %s: %v\n", rel, err)
+			fmt.Fprintf(out, "DMLOG error %s: %v\n", rel, err)
 			bad = true
 			return nil
 		}
 		switch {
 		case d.IsDir():
-			fmt.Printf("DMLOG dir %s\n", rel)
+			fmt.Fprintf(out, "DMLOG dir %s\n", rel)
 		case d.Type().IsRegular():
 			size, sum, err := hashFile(p)
 			if err != nil {
-				fmt.Printf("DMLOG error %s: %v\n", rel, err)
+				fmt.Fprintf(out, "DMLOG error %s: %v\n", rel, err)
 				bad = true
 				return nil
 			}
 			files++
-			fmt.Printf("DMLOG file %s %d %s\n", rel, size, sum)
+			fmt.Fprintf(out, "DMLOG file %s %d %s\n", rel, size, sum)
 		default:
-			fmt.Printf("DMLOG other %s %v\n", rel, d.Type())
+			fmt.Fprintf(out, "DMLOG other %s %v\n", rel, d.Type())
 		}
 		return nil
 	})
 	if err != nil {
-		fmt.Printf("DMLOG error walk: %v\n", err)
+		fmt.Fprintf(out, "DMLOG error walk: %v\n", err)
 		bad = true
 	}
-	fmt.Printf("DMLOG list done files=%d\n", files)
-	if bad {
-		return 1
-	}
-	return 0
+	fmt.Fprintf(out, "DMLOG list done files=%d\n", files)
+	return !bad
 }

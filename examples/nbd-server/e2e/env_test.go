@@ -18,8 +18,6 @@ var tools = []struct{ name, pkg string }{
 	{"mke2fs", "e2fsprogs"},
 	{"e2fsck", "e2fsprogs"},
 	{"debugfs", "e2fsprogs"},
-	{"dpkg-deb", "dpkg"},
-	{"apt-get", "apt"},
 	{"ldd", "libc-bin"},
 	{"go", "the Go toolchain"},
 }

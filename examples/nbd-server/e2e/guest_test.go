@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -278,22 +277,6 @@ func (g *guest) kill() {
 		return
 	}
 	_ = g.cmd.Process.Kill()
-}
-
-// stop kills the guest and waits for qemu and the console reader.
-func (g *guest) stop() *bootResult {
-	g.kill()
-	err := g.cmd.Wait()
-	var ee *exec.ExitError
-	_ = errors.As(err, &ee)
-	g.closeConns()
-	g.readers.Wait()
-	_ = g.logf.Close()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	res := g.res
-	res.wall = time.Since(g.start)
-	return &res
 }
 
 func (g *guest) closeConns() {

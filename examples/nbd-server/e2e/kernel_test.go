@@ -59,6 +59,13 @@ func fetchKernel(cache string, bin map[string]string) (*kernel, string, error) {
 	}
 	dir := filepath.Join(cache, pkg)
 	if _, err := os.Stat(filepath.Join(dir, "complete")); err != nil {
+		for _, tl := range []struct{ name, pkg string }{{"apt-get", "apt"}, {"dpkg-deb", "dpkg"}} {
+			p, err := hostPath(tl.name)
+			if err != nil {
+				return nil, "skipped: " + tl.name + " (package " + tl.pkg + ") is needed to fetch the guest kernel " + pkg + " into " + cache, nil
+			}
+			bin[tl.name] = p
+		}
 		if err := downloadKernel(cache, pkg, bin); err != nil {
 			return nil, "", err
 		}

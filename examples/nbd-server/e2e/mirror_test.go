@@ -374,6 +374,7 @@ func runCut(t *testing.T, e *env, golden *goldenImages, plan cutPlan) cutOutcome
 		ms.p.cut()
 	}
 	srv.close(t)
+	t.Logf("server during the cut: %s", srv.logSummary())
 	if !closeWithin(ms.m, time.Minute) {
 		t.Fatal("the mirror's Close hangs after the power cut")
 	}

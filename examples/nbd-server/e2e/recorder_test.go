@@ -195,15 +195,19 @@ func TestRecorderGeneric482(t *testing.T) {
 	srv.close(t)
 	recWall := time.Since(tRec)
 	mu.Lock()
-	if len(markErrs) > 0 {
-		t.Fatalf("marking the logs: %v", errors.Join(markErrs...))
-	}
+	markErr := errors.Join(markErrs...)
 	mu.Unlock()
+	if markErr != nil {
+		t.Fatalf("marking the logs: %v", markErr)
+	}
 	if err := errors.Join(good.Close(), bad.Close()); err != nil {
 		t.Fatalf("closing the recorders: %v", err)
 	}
-	if tee.badErr != nil {
-		t.Fatalf("the broken configuration's recorder failed: %v", tee.badErr)
+	tee.mu.Lock()
+	badErr := tee.badErr
+	tee.mu.Unlock()
+	if badErr != nil {
+		t.Fatalf("the broken configuration's recorder failed: %v", badErr)
 	}
 	if good.Err() != nil {
 		t.Fatalf("recording: %v", good.Err())

@@ -32,7 +32,7 @@ func (s *nbdServer) logf(format string, a ...any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.nlogs++
-	if len(s.logs) < 10 {
+	if len(s.logs) < 3 {
 		s.logs = append(s.logs, fmt.Sprintf(format, a...))
 	}
 }

@@ -191,7 +191,7 @@ func (g *guest) parse(msg string) {
 			return
 		}
 		size, err := strconv.ParseInt(f[2], 10, 64)
-		if err != nil {
+		if err != nil || size < 0 || !isSHA256(f[3]) {
 			r.errors = append(r.errors, "malformed line: "+msg)
 			return
 		}
@@ -234,6 +234,19 @@ func (g *guest) parse(msg string) {
 	case "workload":
 		r.workload = msg
 	}
+}
+
+// isSHA256 reports whether s is 64 lower-case hex digits.
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // wait waits for qemu to exit (the guest powers off at the end of /init)

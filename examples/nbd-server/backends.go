@@ -58,7 +58,12 @@ func serveRecord(devPath, logPath string, size int64, sector int, overwrite bool
 	if err != nil {
 		return nil, err
 	}
-	lf, err := os.OpenFile(logPath, os.O_RDWR|os.O_CREATE, 0o600)
+	lf, err := os.OpenFile(logPath, os.O_RDWR, 0)
+	logCreated := false
+	if errors.Is(err, os.ErrNotExist) {
+		lf, err = os.OpenFile(logPath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		logCreated = err == nil
+	}
 	if err != nil {
 		d.Close()
 		if created {
@@ -66,11 +71,14 @@ func serveRecord(devPath, logPath string, size int64, sector int, overwrite bool
 		}
 		return nil, fmt.Errorf("log: %w", err)
 	}
-	closeAll := func() {
+	closeAll := func() { // undo this call: close, remove what it created
 		lf.Close()
 		d.Close()
 		if created {
 			os.Remove(devPath)
+		}
+		if logCreated {
+			os.Remove(logPath)
 		}
 	}
 	if err := flock.Lock(lf, "log"); err != nil {

@@ -6,22 +6,27 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
 
-// gatedDev blocks reads at offset 0 until release is closed and reports
-// each blocked read on entered.
-func gatedDev(n int) (d *memDev, entered chan struct{}, release chan struct{}) {
+// gatedDev blocks reads at offset 0 until release is called and reports
+// each blocked read on entered. release may be called more than once;
+// register it with t.Cleanup after the server's cleanup, so that it runs
+// first even when the test fails.
+func gatedDev(n int) (d *memDev, entered chan struct{}, release func()) {
 	d = newMemDev(n)
-	entered, release = make(chan struct{}, 16), make(chan struct{})
+	entered = make(chan struct{}, 16)
+	gate := make(chan struct{})
+	var once sync.Once
 	d.gate = func(op string, off int64) {
 		if op == "read" && off == 0 {
 			entered <- struct{}{}
-			<-release
+			<-gate
 		}
 	}
-	return d, entered, release
+	return d, entered, func() { once.Do(func() { close(gate) }) }
 }
 
 func waitFor(t *testing.T, ch <-chan struct{}, what string) {
@@ -35,23 +40,21 @@ func waitFor(t *testing.T, ch <-chan struct{}, what string) {
 
 func TestPipelinedOutOfOrder(t *testing.T) {
 	dev, entered, release := gatedDev(1 << 20)
-	released := false
-	t.Cleanup(func() {
-		if !released {
-			close(release)
-		}
-	})
 	s, addr := startServer(t, Options{}, Export{Size: 1 << 20, Dev: dev})
+	t.Cleanup(release)
 	c := dial(t, addr, "")
 	c.send(cmdRead, 0, 1, 0, 4096, nil) // blocks in the device
 	waitFor(t, entered, "the gated read to start")
+	// Later requests complete and are answered while handle 1 is blocked.
+	// (The read is sent after the write's reply: NBD does not order
+	// requests in flight together.)
 	p := bytes.Repeat([]byte{7}, 8192)
 	c.send(cmdWrite, 0, 2, 8192, 8192, p)
-	c.send(cmdRead, 0, 3, 8192, 8192, nil)
 	r := c.mustReply()
 	if r.handle != 2 || r.errno != 0 {
 		t.Fatalf("first reply %+v, want the write (handle 2) while the read of handle 1 is blocked", r)
 	}
+	c.send(cmdRead, 0, 3, 8192, 8192, nil)
 	r = c.mustReply()
 	if r.handle != 3 || r.errno != 0 {
 		t.Fatalf("second reply %+v, want handle 3", r)
@@ -59,8 +62,7 @@ func TestPipelinedOutOfOrder(t *testing.T) {
 	if got := c.readData(8192); !bytes.Equal(got, p) {
 		t.Fatal("read of handle 3 returned other data")
 	}
-	close(release)
-	released = true
+	release()
 	if r = c.mustReply(); r.handle != 1 || r.errno != 0 {
 		t.Fatalf("last reply %+v, want handle 1", r)
 	}
@@ -254,6 +256,7 @@ func TestNegotiationFailuresClose(t *testing.T) {
 func TestDisconnectLosesNothingAcknowledged(t *testing.T) {
 	dev, entered, release := gatedDev(1 << 20)
 	_, addr := startServer(t, Options{}, Export{Size: 1 << 20, Dev: dev})
+	t.Cleanup(release)
 	c := dial(t, addr, "")
 	a := bytes.Repeat([]byte{0xa1}, 4096)
 	if e, _ := c.do(cmdWrite, 0, 4096, 4096, a); e != 0 {
@@ -265,7 +268,7 @@ func TestDisconnectLosesNothingAcknowledged(t *testing.T) {
 	c.send(cmdWrite, 0, 6, 8192, 4096, b)      // received whole
 	c.send(cmdWrite, 0, 7, 12288, 4096, b[:7]) // cut short
 	c.nc.Close()
-	close(release)
+	release()
 
 	c2 := dial(t, addr, "")
 	if _, got := c2.do(cmdRead, 0, 4096, 4096, nil); !bytes.Equal(got, a) {
@@ -340,6 +343,7 @@ func TestCloseDrainsAndLeavesNoGoroutines(t *testing.T) {
 	l := listenUnix(t)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(l) }()
+	t.Cleanup(func() { release(); s.Close() })
 	idle, _ := dialRaw(t, l.Addr())
 	_ = idle
 	busy := dial(t, l.Addr(), "")
@@ -351,7 +355,7 @@ func TestCloseDrainsAndLeavesNoGoroutines(t *testing.T) {
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
-	close(release)
+	release()
 	// The request running at Close is answered before the connection ends.
 	if r := busy.mustReply(); r.handle != 9 || r.errno != 0 {
 		t.Fatalf("reply %+v", r)

@@ -241,6 +241,9 @@ func TestMirrorExt4(t *testing.T) {
 	}
 	writes := counter.writes.Load()
 	st := srv.stats
+	if st.FUAWrites == 0 || st.Flushes == 0 {
+		t.Fatalf("the guest sent %d FUA writes and %d flushes: the path from the guest to the server loses them", st.FUAWrites, st.Flushes)
+	}
 	t.Logf("orderly run on the mirror: workload %v (%s), boot wall %v; NBD: %d writes (%d FUA), %d flushes, %d trims; tree equals the -file baseline (%d files)",
 		orderly.steps["workload"], orderly.workload, orderly.wall.Round(time.Millisecond), st.Writes, st.FUAWrites, st.Flushes, st.Trims, len(orderly.files))
 

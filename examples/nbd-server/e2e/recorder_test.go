@@ -213,6 +213,9 @@ func TestRecorderGeneric482(t *testing.T) {
 		t.Fatalf("recording: %v", good.Err())
 	}
 	st := srv.stats
+	if st.FUAWrites == 0 || st.Flushes == 0 {
+		t.Fatalf("the guest sent %d FUA writes and %d flushes: the path from the guest to the server loses them", st.FUAWrites, st.Flushes)
+	}
 	t.Logf("recorded: boot wall %v, mkfs %v, workload %v; NBD %d writes (%d FUA), %d flushes; %d durable files; the broken server dropped %d flushes",
 		recWall.Round(time.Millisecond), res.steps["mkfs"], res.steps["workload"], st.Writes, st.FUAWrites, st.Flushes, len(res.durable), tee.dropped.Load())
 

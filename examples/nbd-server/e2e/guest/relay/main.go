@@ -85,10 +85,10 @@ func run(listen, port string) error {
 	return nil
 }
 
-// pump copies src to dst with plain reads and writes. (io.Copy would
-// splice between the port and the socket; the first bytes of a session
-// were seen garbled that way.) The first bytes from each side go to
-// stderr, so that a garbled greeting shows in the guest's console.
+// pump copies src to dst with plain reads and writes (no splice between
+// the port and the socket), and writes the first bytes from each side to
+// stderr, so that a missing or garbled greeting shows in the guest's
+// console.
 func pump(dst io.Writer, src io.Reader, from string) error {
 	b := make([]byte, 256<<10)
 	first := true

@@ -13,7 +13,9 @@ import (
 // region whose last write completed stays marked for ClearDelay, then the
 // flusher clears it in memory and flushes; the disk log's flush callback
 // syncs the legs before the clean bit is written, so a clean bit on disk
-// never runs ahead of the data.
+// never runs ahead of the data. Because that sync can be long (a leg with
+// much unwritten data), a clear pass is put off while writers mark new
+// regions, for at most maxClearDefers passes.
 
 func (m *Mirror) kick() {
 	select {
@@ -74,6 +76,12 @@ func (m *Mirror) applyClearsLocked(all bool) int {
 	return n
 }
 
+// maxClearDefers bounds how many clear ticks in a row the flusher puts
+// off while writers wait for a flush: under a steady stream of writes into
+// new regions an idle region is still cleared within about
+// (maxClearDefers+2) clear delays.
+const maxClearDefers = 8
+
 // flusher is the one goroutine that calls the log's Flush while the mirror
 // runs.
 func (m *Mirror) flusher() {
@@ -82,6 +90,8 @@ func (m *Mirror) flusher() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
+	deferred := 0       // consecutive clear ticks put off while writers marked
+	var lastTick uint64 // flushStarted at the previous clear tick
 	for {
 		tick := false
 		select {
@@ -100,8 +110,24 @@ func (m *Mirror) flusher() {
 			return
 		}
 		cleared := 0
-		if tick || delay == 0 {
-			cleared = m.applyClearsLocked(delay == 0)
+		switch {
+		case delay == 0:
+			cleared = m.applyClearsLocked(true)
+		case tick && m.busyMarkingLocked(lastTick) && deferred < maxClearDefers:
+			// Writers are marking new regions: a clear now would make
+			// their next flush wait for the legs' sync (the disk log's
+			// flush callback syncs them before a clean bit). Put it off
+			// to a quiet tick, for at most maxClearDefers ticks, as md's
+			// bitmap daemon clears when the array is idle.
+			deferred++
+			m.clearEpoch++ // a clear interval passed: idle regions age
+			m.stats.clearDefers.Add(1)
+		case tick:
+			deferred = 0
+			cleared = m.applyClearsLocked(false)
+		}
+		if tick {
+			lastTick = m.flushStarted
 		}
 		if !armed && delay > 0 && m.idleDirtyLocked() > 0 {
 			timer.Reset(delay)
@@ -141,6 +167,12 @@ func (m *Mirror) flusher() {
 			m.kick()
 		}
 	}
+}
+
+// busyMarkingLocked reports whether writers marked new regions since the
+// clear tick at which flushStarted was since: a flush ran or is wanted.
+func (m *Mirror) busyMarkingLocked(since uint64) bool {
+	return m.flushStarted != since || m.flushWant > m.flushDone
 }
 
 // flushNow runs a flush that covers everything marked so far and waits

@@ -64,7 +64,7 @@ type Mirror struct {
 	// (the last successful flush) does too.
 	flushStarted, flushDone, okGen, flushWant uint64
 	stopFlusher                               bool   // guarded by mu
-	clearEpoch                                uint64 // guarded by mu: bumped by each clear pass
+	clearEpoch                                uint64 // guarded by mu: bumped by each clear pass, done or put off
 	flushKick                                 chan struct{}
 	clearArmed                                atomic.Bool // the flusher's clear timer is armed: atomic, read by completing writes holding one shard
 
@@ -103,6 +103,7 @@ type config struct {
 type counters struct {
 	reads, bytesRead                     atomic.Int64
 	flushes, flushWaits, flushSkips      atomic.Int64 // flushSkips: slow path (see shard)
+	clearDefers                          atomic.Int64 // clear passes the flusher put off
 	readErrors, writeErrors, readRepairs atomic.Int64
 	resyncedRegions, resyncedBytes       atomic.Int64
 	resyncFailures                       atomic.Int64

@@ -102,6 +102,9 @@ type Stats struct {
 	// one (group commit: many writes share a flush); FlushSkips the writes
 	// whose regions were already durably marked.
 	LogFlushes, FlushWaits, FlushSkips int64
+	// ClearDefers counts the clear passes put off because writers were
+	// waiting for a log flush (see Options.ClearDelay).
+	ClearDefers int64
 	// ReadErrors and WriteErrors count leg I/O errors; ReadRepairs the
 	// ranges rewritten by Options.ReadRepair.
 	ReadErrors, WriteErrors, ReadRepairs int64
@@ -161,6 +164,7 @@ func (m *Mirror) Stats() Stats {
 	s.Reads, s.BytesRead = st.reads.Load(), st.bytesRead.Load()
 	s.LogFlushes, s.FlushWaits = st.flushes.Load(), st.flushWaits.Load()
 	s.FlushSkips += st.flushSkips.Load()
+	s.ClearDefers = st.clearDefers.Load()
 	s.ReadErrors, s.WriteErrors, s.ReadRepairs = st.readErrors.Load(), st.writeErrors.Load(), st.readRepairs.Load()
 	s.ResyncedRegions, s.ResyncedBytes = st.resyncedRegions.Load(), st.resyncedBytes.Load()
 	s.ResyncFailures, s.HeldWrites = st.resyncFailures.Load(), st.heldWrites.Load()

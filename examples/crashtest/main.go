@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/dmlog/dmlog/dirtylog/testdev"
+	"github.com/dmlog/dmlog/internal/cli"
 	"github.com/dmlog/dmlog/logwrites"
 )
 
@@ -63,16 +64,7 @@ func parseArgs(args []string, stdout io.Writer) (config, error) {
 	fs.Uint64Var(&c.seed, "seed", 1, "seed for the subsets, orders and tears explored")
 	fs.IntVar(&c.maxSubset, "max-subset", 64, "subset states per epoch (negative: prefixes only)")
 	fs.IntVar(&c.parallel, "parallel", 0, "checks run at once (0: GOMAXPROCS)")
-	fs.Usage = func() {
-		fmt.Fprintf(stdout, "usage: crashtest [flags]\n\nCrash-test a small key-value store on a logwrites.Recorder: exit 0 if every\ncrash state recovers every acknowledged record, 1 if one loses data.\n\n")
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
-		}
+	if err := cli.Parse(fs, args, stdout, "usage: crashtest [flags]\n\nCrash-test a small key-value store on a logwrites.Recorder: exit 0 if every\ncrash state recovers every acknowledged record, 1 if one loses data.\n\n", ""); err != nil {
 		return c, err
 	}
 	switch {

@@ -32,6 +32,7 @@ import (
 	"github.com/bits-and-blooms/bitset"
 
 	"github.com/dmlog/dmlog/dirtylog"
+	"github.com/dmlog/dmlog/internal/cli"
 )
 
 // parseArgs parses the command line and returns the file to examine. It
@@ -40,13 +41,7 @@ import (
 func parseArgs(args []string, stdout io.Writer) (string, error) {
 	fs := flag.NewFlagSet("examine-log", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
-		fmt.Fprintf(stdout, "usage: examine-log FILE\n\nPrint the header and dirty regions of a device-mapper disk log (FILE.gz is\ndecompressed first). Exit status: 0 done, 1 FILE is not a disk log, 2 usage.\n")
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
-		}
+	if err := cli.Parse(fs, args, stdout, "usage: examine-log FILE\n\nPrint the header and dirty regions of a device-mapper disk log (FILE.gz is\ndecompressed first). Exit status: 0 done, 1 FILE is not a disk log, 2 usage.\n", ""); err != nil {
 		return "", err
 	}
 	switch fs.NArg() {

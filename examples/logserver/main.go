@@ -42,6 +42,7 @@ import (
 
 	"github.com/dmlog/dmlog/dirtylog"
 	"github.com/dmlog/dmlog/dirtylog/remote"
+	"github.com/dmlog/dmlog/internal/cli"
 	"github.com/dmlog/dmlog/internal/flock"
 	"github.com/dmlog/dmlog/internal/units"
 )
@@ -88,15 +89,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	logSizeV := units.Size(1 << 20)
 	fs.Var(&logSizeV, "log-size", "size of a clustered-disk log file (e.g. 1MiB; a bare number is bytes; at least 4KiB)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
-	fs.Usage = func() {
-		fmt.Fprintf(stdout, "usage: logserver -listen unix:PATH|tcp:HOST:PORT [flags]\n\nServe clustered dirty-region logs to dmlog clients.\n\n")
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, stdout, "usage: logserver -listen unix:PATH|tcp:HOST:PORT [flags]\n\nServe clustered dirty-region logs to dmlog clients.\n\n", ""); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
 			return err
 		}
 		return usageError{err}

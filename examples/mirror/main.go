@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/dmlog/dmlog/dirtylog"
+	"github.com/dmlog/dmlog/internal/cli"
 	"github.com/dmlog/dmlog/internal/units"
 	"github.com/dmlog/dmlog/mirror"
 )
@@ -78,16 +79,7 @@ func parseArgs(args []string, stdout io.Writer) (config, error) {
 	fs.IntVar(&c.hot, "hot", 4, "regions the workload keeps writing when the crash lands (at least 1)")
 	fs.DurationVar(&c.run, "run", 400*time.Millisecond, "how long the hot workload runs before SIGKILL (positive)")
 	fs.Var(&rate, "rate", "resync rate limit in bytes per second (e.g. 8MiB; 0: unlimited)")
-	fs.Usage = func() {
-		fmt.Fprintf(stdout, "usage: mirror [flags]\n\nCrash a file-backed mirror with a disk log, then recover it.\n\n")
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
-		}
+	if err := cli.Parse(fs, args, stdout, "usage: mirror [flags]\n\nCrash a file-backed mirror with a disk log, then recover it.\n\n", ""); err != nil {
 		return c, err
 	}
 	c.size, c.region, c.rate = int64(size), int64(region), int64(rate)

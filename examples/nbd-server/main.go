@@ -58,6 +58,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/dmlog/dmlog/internal/cli"
 	"github.com/dmlog/dmlog/internal/nbd"
 	"github.com/dmlog/dmlog/internal/units"
 )
@@ -111,23 +112,16 @@ func run(ctx context.Context, args []string, out io.Writer, onReady ready) error
 	keyFile := fs.String("tls-key", "", "server private key (PEM)")
 	caFile := fs.String("tls-ca", "", "CA bundle (PEM) client certificates must chain to (mutual TLS)")
 	verbose := fs.Bool("v", false, "log connection events and backend errors to stderr")
-	fs.Usage = func() {} // flag calls it for bad flags too: printed below for -h only
-	usage := func() {
-		fmt.Fprintf(out, "usage: nbd-server -listen unix:PATH|tcp:HOST:PORT (-file IMG | -mirror LEG1,LEG2 -log LOG | -record DEV -log LOG) [flags]\n\n")
-		fs.SetOutput(out)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-		fmt.Fprint(out, `
+	const header = "usage: nbd-server -listen unix:PATH|tcp:HOST:PORT (-file IMG | -mirror LEG1,LEG2 -log LOG | -record DEV -log LOG) [flags]\n\n"
+	const footer = `
 Attach: nbd-client -u PATH /dev/nbd0 (detach: nbd-client -d /dev/nbd0),
         qemu-io -f raw nbd+unix:///?socket=PATH, nbdinfo nbd+unix:///?socket=PATH.
 Control: "mark NAME" (-record) and "status", one per line, on the -control socket;
          each answered by "ok ..." or "error: ...".
 SIGINT/SIGTERM: stop accepting, finish requests, flush, close the log, remove sockets.
-`)
-	}
-	if err := fs.Parse(args); err != nil {
+`
+	if err := cli.Parse(fs, args, out, header, footer); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			usage()
 			return err
 		}
 		return usageError{err}

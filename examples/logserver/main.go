@@ -50,29 +50,15 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
-	var ue usageError
-	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-		return
-	case errors.As(err, &ue):
-		fmt.Fprintf(os.Stderr, "logserver: %v (see -h)\n", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "logserver:", err)
-		os.Exit(1)
-	}
+	cli.Exit("logserver", run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil))
 }
 
 var deviceName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._:-]*$`)
 
 // usageError is a bad flag or value: exit status 2.
-type usageError struct{ error }
+type usageError = cli.UsageError
 
-func (e usageError) Unwrap() error { return e.error }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+var usagef = cli.Usagef
 
 // run parses args, serves until ctx is done, then shuts down. ready, if
 // set, receives the listening address. -h prints the usage to stdout and
@@ -93,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())

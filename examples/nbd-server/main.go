@@ -66,26 +66,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.Stdout, nil)
-	var ue usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-	case errors.As(err, &ue):
-		fmt.Fprintf(os.Stderr, "nbd-server: %v (-h for help)\n", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "nbd-server:", err)
-		os.Exit(1)
-	}
+	cli.Exit("nbd-server", run(ctx, os.Args[1:], os.Stdout, nil))
 }
 
 // usageError is a bad flag or value: exit status 2.
-type usageError struct{ err error }
+type usageError = cli.UsageError
 
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+var usagef = cli.Usagef
 
 // ready, when run is called by a test, receives the server's addresses.
 type ready func(listen, control net.Addr)
@@ -124,7 +111,7 @@ SIGINT/SIGTERM: stop accepting, finish requests, flush, close the log, remove so
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())

@@ -36,3 +36,21 @@ func TestBadFlagPrintsNothing(t *testing.T) {
 		t.Fatalf("err %q, output %q: want one error naming -n and no output", err, out.String())
 	}
 }
+
+func TestExitCode(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code int
+		line string
+	}{
+		{nil, 0, ""},
+		{flag.ErrHelp, 0, ""},
+		{Usagef("-size %d: want more", 3), 2, "cmd: -size 3: want more (-h for help)\n"},
+		{errors.New("disk full"), 1, "cmd: disk full\n"},
+	} {
+		var out bytes.Buffer
+		if code := ExitCode(&out, "cmd", tc.err); code != tc.code || out.String() != tc.line {
+			t.Errorf("ExitCode(%v) = %d, %q; want %d, %q", tc.err, code, out.String(), tc.code, tc.line)
+		}
+	}
+}

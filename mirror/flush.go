@@ -14,8 +14,8 @@ import (
 // flusher clears it in memory and flushes; the disk log's flush callback
 // syncs the legs before the clean bit is written, so a clean bit on disk
 // never runs ahead of the data. Because that sync can be long (a leg with
-// much unwritten data), a clear pass is put off while writers mark new
-// regions, for at most maxClearDefers passes.
+// much unwritten data) and slows the writes under it, a clear pass is put
+// off while the mirror is being written, for at most maxClearDefers passes.
 
 func (m *Mirror) kick() {
 	select {
@@ -90,8 +90,8 @@ func (m *Mirror) flusher() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
-	deferred := 0       // consecutive clear ticks put off while writers marked
-	var lastTick uint64 // flushStarted at the previous clear tick
+	deferred := 0         // consecutive clear ticks put off while writers marked
+	var lastTick activity // at the previous clear tick
 	for {
 		tick := false
 		select {
@@ -113,12 +113,13 @@ func (m *Mirror) flusher() {
 		switch {
 		case delay == 0:
 			cleared = m.applyClearsLocked(true)
-		case tick && m.busyMarkingLocked(lastTick) && deferred < maxClearDefers:
-			// Writers are marking new regions: a clear now would make
-			// their next flush wait for the legs' sync (the disk log's
-			// flush callback syncs them before a clean bit). Put it off
-			// to a quiet tick, for at most maxClearDefers ticks, as md's
-			// bitmap daemon clears when the array is idle.
+		case tick && m.busyLocked(lastTick) && deferred < maxClearDefers:
+			// The mirror is being written: a clear now would sync the
+			// legs (the disk log's flush callback, before a clean bit)
+			// under its writes, and make the next writer's mark flush
+			// wait for that sync. Put it off to a quiet tick, for at
+			// most maxClearDefers ticks, as md's bitmap daemon clears
+			// when the array is idle.
 			deferred++
 			m.clearEpoch++ // a clear interval passed: idle regions age
 			m.stats.clearDefers.Add(1)
@@ -127,7 +128,7 @@ func (m *Mirror) flusher() {
 			cleared = m.applyClearsLocked(false)
 		}
 		if tick {
-			lastTick = m.flushStarted
+			lastTick = m.activityLocked()
 		}
 		if !armed && delay > 0 && m.idleDirtyLocked() > 0 {
 			timer.Reset(delay)
@@ -169,10 +170,28 @@ func (m *Mirror) flusher() {
 	}
 }
 
-// busyMarkingLocked reports whether writers marked new regions since the
-// clear tick at which flushStarted was since: a flush ran or is wanted.
-func (m *Mirror) busyMarkingLocked(since uint64) bool {
-	return m.flushStarted != since || m.flushWant > m.flushDone
+// activity is what the flusher compares between clear ticks to tell a
+// busy mirror from a quiet one.
+type activity struct {
+	flushes          uint64 // flushStarted
+	writes, discards int64  // summed over the shards
+}
+
+// activityLocked reads the mirror's activity (under mu, which holds every
+// shard).
+func (m *Mirror) activityLocked() activity {
+	a := activity{flushes: m.flushStarted}
+	for i := range m.shards {
+		a.writes += m.shards[i].writes
+		a.discards += m.shards[i].discards
+	}
+	return a
+}
+
+// busyLocked reports whether the mirror was written since the clear tick
+// that recorded since, or writers wait for a flush.
+func (m *Mirror) busyLocked(since activity) bool {
+	return m.activityLocked() != since || m.flushWant > m.flushDone
 }
 
 // flushNow runs a flush that covers everything marked so far and waits

@@ -95,12 +95,11 @@ type Options struct {
 	// write completes before the clear is written. Hot regions then stay
 	// marked and later writes to them skip the log flush (md's
 	// daemon_sleep). Zero means 100 ms; a negative value clears as soon as
-	// the region is idle, as the kernel does. A clear pass that would make
-	// writers waiting for their marks also wait for the legs' sync (the
-	// disk log syncs the legs before it writes a clean bit) is put off to a
-	// quiet moment, for at most 8 passes (Stats.ClearDefers counts them):
-	// under a steady stream of writes into new regions an idle region is
-	// cleared within about 10 clear delays.
+	// the region is idle, as the kernel does. A clear pass syncs the legs
+	// (the disk log syncs them before it writes a clean bit), so while the
+	// mirror is being written it is put off to a quiet moment, for at most
+	// 8 passes (Stats.ClearDefers counts them): under a steady stream of
+	// writes an idle region is cleared within about 10 clear delays.
 	ClearDelay time.Duration
 
 	// OnEvent receives events: leg failed, log failed, resync complete,

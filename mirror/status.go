@@ -102,8 +102,8 @@ type Stats struct {
 	// one (group commit: many writes share a flush); FlushSkips the writes
 	// whose regions were already durably marked.
 	LogFlushes, FlushWaits, FlushSkips int64
-	// ClearDefers counts the clear passes put off because writers were
-	// waiting for a log flush (see Options.ClearDelay).
+	// ClearDefers counts the clear passes put off because the mirror was
+	// being written (see Options.ClearDelay).
 	ClearDefers int64
 	// ReadErrors and WriteErrors count leg I/O errors; ReadRepairs the
 	// ranges rewritten by Options.ReadRepair.

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -64,6 +65,11 @@ func BenchmarkVsQemuNBD(b *testing.B) {
 			for _, w := range workloads {
 				best := 0.0
 				for rep := 0; rep < 3; rep++ {
+					// Every run starts with no dirty page cache left by
+					// the one before (another server's writeback would
+					// slow its fsyncs): the runs compare servers, not
+					// their order.
+					syscall.Sync()
 					args := append([]string{"bench", "-f", "raw", "-t", "writeback", "-d", "16"}, w.args...)
 					secs := qemuImgBench(b, qemuImg, append(args, uri)...)
 					var bytes float64

@@ -3,7 +3,6 @@ package mirror
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -15,56 +14,6 @@ import (
 	"github.com/dmlog/dmlog/dirtylog"
 	"github.com/dmlog/dmlog/dirtylog/testdev"
 )
-
-var errPowerCut = errors.New("power cut")
-
-// power is a power switch shared by a set of devices: cutting it is
-// atomic with respect to every operation on them.
-type power struct {
-	mu  sync.RWMutex
-	off bool
-}
-
-func (p *power) cut() {
-	p.mu.Lock()
-	p.off = true
-	p.mu.Unlock()
-}
-
-// cutDev is a device on a power switch.
-type cutDev struct {
-	p   *power
-	dev *testdev.Memory
-}
-
-func (d *cutDev) ReadAt(b []byte, off int64) (int, error) {
-	d.p.mu.RLock()
-	defer d.p.mu.RUnlock()
-	if d.p.off {
-		return 0, errPowerCut
-	}
-	return d.dev.ReadAt(b, off)
-}
-
-func (d *cutDev) WriteAt(b []byte, off int64) (int, error) {
-	d.p.mu.RLock()
-	defer d.p.mu.RUnlock()
-	if d.p.off {
-		return 0, errPowerCut
-	}
-	return d.dev.WriteAt(b, off)
-}
-
-func (d *cutDev) Sync() error {
-	d.p.mu.RLock()
-	defer d.p.mu.RUnlock()
-	if d.p.off {
-		return errPowerCut
-	}
-	return d.dev.Sync()
-}
-
-func (d *cutDev) Size() int64 { return d.dev.Size() }
 
 const (
 	crashSector = 512
@@ -139,13 +88,13 @@ func crashTrial(seed uint64) error {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	nlegs := 2 + rng.IntN(2)
 	size := trialSize(rng)
-	pw := &power{}
+	pw := &testdev.Power{}
 	var mems []*testdev.Memory
 	var legs []Leg
 	for range nlegs {
 		mem := testdev.NewMemory(size)
 		mems = append(mems, mem)
-		legs = append(legs, &cutDev{p: pw, dev: mem})
+		legs = append(legs, pw.Device(mem))
 	}
 	logMem := testdev.NewMemory(4096)
 	lo := dirtylog.Options{RegionSize: crashRegion, DeviceSize: size, Name: "log"}
@@ -161,7 +110,7 @@ func crashTrial(seed uint64) error {
 		o.ClearDelay = time.Millisecond
 	}
 	o.HandleErrors = rng.IntN(4) == 0
-	m, err := OpenDisk(legs, &cutDev{p: pw, dev: logMem}, lo, o)
+	m, err := OpenDisk(legs, pw.Device(logMem), lo, o)
 	if err != nil {
 		return fmt.Errorf("open: %w", err)
 	}
@@ -183,7 +132,7 @@ func crashTrial(seed uint64) error {
 			for k := 0; ; k++ {
 				n := ops.Add(1)
 				if n == cutAt {
-					pw.cut()
+					pw.Cut()
 					close(cutCh)
 				}
 				if n > cutAt+5 {

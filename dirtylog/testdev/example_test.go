@@ -35,3 +35,23 @@ func ExampleFaulty() {
 	// <nil>
 	// testdev: injected write error "bad sector" at offset 1024 length 512
 }
+
+// A Power switch cuts a set of devices at one instant (say the legs and
+// the log of a mirror); each Memory then decides what it kept.
+func ExamplePower() {
+	var power testdev.Power
+	leg, log := power.Device(testdev.NewMemory(4096)), power.Device(testdev.NewMemory(4096))
+	leg.WriteAt([]byte("data"), 0)
+	log.WriteAt([]byte("mark"), 0)
+	log.Sync()
+
+	power.Cut()
+	_, err := leg.WriteAt([]byte("late"), 0)
+	leg.Memory().Crash(testdev.CrashOptions{Mode: testdev.DropAll})
+	log.Memory().Crash(testdev.CrashOptions{Mode: testdev.DropAll})
+	fmt.Println(err)
+	fmt.Printf("leg %q, log %q\n", leg.Memory().Bytes()[:4], log.Memory().Bytes()[:4])
+	// Output:
+	// testdev: power cut
+	// leg "\x00\x00\x00\x00", log "mark"
+}

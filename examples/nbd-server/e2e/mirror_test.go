@@ -36,7 +36,7 @@ var (
 // mirrorSet is a two-leg mirror on crash-capable in-memory devices (the
 // legs and the disk log) sharing one power switch.
 type mirrorSet struct {
-	p           *power
+	p           *testdev.Power
 	legs        [2]*testdev.Memory
 	log         *testdev.Memory
 	m           *mirror.Mirror
@@ -47,9 +47,9 @@ type mirrorSet struct {
 // in mode sync; the resync is left to the caller (NoResync).
 // With lie, the legs acknowledge Sync without syncing (a broken device).
 func openMirror(legs [2]*testdev.Memory, log *testdev.Memory, sync dirtylog.SyncMode, lie bool) (*mirrorSet, error) {
-	s := &mirrorSet{p: &power{}, legs: legs, log: log}
-	l0, l1 := &poweredDev{p: s.p, mem: legs[0], lie: lie}, &poweredDev{p: s.p, mem: legs[1], lie: lie}
-	m, err := mirror.OpenDisk([]mirror.Leg{l0, l1}, &poweredDev{p: s.p, mem: log},
+	s := &mirrorSet{p: &testdev.Power{}, legs: legs, log: log}
+	l0, l1 := onPower(s.p, legs[0], lie), onPower(s.p, legs[1], lie)
+	m, err := mirror.OpenDisk([]mirror.Leg{l0, l1}, s.p.Device(log),
 		dirtylog.Options{RegionSize: regionSize, DeviceSize: devSize, Sync: sync},
 		mirror.Options{Size: devSize, NoResync: true, Names: []string{"leg0", "leg1"}})
 	if err != nil {
@@ -374,7 +374,7 @@ func runCut(t *testing.T, e *env, golden *goldenImages, plan cutPlan) cutOutcome
 	case w := <-waitCh:
 		out.run = mustResult(t, "workload before the cut", w.res, w.err)
 		out.cutAfterEnd = true
-		ms.p.cut()
+		ms.p.Cut()
 	}
 	srv.close(t)
 	t.Logf("server during the cut: %s", srv.logSummary())

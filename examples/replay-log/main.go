@@ -387,22 +387,28 @@ func progress(c *config, stdout io.Writer, s int, target *os.File) func(logwrite
 	// <size>, flags <flags>\n" without fmt: -v/-vv cost little over the
 	// replay or find itself.
 	entryLine := func(verb string, idx, block uint64, label string, sector, size uint64, flags string) {
-		if bw != nil {
-			line = bw.AvailableBuffer() // built in place: no copy
+		need := len(verb) + len(label) + len(flags) + 4*20 + len("@: , size , flags \n")
+		if bw != nil && bw.Available() >= need {
+			line = bw.AvailableBuffer()[:need] // built in place: no copy
+		} else if cap(line) >= need {
+			line = line[:need]
+		} else {
+			line = make([]byte, need)
 		}
-		line = append(line[:0], verb...)
-		line = strconv.AppendUint(line, idx, 10)
-		line = append(line, '@')
-		line = strconv.AppendUint(line, block, 10)
-		line = append(line, ": "...)
-		line = append(line, label...)
-		line = strconv.AppendUint(line, sector, 10)
-		line = append(line, ", size "...)
-		line = strconv.AppendUint(line, size, 10)
-		line = append(line, ", flags "...)
-		line = append(line, flags...)
-		line = append(line, '\n')
-		stdout.Write(line)
+		n := copy(line, verb)
+		n += putUint(line[n:], idx)
+		line[n] = '@'
+		n++
+		n += putUint(line[n:], block)
+		n += copy(line[n:], ": ")
+		n += copy(line[n:], label)
+		n += putUint(line[n:], sector)
+		n += copy(line[n:], ", size ")
+		n += putUint(line[n:], size)
+		n += copy(line[n:], ", flags ")
+		n += copy(line[n:], flags)
+		line[n] = '\n'
+		stdout.Write(line[:n+1])
 	}
 	return func(e logwrites.Entry, a logwrites.Action) {
 		discard := e.Flags&logwrites.FlagDiscard != 0
@@ -433,6 +439,25 @@ func progress(c *config, stdout io.Writer, s int, target *os.File) func(logwrite
 			}
 		}
 	}
+}
+
+// putUint writes v in decimal at the start of b (which has room for 20
+// digits) and returns how many bytes it wrote: the -v/-vv lines' numbers
+// without an append per number.
+func putUint(b []byte, v uint64) int {
+	if v < 10 {
+		b[0] = byte('0' + v)
+		return 1
+	}
+	n := 1
+	for x := v; x >= 10; x /= 10 {
+		n++
+	}
+	for i := n - 1; i >= 0; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return n
 }
 
 // inRange reports whether e overlaps the --start-sector/--end-sector range.

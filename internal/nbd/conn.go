@@ -196,6 +196,12 @@ func (t *transmission) check(r request) uint32 {
 	default:
 		return errInval // unknown command
 	}
+	if t.e.transmissionFlags()&tflagSendFUA != 0 {
+		// With NBD_FLAG_SEND_FUA the protocol requires FUA to be accepted
+		// on every command (clients set it on reads and flushes too); it
+		// changes nothing where the command writes no data.
+		allowed |= cmdFlagFUA
+	}
 	if r.flags&^allowed != 0 {
 		return errInval
 	}

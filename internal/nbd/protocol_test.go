@@ -100,7 +100,7 @@ func TestBadRequestsKeepConnection(t *testing.T) {
 		{"unaligned read length", cmdRead, 0, 0, 100, nil, errInval},
 		{"unknown command", 99, 0, 0, 0, nil, errInval},
 		{"NO_HOLE on a write", cmdWrite, cmdFlagNoHole, 0, 512, make([]byte, 512), errInval},
-		{"FUA on a read", cmdRead, cmdFlagFUA, 0, 512, nil, errInval},
+		{"FUA and NO_HOLE on a trim", cmdTrim, cmdFlagFUA | cmdFlagNoHole, 0, 512, nil, errInval},
 		{"unknown flag on flush", cmdFlush, 1 << 9, 0, 0, nil, errInval},
 	}
 	p := bytes.Repeat([]byte{0x5a}, 512)
@@ -117,6 +117,34 @@ func TestBadRequestsKeepConnection(t *testing.T) {
 	}
 	if b := dev.bytes(); !bytes.Equal(b[:512], p) || bytes.Count(b, []byte{0x5a}) != 512*len(cases) {
 		t.Fatal("refused requests changed the device")
+	}
+}
+
+// With NBD_FLAG_SEND_FUA negotiated the server must accept FUA on every
+// command, including reads and flushes (which write nothing).
+func TestFUAAcceptedOnEveryCommand(t *testing.T) {
+	dev := newMemDev(1 << 16)
+	_, addr := startServer(t, Options{}, Export{Size: 1 << 16, Dev: dev})
+	c := dial(t, addr, "")
+	if c.flags&tflagSendFUA == 0 {
+		t.Fatalf("flags %#x lack NBD_FLAG_SEND_FUA", c.flags)
+	}
+	p := bytes.Repeat([]byte{3}, 512)
+	if e, _ := c.do(cmdWrite, 0, 0, 512, p); e != 0 {
+		t.Fatalf("write errno %d", e)
+	}
+	if e, got := c.do(cmdRead, cmdFlagFUA, 0, 512, nil); e != 0 || !bytes.Equal(got, p) {
+		t.Fatalf("FUA read: errno %d, data equal %v", e, bytes.Equal(got, p))
+	}
+	syncs := dev.syncs.Load()
+	if e, _ := c.do(cmdFlush, cmdFlagFUA, 0, 0, nil); e != 0 {
+		t.Fatalf("FUA flush: errno %d", e)
+	}
+	if dev.syncs.Load() != syncs+1 {
+		t.Fatal("a FUA flush did not sync")
+	}
+	if e, _ := c.do(cmdTrim, cmdFlagFUA, 512, 512, nil); e != 0 {
+		t.Fatalf("FUA trim: errno %d", e)
 	}
 }
 

@@ -3,6 +3,7 @@ package nbd
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"math"
 	"runtime"
@@ -417,5 +418,96 @@ func TestCloseDrainsAndLeavesNoGoroutines(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestReadOnlyRefusesEveryWrite(t *testing.T) {
+	dev := newMemDev(1 << 16)
+	want := bytes.Repeat([]byte{0x42}, 1<<16)
+	copy(dev.b, want)
+	_, addr := startServer(t, Options{}, Export{Size: 1 << 16, Dev: dev, ReadOnly: true})
+	c := dial(t, addr, "")
+	if c.flags&tflagReadOnly == 0 {
+		t.Fatalf("flags %#x lack NBD_FLAG_READ_ONLY", c.flags)
+	}
+	for _, tc := range []struct {
+		name    string
+		typ     uint16
+		flags   uint16
+		payload []byte
+	}{
+		{"write", cmdWrite, 0, make([]byte, 512)},
+		{"FUA write", cmdWrite, cmdFlagFUA, make([]byte, 512)},
+		{"write-zeroes", cmdWriteZeroes, 0, nil},
+		{"NO_HOLE write-zeroes", cmdWriteZeroes, cmdFlagNoHole, nil},
+		{"trim", cmdTrim, 0, nil},
+	} {
+		if e, _ := c.do(tc.typ, tc.flags, 0, 512, tc.payload); e != errPerm {
+			t.Fatalf("%s on a read-only export: errno %d, want EPERM", tc.name, e)
+		}
+	}
+	if e, got := c.do(cmdRead, 0, 0, 512, nil); e != 0 || !bytes.Equal(got, want[:512]) {
+		t.Fatalf("read: errno %d", e)
+	}
+	if !bytes.Equal(dev.bytes(), want) {
+		t.Fatal("a read-only export was changed")
+	}
+}
+
+// NBD_OPT_EXPORT_NAME with NBD_FLAG_C_NO_ZEROES is answered with exactly
+// the size and flags: the transmission phase starts right after them.
+func TestExportNameWithNoZeroes(t *testing.T) {
+	_, addr := startServer(t, Options{}, Export{Name: "e", Size: 8192, Dev: newMemDev(8192)})
+	nc, r := dialRaw(t, addr)
+	if _, err := nc.Write(binary.BigEndian.AppendUint32(nil, flagFixedNewstyle|flagNoZeroes)); err != nil {
+		t.Fatal(err)
+	}
+	sendOpt(t, nc, optExportName, []byte("e"))
+	var ex [10]byte
+	if _, err := io.ReadFull(r, ex[:]); err != nil {
+		t.Fatal(err)
+	}
+	if binary.BigEndian.Uint64(ex[:]) != 8192 || binary.BigEndian.Uint16(ex[8:])&tflagHasFlags == 0 {
+		t.Fatalf("export name reply %x", ex)
+	}
+	c := &testClient{t: t, nc: nc, r: r}
+	if e, _ := c.do(cmdFlush, 0, 0, 0, nil); e != 0 {
+		t.Fatalf("flush errno %d", e)
+	}
+}
+
+// failingReadDev fails reads at offset 0 and returns short reads (with
+// io.EOF, or with no error at all) at 4096 and 8192.
+type failingReadDev struct{ *memDev }
+
+func (d failingReadDev) ReadAt(p []byte, off int64) (int, error) {
+	switch off {
+	case 0:
+		return 0, errors.New("injected read error")
+	case 4096:
+		n, _ := d.memDev.ReadAt(p[:len(p)/2], off)
+		return n, io.EOF
+	case 8192:
+		n, _ := d.memDev.ReadAt(p[:len(p)/2], off)
+		return n, nil
+	}
+	return d.memDev.ReadAt(p, off)
+}
+
+// A failed or short read is answered with NBD_EIO and no data, and the
+// connection stays in step.
+func TestReadErrorsSendNoData(t *testing.T) {
+	dev := newMemDev(1 << 16)
+	want := bytes.Repeat([]byte{0x77}, 4096)
+	copy(dev.b[12288:], want)
+	_, addr := startServer(t, Options{}, Export{Size: 1 << 16, Dev: failingReadDev{dev}})
+	c := dial(t, addr, "")
+	for _, off := range []uint64{0, 4096, 8192} {
+		if e, _ := c.do(cmdRead, 0, off, 4096, nil); e != errIO {
+			t.Fatalf("read at %d: errno %d, want EIO", off, e)
+		}
+		if e, got := c.do(cmdRead, 0, 12288, 4096, nil); e != 0 || !bytes.Equal(got, want) {
+			t.Fatalf("read after the failed read at %d: errno %d, data equal %v", off, e, bytes.Equal(got, want))
+		}
 	}
 }

@@ -364,8 +364,22 @@ func TestSlowClientsDoNotBlockOthers(t *testing.T) {
 
 func TestCloseDrainsAndLeavesNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
-	dev, entered, release := gatedDev(1 << 20)
-	s, err := NewServer(Options{DrainTimeout: 2 * time.Second}, Export{Size: 1 << 20, Dev: dev})
+	dev, entered, release := gatedDev(64 << 20) // room for the deaf client's 32 MiB reads
+	// The deaf client's reads (at 4096) report that they started: from
+	// then on their 32 MiB replies are certain to be sent after Close and
+	// to block, so Close must cut them after the drain timeout.
+	deafStarted := make(chan struct{}, 16)
+	gated := dev.gate
+	dev.gate = func(op string, off int64) {
+		if op == "read" && off == 4096 {
+			select {
+			case deafStarted <- struct{}{}:
+			default:
+			}
+		}
+		gated(op, off)
+	}
+	s, err := NewServer(Options{DrainTimeout: 2 * time.Second}, Export{Size: 64 << 20, Dev: dev})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,6 +396,7 @@ func TestCloseDrainsAndLeavesNoGoroutines(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		deaf.send(cmdRead, 0, uint64(i), 4096, 32<<20-4096, nil)
 	}
+	waitFor(t, deafStarted, "a read of the deaf client to start")
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	release()
@@ -509,5 +524,101 @@ func TestReadErrorsSendNoData(t *testing.T) {
 		if e, got := c.do(cmdRead, 0, 12288, 4096, nil); e != 0 || !bytes.Equal(got, want) {
 			t.Fatalf("read after the failed read at %d: errno %d, data equal %v", off, e, bytes.Equal(got, want))
 		}
+	}
+}
+
+// MaxInFlight bounds the requests running at once on a connection: with
+// two reads blocked in the device a third does not start.
+func TestMaxInFlightBoundsRunningRequests(t *testing.T) {
+	dev, entered, release := gatedDev(1 << 20)
+	s, addr := startServer(t, Options{MaxInFlight: 2}, Export{Size: 1 << 20, Dev: dev})
+	t.Cleanup(release)
+	c := dial(t, addr, "")
+	for i := 0; i < 4; i++ {
+		c.send(cmdRead, 0, uint64(i), 0, 4096, nil)
+	}
+	waitFor(t, entered, "the first read to start")
+	waitFor(t, entered, "the second read to start")
+	// A bounded wait for something that must not happen: it cannot fail a
+	// correct server, only let a broken one pass now and then.
+	select {
+	case <-entered:
+		t.Fatal("a third request started while two were running (MaxInFlight 2)")
+	case <-time.After(100 * time.Millisecond):
+	}
+	release()
+	seen := map[uint64]bool{}
+	for i := 0; i < 4; i++ {
+		r := c.mustReply()
+		if r.errno != 0 || r.handle >= 4 || seen[r.handle] {
+			t.Fatalf("reply %+v", r)
+		}
+		seen[r.handle] = true
+		c.readData(4096)
+	}
+	if m := s.Stats().MaxInFlight; m != 2 {
+		t.Fatalf("MaxInFlight statistic %d, want 2", m)
+	}
+}
+
+// A MaxBufferBytes below the largest payload is raised to it: a full-size
+// read must not wait forever for buffer space.
+func TestSmallBufferBudgetStillServesMaxPayload(t *testing.T) {
+	dev := newMemDev(1 << 20)
+	_, addr := startServer(t, Options{MaxPayload: 256 << 10, MaxBufferBytes: 4096}, Export{Size: 1 << 20, Dev: dev})
+	c := dial(t, addr, "")
+	c.nc.SetDeadline(time.Now().Add(5 * time.Second))
+	p := bytes.Repeat([]byte{1}, 256<<10)
+	if e, _ := c.do(cmdWrite, 0, 0, 256<<10, p); e != 0 {
+		t.Fatalf("write errno %d", e)
+	}
+	if e, got := c.do(cmdRead, 0, 0, 256<<10, nil); e != 0 || !bytes.Equal(got, p) {
+		t.Fatalf("read errno %d", e)
+	}
+}
+
+// Close returns only after the requests running on its connections have
+// finished and their connections have ended.
+func TestCloseWaitsForRunningRequests(t *testing.T) {
+	dev, entered, release := gatedDev(1 << 20)
+	s, err := NewServer(Options{}, Export{Size: 1 << 20, Dev: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := listenUnix(t)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	t.Cleanup(func() { release(); s.Close() })
+	c := dial(t, l.Addr(), "")
+	c.send(cmdRead, 0, 1, 0, 4096, nil)
+	waitFor(t, entered, "the gated read")
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	release()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	if st := s.Stats(); st.Active != 0 || st.Reads != 1 {
+		t.Fatalf("after Close: %d connections active, %d reads answered; want 0 and 1", st.Active, st.Reads)
+	}
+	if r := c.mustReply(); r.handle != 1 || r.errno != 0 {
+		t.Fatalf("reply %+v", r)
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+}
+
+// The empty name opens the first export when no export is named "".
+func TestEmptyNameOpensTheFirstExport(t *testing.T) {
+	_, addr := startServer(t, Options{}, Export{Name: "a", Size: 4096, Dev: newMemDev(4096)},
+		Export{Name: "b", Size: 8192, Dev: newMemDev(8192)})
+	if c := dial(t, addr, ""); c.size != 4096 {
+		t.Fatalf("the default export has %d bytes, want export a's 4096", c.size)
 	}
 }

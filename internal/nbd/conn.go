@@ -22,6 +22,11 @@ type conn struct {
 
 	mu      sync.Mutex
 	closing bool // Close was called: stop reading requests
+
+	// stop is cancelled by shutdown: it ends a reader waiting for
+	// buffer space, which a read deadline cannot reach.
+	stop   context.Context
+	cancel context.CancelFunc
 }
 
 // shutdown makes the connection stop reading: its reader's next (or
@@ -31,6 +36,7 @@ func (c *conn) shutdown() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closing = true
+	c.cancel()
 	c.nc.SetReadDeadline(time.Now())
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.o.DrainTimeout))
 }
@@ -142,8 +148,8 @@ func (t *transmission) readRequests(ss *session) error {
 		var weight int64
 		if req.typ == cmdRead || req.typ == cmdWrite {
 			weight = int64(max(req.length, 1))
-			if err := t.budget.Acquire(context.Background(), weight); err != nil {
-				return err
+			if err := t.budget.Acquire(c.stop, weight); err != nil {
+				return nil // the server is closing
 			}
 			buf = getBuf(int(req.length))
 			if req.typ == cmdWrite {

@@ -2,6 +2,7 @@ package nbd
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -55,6 +56,14 @@ func (c *conn) serve() {
 	c.nc.SetDeadline(time.Now().Add(c.s.o.HandshakeTimeout))
 	c.mu.Unlock()
 	ss := newSession(c.nc)
+	defer func() {
+		// After STARTTLS the TLS session is shut down (close_notify)
+		// before the connection closes, as the protocol asks at a
+		// disconnect; tls.Conn bounds that write itself.
+		if tc, ok := ss.rw.(*tls.Conn); ok {
+			tc.Close()
+		}
+	}()
 	e, err := c.negotiate(ss)
 	if err != nil {
 		if !errors.Is(err, ErrAborted) {

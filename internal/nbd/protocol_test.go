@@ -622,3 +622,28 @@ func TestEmptyNameOpensTheFirstExport(t *testing.T) {
 		t.Fatalf("the default export has %d bytes, want export a's 4096", c.size)
 	}
 }
+
+// Write-zeroes (over more than the server's 1 MiB chunk) and trim change
+// exactly their range.
+func TestZeroesAndTrimCoverExactlyTheirRange(t *testing.T) {
+	const size = 8 << 20
+	dev := newMemDev(size)
+	copy(dev.b, bytes.Repeat([]byte{0xff}, size))
+	_, addr := startServer(t, Options{}, Export{Size: size, Dev: dev})
+	c := dial(t, addr, "")
+	const zOff, zLen = 4096, 3<<20 + 8192 // four chunks, the last short
+	const tOff, tLen = 6 << 20, 12288
+	if e, _ := c.do(cmdWriteZeroes, 0, zOff, zLen, nil); e != 0 {
+		t.Fatalf("write-zeroes errno %d", e)
+	}
+	if e, _ := c.do(cmdTrim, 0, tOff, tLen, nil); e != 0 {
+		t.Fatalf("trim errno %d", e)
+	}
+	b := dev.bytes()
+	for i, x := range b {
+		zero := (i >= zOff && i < zOff+zLen) || (i >= tOff && i < tOff+tLen)
+		if zero != (x == 0) {
+			t.Fatalf("byte %d is %#x; want zero exactly in [%d,%d) and [%d,%d)", i, x, zOff, zOff+zLen, tOff, tOff+tLen)
+		}
+	}
+}

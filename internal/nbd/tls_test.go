@@ -147,3 +147,26 @@ func TestDisconnectShutsDownTLS(t *testing.T) {
 		t.Fatal("the server closed the connection without shutting the TLS session down (no close_notify)")
 	}
 }
+
+// Bytes sent after NBD_OPT_STARTTLS but before its reply cannot be part of
+// the TLS handshake: the server closes the connection rather than guess.
+func TestStartTLSRefusesPipelinedData(t *testing.T) {
+	cert, _ := selfSigned(t)
+	_, addr := startServer(t, Options{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}, Export{Size: 4096, Dev: newMemDev(4096)})
+	nc, r := dialRaw(t, addr)
+	nc.SetDeadline(time.Now().Add(5 * time.Second)) // a server waiting for the rest of a TLS record fails fast
+	msg := binary.BigEndian.AppendUint32(nil, flagFixedNewstyle|flagNoZeroes)
+	msg = binary.BigEndian.AppendUint64(msg, magicOpt)
+	msg = binary.BigEndian.AppendUint32(msg, optStartTLS)
+	msg = binary.BigEndian.AppendUint32(msg, 0)
+	msg = append(msg, "plaintext after STARTTLS"...)
+	if _, err := nc.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	if rep := readOptReply(t, r); rep.typ != repAck {
+		t.Fatalf("STARTTLS: %+v", rep)
+	}
+	if n, err := io.Copy(io.Discard, r); n != 0 || err != nil {
+		t.Fatalf("after pipelined data: %d bytes, %v; want the connection closed", n, err)
+	}
+}

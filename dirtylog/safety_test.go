@@ -187,3 +187,31 @@ func TestNewDiskSafety(t *testing.T) {
 	require.EqualValues(t, 128, l.RegionCount())
 	require.NoError(t, l.Close())
 }
+
+// TestOpenDiskReclaimsSameFile: Close (and a refused OpenDisk) drop the
+// claim on the very *os.File they were handed, not only its flock: the
+// same *os.File opens again, and so does another open file of the path.
+func TestOpenDiskReclaimsSameFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "log")
+	require.NoError(t, os.WriteFile(path, nil, 0o600))
+	o := dirtylog.Options{RegionSize: 4096, DeviceSize: 1 << 20, Name: "log"}
+	f := openRW(t, path)
+	for i := range 3 {
+		d, err := dirtylog.OpenDisk(f, o)
+		require.NoError(t, err, "open %d of the same *os.File", i)
+		require.NoError(t, d.Close())
+	}
+	d, err := dirtylog.OpenDisk(openRW(t, path), o)
+	require.NoError(t, err, "another open file after the same *os.File was closed")
+	require.NoError(t, d.Close())
+
+	// A refused open releases the same *os.File too.
+	o2 := o
+	o2.RegionSize = 8192 // another region count: ErrGeometry
+	_, err = dirtylog.OpenDisk(f, o2)
+	require.ErrorIs(t, err, dirtylog.ErrGeometry)
+	d, err = dirtylog.OpenDisk(f, o)
+	require.NoError(t, err, "the same *os.File after a refused open")
+	require.NoError(t, d.Close())
+}

@@ -289,3 +289,53 @@ func TestLegChangesCheckAndLock(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+// A leg one byte short of the mirror is refused, by New and by AddLeg and
+// ReplaceLeg; a leg of exactly the mirror's size is taken. With Size 0, a
+// shortest leg ending one byte into the last region makes a 1-byte last
+// region; one ending at the region boundary leaves that region on no leg
+// and is refused.
+func TestLegSizeBoundaries(t *testing.T) {
+	const size, rs = 64 << 10, 4 << 10
+	legsOf := func(sizes ...int64) []Leg {
+		var legs []Leg
+		for _, s := range sizes {
+			legs = append(legs, testdev.NewMemory(s))
+		}
+		return legs
+	}
+	const odd = size - 1000 // not a multiple of the region size
+	if _, err := New(legsOf(odd, odd-1), coreLog(t, odd, rs), Options{Size: odd}); !errors.Is(err, ErrBadLeg) || !strings.Contains(err.Error(), "leg 1 is 64535 bytes; the mirror needs 64536 bytes") {
+		t.Fatalf("New with a leg 1 byte short: %v", err)
+	}
+	m, err := New(legsOf(odd, odd), coreLog(t, odd, rs), Options{Size: odd})
+	if err != nil {
+		t.Fatalf("New with legs of exactly the size: %v", err)
+	}
+	if err := m.AddLeg(testdev.NewMemory(odd - 1)); !errors.Is(err, ErrBadLeg) {
+		t.Fatalf("AddLeg of a leg 1 byte short: %v", err)
+	}
+	if err := m.ReplaceLeg(1, testdev.NewMemory(odd-1)); !errors.Is(err, ErrBadLeg) {
+		t.Fatalf("ReplaceLeg with a leg 1 byte short: %v", err)
+	}
+	if err := m.AddLeg(testdev.NewMemory(odd)); err != nil {
+		t.Fatalf("AddLeg of a leg of exactly the size: %v", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	m, err = New(legsOf(size, size-rs+1), coreLog(t, size, rs), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Size() != size-rs+1 {
+		t.Fatalf("size %d, want %d (a 1-byte last region)", m.Size(), size-rs+1)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(legsOf(size, size-rs), coreLog(t, size, rs), Options{}); !errors.Is(err, ErrBadLeg) || !strings.Contains(err.Error(), "leg 1 is 61440 bytes; the mirror needs 65536 bytes") {
+		t.Fatalf("New with Size 0 and a leg a whole region short: %v", err)
+	}
+}

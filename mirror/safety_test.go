@@ -339,3 +339,22 @@ func TestLegSizeBoundaries(t *testing.T) {
 		t.Fatalf("New with Size 0 and a leg a whole region short: %v", err)
 	}
 }
+
+// A New refused because a later leg is in use leaves no earlier leg
+// locked: the caller can open a mirror over those files once the other
+// user is gone.
+func TestRefusedNewUnlocksEarlierLegs(t *testing.T) {
+	const size, rs = 64 << 10, 4 << 10
+	dir := t.TempDir()
+	held := tempFile(t, dir, "l1", size)
+	if err := flock.Lock(held, "other user"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New([]Leg{tempFile(t, dir, "l0", size), tempFile(t, dir, "l1", size)}, coreLog(t, size, rs), Options{})
+	if !errors.Is(err, flock.ErrInUse) || !strings.Contains(err.Error(), "leg 1") {
+		t.Fatalf("New with leg 1 in use: %v, want flock.ErrInUse naming leg 1", err)
+	}
+	if err := flock.Lock(tempFile(t, dir, "l0", size), "after the refused New"); err != nil {
+		t.Fatalf("leg 0 is still locked after New was refused: %v", err)
+	}
+}

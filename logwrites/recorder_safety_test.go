@@ -28,6 +28,12 @@ func TestNewRefusesNonBlankLog(t *testing.T) {
 		require.NoError(t, err)
 		return m
 	}
+	oneAt := func(off int) *testdev.Memory {
+		m := testdev.NewMemory(1 << 20)
+		_, err := m.WriteAt([]byte{1}, int64(off))
+		require.NoError(t, err)
+		return m
+	}
 	for name, tc := range map[string]struct {
 		dev  *testdev.Memory
 		what string
@@ -36,6 +42,8 @@ func TestNewRefusesNonBlankLog(t *testing.T) {
 		"data at 0":         {withAt(0), "non-zero data (first non-zero byte at offset 0"},
 		"ext4-like at 1KiB": {withAt(1024 + 56), "offset 1080"},
 		"data at 100KiB":    {withAt(100 << 10), "offset 102400"},
+		"one byte at 0":     {oneAt(0), "non-zero data (first non-zero byte at offset 0 of the 131072 bytes checked)"},
+		"last checked byte": {oneAt(CheckedLogBytes - 1), "offset 131071 of the 131072 bytes checked"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			before := bytes.Clone(tc.dev.Bytes())

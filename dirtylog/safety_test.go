@@ -264,3 +264,21 @@ func TestOpenDiskShortBlockDevice(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, d.Close())
 }
+
+// TestOpenDiskInUseThenFree: an OpenDisk refused because another open
+// file holds the lock leaves no claim behind: once the other lets go, the
+// same *os.File opens.
+func TestOpenDiskInUseThenFree(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	require.NoError(t, os.WriteFile(path, nil, 0o600))
+	o := dirtylog.Options{RegionSize: 4096, DeviceSize: 1 << 20, Name: "log"}
+	first, err := dirtylog.OpenDisk(openRW(t, path), o)
+	require.NoError(t, err)
+	f := openRW(t, path)
+	_, err = dirtylog.OpenDisk(f, o)
+	require.ErrorIs(t, err, dirtylog.ErrInUse)
+	require.NoError(t, first.Close())
+	d, err := dirtylog.OpenDisk(f, o)
+	require.NoError(t, err, "the same *os.File once the other opener closed")
+	require.NoError(t, d.Close())
+}

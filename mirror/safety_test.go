@@ -358,3 +358,25 @@ func TestRefusedNewUnlocksEarlierLegs(t *testing.T) {
 		t.Fatalf("leg 0 is still locked after New was refused: %v", err)
 	}
 }
+
+// A New refused after its legs were locked (its LegsSyncer is bound to
+// another mirror) unlocks them again.
+func TestRefusedNewUnlocksLegsLockedFirst(t *testing.T) {
+	const size, rs = 64 << 10, 4 << 10
+	s := new(LegsSyncer)
+	m1, err := New([]Leg{testdev.NewMemory(size)}, coreLog(t, size, rs), Options{Syncer: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m1.Close()
+	dir := t.TempDir()
+	_, err = New([]Leg{tempFile(t, dir, "l0", size), tempFile(t, dir, "l1", size)}, coreLog(t, size, rs), Options{Syncer: s})
+	if !errors.Is(err, ErrBadTable) {
+		t.Fatalf("New with a LegsSyncer bound to another mirror: %v, want ErrBadTable", err)
+	}
+	for _, n := range []string{"l0", "l1"} {
+		if err := flock.Lock(tempFile(t, dir, n, size), "after the refused New"); err != nil {
+			t.Fatalf("%s is still locked after New was refused: %v", n, err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package dirtylog_test
 
 import (
 	"crypto/sha256"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,4 +187,98 @@ func TestNewDiskSafety(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 128, l.RegionCount())
 	require.NoError(t, l.Close())
+}
+
+// TestOpenDiskReclaimsSameFile: Close (and a refused OpenDisk) drop the
+// claim on the very *os.File they were handed, not only its flock: the
+// same *os.File opens again, and so does another open file of the path.
+func TestOpenDiskReclaimsSameFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "log")
+	require.NoError(t, os.WriteFile(path, nil, 0o600))
+	o := dirtylog.Options{RegionSize: 4096, DeviceSize: 1 << 20, Name: "log"}
+	f := openRW(t, path)
+	for i := range 3 {
+		d, err := dirtylog.OpenDisk(f, o)
+		require.NoError(t, err, "open %d of the same *os.File", i)
+		require.NoError(t, d.Close())
+	}
+	d, err := dirtylog.OpenDisk(openRW(t, path), o)
+	require.NoError(t, err, "another open file after the same *os.File was closed")
+	require.NoError(t, d.Close())
+
+	// A refused open releases the same *os.File too.
+	o2 := o
+	o2.RegionSize = 8192 // another region count: ErrGeometry
+	_, err = dirtylog.OpenDisk(f, o2)
+	require.ErrorIs(t, err, dirtylog.ErrGeometry)
+	d, err = dirtylog.OpenDisk(f, o)
+	require.NoError(t, err, "the same *os.File after a refused open")
+	require.NoError(t, d.Close())
+}
+
+// blockDevice looks like a block device *os.File: Stat says ModeDevice
+// (size 0), its size is where a seek to the end lands, and it has no
+// Size method.
+type blockDevice struct {
+	mem *testdev.Memory
+	pos int64
+}
+
+type blockDeviceInfo struct{ os.FileInfo }
+
+func (blockDeviceInfo) Mode() os.FileMode { return os.ModeDevice }
+func (blockDeviceInfo) Size() int64       { return 0 }
+
+func (b *blockDevice) ReadAt(p []byte, off int64) (int, error)  { return b.mem.ReadAt(p, off) }
+func (b *blockDevice) WriteAt(p []byte, off int64) (int, error) { return b.mem.WriteAt(p, off) }
+func (b *blockDevice) Sync() error                              { return b.mem.Sync() }
+func (b *blockDevice) Stat() (os.FileInfo, error)               { return blockDeviceInfo{}, nil }
+func (b *blockDevice) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekCurrent:
+		b.pos += off
+	case io.SeekEnd:
+		b.pos = b.mem.Size() + off
+	default:
+		b.pos = off
+	}
+	return b.pos, nil
+}
+
+// TestOpenDiskShortBlockDevice: a block device cannot grow, so one
+// shorter than DiskLogSize is refused with the bytes it holds and needs
+// (learned by seeking to its end, the offset put back) and is not
+// written; one of exactly DiskLogSize bytes opens.
+func TestOpenDiskShortBlockDevice(t *testing.T) {
+	o := dirtylog.Options{RegionSize: 4096, DeviceSize: 64 << 20, Name: "blk"} // needs 3072 bytes
+	short := &blockDevice{mem: testdev.NewMemory(2048), pos: 77}
+	_, err := dirtylog.OpenDisk(short, o)
+	require.ErrorIs(t, err, dirtylog.ErrLogDeviceTooSmall)
+	require.ErrorContains(t, err, "blk holds 2048 bytes; a log of 16384 regions with 512-byte blocks needs 3072 bytes")
+	require.EqualValues(t, 77, short.pos, "the seek offset is put back")
+	require.Equal(t, make([]byte, 2048), short.mem.Bytes(), "a refused device is not written")
+
+	exact := &blockDevice{mem: testdev.NewMemory(3072)}
+	d, err := dirtylog.OpenDisk(exact, o)
+	require.NoError(t, err)
+	require.NoError(t, d.Close())
+}
+
+// TestOpenDiskInUseThenFree: an OpenDisk refused because another open
+// file holds the lock leaves no claim behind: once the other lets go, the
+// same *os.File opens.
+func TestOpenDiskInUseThenFree(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	require.NoError(t, os.WriteFile(path, nil, 0o600))
+	o := dirtylog.Options{RegionSize: 4096, DeviceSize: 1 << 20, Name: "log"}
+	first, err := dirtylog.OpenDisk(openRW(t, path), o)
+	require.NoError(t, err)
+	f := openRW(t, path)
+	_, err = dirtylog.OpenDisk(f, o)
+	require.ErrorIs(t, err, dirtylog.ErrInUse)
+	require.NoError(t, first.Close())
+	d, err := dirtylog.OpenDisk(f, o)
+	require.NoError(t, err, "the same *os.File once the other opener closed")
+	require.NoError(t, d.Close())
 }

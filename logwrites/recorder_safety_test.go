@@ -28,6 +28,12 @@ func TestNewRefusesNonBlankLog(t *testing.T) {
 		require.NoError(t, err)
 		return m
 	}
+	oneAt := func(off int) *testdev.Memory {
+		m := testdev.NewMemory(1 << 20)
+		_, err := m.WriteAt([]byte{1}, int64(off))
+		require.NoError(t, err)
+		return m
+	}
 	for name, tc := range map[string]struct {
 		dev  *testdev.Memory
 		what string
@@ -36,6 +42,8 @@ func TestNewRefusesNonBlankLog(t *testing.T) {
 		"data at 0":         {withAt(0), "non-zero data (first non-zero byte at offset 0"},
 		"ext4-like at 1KiB": {withAt(1024 + 56), "offset 1080"},
 		"data at 100KiB":    {withAt(100 << 10), "offset 102400"},
+		"one byte at 0":     {oneAt(0), "non-zero data (first non-zero byte at offset 0 of the 131072 bytes checked)"},
+		"last checked byte": {oneAt(CheckedLogBytes - 1), "offset 131071 of the 131072 bytes checked"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			before := bytes.Clone(tc.dev.Bytes())
@@ -118,14 +126,18 @@ func TestDiscardOnFile(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, rec.Sync())
 			blocksBefore := allocatedBlocks(t, f)
-			require.NoError(t, rec.Discard(1<<20+4096, 1<<20))
+			// Longer than discardZeroChunk, so that writing zeros takes
+			// two chunks.
+			const off, n = 1<<20 + 4096, discardZeroChunk + 8192
+			require.NoError(t, rec.Discard(off, n))
 			require.NoError(t, rec.Close())
 
 			got, err := os.ReadFile(path)
 			require.NoError(t, err)
 			require.Len(t, got, 4<<20, "the size is kept")
-			require.Equal(t, make([]byte, 1<<20), got[1<<20+4096:2<<20+4096], "the discarded range reads as zeros")
-			require.Equal(t, fill(4096, 0xab), got[1<<20:1<<20+4096])
+			require.True(t, allZero(got[off:off+n]), "the discarded range reads as zeros")
+			require.Equal(t, fill(off-1<<20, 0xab), got[1<<20:off], "the data before the discard is kept")
+			require.Equal(t, fill(3<<20-(off+n), 0xab), got[off+n:3<<20], "the data after the discard is kept")
 			target := testdev.NewMemory(4 << 20)
 			require.NoError(t, Replay(openBytes(t, logDev.Bytes()), target, ReplayOptions{}))
 			require.True(t, bytes.Equal(target.Bytes(), got), "the device equals the replay of its log")

@@ -289,3 +289,94 @@ func TestLegChangesCheckAndLock(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+// A leg one byte short of the mirror is refused, by New and by AddLeg and
+// ReplaceLeg; a leg of exactly the mirror's size is taken. With Size 0, a
+// shortest leg ending one byte into the last region makes a 1-byte last
+// region; one ending at the region boundary leaves that region on no leg
+// and is refused.
+func TestLegSizeBoundaries(t *testing.T) {
+	const size, rs = 64 << 10, 4 << 10
+	legsOf := func(sizes ...int64) []Leg {
+		var legs []Leg
+		for _, s := range sizes {
+			legs = append(legs, testdev.NewMemory(s))
+		}
+		return legs
+	}
+	const odd = size - 1000 // not a multiple of the region size
+	if _, err := New(legsOf(odd, odd-1), coreLog(t, odd, rs), Options{Size: odd}); !errors.Is(err, ErrBadLeg) || !strings.Contains(err.Error(), "leg 1 is 64535 bytes; the mirror needs 64536 bytes") {
+		t.Fatalf("New with a leg 1 byte short: %v", err)
+	}
+	m, err := New(legsOf(odd, odd), coreLog(t, odd, rs), Options{Size: odd})
+	if err != nil {
+		t.Fatalf("New with legs of exactly the size: %v", err)
+	}
+	if err := m.AddLeg(testdev.NewMemory(odd - 1)); !errors.Is(err, ErrBadLeg) {
+		t.Fatalf("AddLeg of a leg 1 byte short: %v", err)
+	}
+	if err := m.ReplaceLeg(1, testdev.NewMemory(odd-1)); !errors.Is(err, ErrBadLeg) {
+		t.Fatalf("ReplaceLeg with a leg 1 byte short: %v", err)
+	}
+	if err := m.AddLeg(testdev.NewMemory(odd)); err != nil {
+		t.Fatalf("AddLeg of a leg of exactly the size: %v", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	m, err = New(legsOf(size, size-rs+1), coreLog(t, size, rs), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Size() != size-rs+1 {
+		t.Fatalf("size %d, want %d (a 1-byte last region)", m.Size(), size-rs+1)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(legsOf(size, size-rs), coreLog(t, size, rs), Options{}); !errors.Is(err, ErrBadLeg) || !strings.Contains(err.Error(), "leg 1 is 61440 bytes; the mirror needs 65536 bytes") {
+		t.Fatalf("New with Size 0 and a leg a whole region short: %v", err)
+	}
+}
+
+// A New refused because a later leg is in use leaves no earlier leg
+// locked: the caller can open a mirror over those files once the other
+// user is gone.
+func TestRefusedNewUnlocksEarlierLegs(t *testing.T) {
+	const size, rs = 64 << 10, 4 << 10
+	dir := t.TempDir()
+	held := tempFile(t, dir, "l1", size)
+	if err := flock.Lock(held, "other user"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New([]Leg{tempFile(t, dir, "l0", size), tempFile(t, dir, "l1", size)}, coreLog(t, size, rs), Options{})
+	if !errors.Is(err, flock.ErrInUse) || !strings.Contains(err.Error(), "leg 1") {
+		t.Fatalf("New with leg 1 in use: %v, want flock.ErrInUse naming leg 1", err)
+	}
+	if err := flock.Lock(tempFile(t, dir, "l0", size), "after the refused New"); err != nil {
+		t.Fatalf("leg 0 is still locked after New was refused: %v", err)
+	}
+}
+
+// A New refused after its legs were locked (its LegsSyncer is bound to
+// another mirror) unlocks them again.
+func TestRefusedNewUnlocksLegsLockedFirst(t *testing.T) {
+	const size, rs = 64 << 10, 4 << 10
+	s := new(LegsSyncer)
+	m1, err := New([]Leg{testdev.NewMemory(size)}, coreLog(t, size, rs), Options{Syncer: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m1.Close()
+	dir := t.TempDir()
+	_, err = New([]Leg{tempFile(t, dir, "l0", size), tempFile(t, dir, "l1", size)}, coreLog(t, size, rs), Options{Syncer: s})
+	if !errors.Is(err, ErrBadTable) {
+		t.Fatalf("New with a LegsSyncer bound to another mirror: %v, want ErrBadTable", err)
+	}
+	for _, n := range []string{"l0", "l1"} {
+		if err := flock.Lock(tempFile(t, dir, n, size), "after the refused New"); err != nil {
+			t.Fatalf("%s is still locked after New was refused: %v", n, err)
+		}
+	}
+}

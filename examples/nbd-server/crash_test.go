@@ -23,6 +23,7 @@ func writeLoop(sock string, size int64, stop <-chan struct{}, acked chan<- int) 
 		return err
 	}
 	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second)) // a stuck server fails the test rather than hanging it
 	r := bufio.NewReader(c)
 	if _, err := io.ReadFull(r, make([]byte, 18)); err != nil {
 		return err
@@ -97,10 +98,7 @@ func TestMirrorCrashResync(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	lines := bufio.NewScanner(stdout)
-	for lines.Scan() && !strings.Contains(lines.Text(), "listening on") {
-	}
-	go io.Copy(io.Discard, stdout)
+	awaitLine(t, stdout, "listening on")
 
 	stop, acked := make(chan struct{}), make(chan int, 1)
 	werr := make(chan error, 1)

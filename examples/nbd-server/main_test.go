@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -147,6 +148,33 @@ func runTool(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
+// awaitLine reads r (a command's output) until a line contains want,
+// failing the test after 20 s or if r ends first; the rest of r is read
+// and discarded in the background so the command never blocks on it.
+func awaitLine(t *testing.T, r io.Reader, want string) {
+	t.Helper()
+	found := make(chan bool, 1)
+	go func() {
+		lines := bufio.NewScanner(r)
+		for lines.Scan() {
+			if strings.Contains(lines.Text(), want) {
+				found <- true
+				io.Copy(io.Discard, r)
+				return
+			}
+		}
+		found <- false
+	}()
+	select {
+	case ok := <-found:
+		if !ok {
+			t.Fatalf("the command's output ended without a line containing %q", want)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no line containing %q within 20 s", want)
+	}
+}
+
 func TestUsage(t *testing.T) {
 	var out syncBuf
 	if err := run(context.Background(), []string{"-h"}, &out, nil); !errors.Is(err, flag.ErrHelp) {
@@ -231,13 +259,7 @@ func TestSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	lines := bufio.NewScanner(stdout)
-	for lines.Scan() && !strings.Contains(lines.Text(), "listening on") {
-	}
-	go func() {
-		for lines.Scan() {
-		}
-	}()
+	awaitLine(t, stdout, "listening on")
 	runTool(t, qemuIO, "-f", "raw", "-c", "write -P 0x42 4k 4k", "nbd+unix:///?socket="+sock)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package nbd
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,6 +23,11 @@ type conn struct {
 
 	mu      sync.Mutex
 	closing bool // Close was called: stop reading requests
+
+	// stop is cancelled by shutdown: it ends a reader waiting for
+	// buffer space, which a read deadline cannot reach.
+	stop   context.Context
+	cancel context.CancelFunc
 }
 
 // shutdown makes the connection stop reading: its reader's next (or
@@ -31,6 +37,7 @@ func (c *conn) shutdown() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closing = true
+	c.cancel()
 	c.nc.SetReadDeadline(time.Now())
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.o.DrainTimeout))
 }
@@ -49,6 +56,14 @@ func (c *conn) serve() {
 	c.nc.SetDeadline(time.Now().Add(c.s.o.HandshakeTimeout))
 	c.mu.Unlock()
 	ss := newSession(c.nc)
+	defer func() {
+		// After STARTTLS the TLS session is shut down (close_notify)
+		// before the connection closes, as the protocol asks at a
+		// disconnect; tls.Conn bounds that write itself.
+		if tc, ok := ss.rw.(*tls.Conn); ok {
+			tc.Close()
+		}
+	}()
 	e, err := c.negotiate(ss)
 	if err != nil {
 		if !errors.Is(err, ErrAborted) {
@@ -142,8 +157,8 @@ func (t *transmission) readRequests(ss *session) error {
 		var weight int64
 		if req.typ == cmdRead || req.typ == cmdWrite {
 			weight = int64(max(req.length, 1))
-			if err := t.budget.Acquire(context.Background(), weight); err != nil {
-				return err
+			if err := t.budget.Acquire(c.stop, weight); err != nil {
+				return nil // the server is closing
 			}
 			buf = getBuf(int(req.length))
 			if req.typ == cmdWrite {
@@ -195,6 +210,12 @@ func (t *transmission) check(r request) uint32 {
 		allowed, write = cmdFlagFUA|cmdFlagNoHole, true
 	default:
 		return errInval // unknown command
+	}
+	if t.e.transmissionFlags()&tflagSendFUA != 0 {
+		// With NBD_FLAG_SEND_FUA the protocol requires FUA to be accepted
+		// on every command (clients set it on reads and flushes too); it
+		// changes nothing where the command writes no data.
+		allowed |= cmdFlagFUA
 	}
 	if r.flags&^allowed != 0 {
 		return errInval

@@ -7,7 +7,9 @@
 // NBD_INFO_BLOCK_SIZE, NBD_OPT_EXPORT_NAME, NBD_OPT_LIST, NBD_OPT_ABORT,
 // NBD_OPT_STARTTLS when Options.TLS is set; other options get
 // NBD_REP_ERR_UNSUP) and the transmission phase with simple replies:
-// READ, WRITE (with FUA), FLUSH, TRIM, WRITE_ZEROES (with NO_HOLE) and DISC.
+// READ, WRITE (with FUA), FLUSH, TRIM, WRITE_ZEROES (with NO_HOLE) and DISC;
+// when FUA is advertised it is accepted on every command, as the protocol
+// requires (it changes nothing on a read).
 //
 // Requests are pipelined: every connection reads requests while earlier
 // ones run (up to Options.MaxInFlight), and a single writer sends each

@@ -74,3 +74,31 @@ func TestNewServerRejectsBadExports(t *testing.T) {
 		}
 	}
 }
+
+// FUA on write-zeroes and trim is acknowledged only after a Sync; without
+// FUA they do not sync.
+func TestFUAOnZeroesAndTrimSyncs(t *testing.T) {
+	dev := newMemDev(1 << 16)
+	_, addr := startServer(t, Options{}, Export{Size: 1 << 16, Dev: dev})
+	c := dial(t, addr, "")
+	for _, tc := range []struct {
+		name  string
+		typ   uint16
+		flags uint16
+		syncs int64
+	}{
+		{"write-zeroes", cmdWriteZeroes, 0, 0},
+		{"FUA write-zeroes", cmdWriteZeroes, cmdFlagFUA, 1},
+		{"FUA NO_HOLE write-zeroes", cmdWriteZeroes, cmdFlagFUA | cmdFlagNoHole, 1},
+		{"trim", cmdTrim, 0, 0},
+		{"FUA trim", cmdTrim, cmdFlagFUA, 1},
+	} {
+		before := dev.syncs.Load()
+		if e, _ := c.do(tc.typ, tc.flags, 4096, 8192, nil); e != 0 {
+			t.Fatalf("%s: errno %d", tc.name, e)
+		}
+		if got := dev.syncs.Load() - before; got != tc.syncs {
+			t.Fatalf("%s: %d syncs before the reply, want %d", tc.name, got, tc.syncs)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package nbd
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"math"
 	"runtime"
@@ -100,7 +101,7 @@ func TestBadRequestsKeepConnection(t *testing.T) {
 		{"unaligned read length", cmdRead, 0, 0, 100, nil, errInval},
 		{"unknown command", 99, 0, 0, 0, nil, errInval},
 		{"NO_HOLE on a write", cmdWrite, cmdFlagNoHole, 0, 512, make([]byte, 512), errInval},
-		{"FUA on a read", cmdRead, cmdFlagFUA, 0, 512, nil, errInval},
+		{"FUA and NO_HOLE on a trim", cmdTrim, cmdFlagFUA | cmdFlagNoHole, 0, 512, nil, errInval},
 		{"unknown flag on flush", cmdFlush, 1 << 9, 0, 0, nil, errInval},
 	}
 	p := bytes.Repeat([]byte{0x5a}, 512)
@@ -117,6 +118,34 @@ func TestBadRequestsKeepConnection(t *testing.T) {
 	}
 	if b := dev.bytes(); !bytes.Equal(b[:512], p) || bytes.Count(b, []byte{0x5a}) != 512*len(cases) {
 		t.Fatal("refused requests changed the device")
+	}
+}
+
+// With NBD_FLAG_SEND_FUA negotiated the server must accept FUA on every
+// command, including reads and flushes (which write nothing).
+func TestFUAAcceptedOnEveryCommand(t *testing.T) {
+	dev := newMemDev(1 << 16)
+	_, addr := startServer(t, Options{}, Export{Size: 1 << 16, Dev: dev})
+	c := dial(t, addr, "")
+	if c.flags&tflagSendFUA == 0 {
+		t.Fatalf("flags %#x lack NBD_FLAG_SEND_FUA", c.flags)
+	}
+	p := bytes.Repeat([]byte{3}, 512)
+	if e, _ := c.do(cmdWrite, 0, 0, 512, p); e != 0 {
+		t.Fatalf("write errno %d", e)
+	}
+	if e, got := c.do(cmdRead, cmdFlagFUA, 0, 512, nil); e != 0 || !bytes.Equal(got, p) {
+		t.Fatalf("FUA read: errno %d, data equal %v", e, bytes.Equal(got, p))
+	}
+	syncs := dev.syncs.Load()
+	if e, _ := c.do(cmdFlush, cmdFlagFUA, 0, 0, nil); e != 0 {
+		t.Fatalf("FUA flush: errno %d", e)
+	}
+	if dev.syncs.Load() != syncs+1 {
+		t.Fatal("a FUA flush did not sync")
+	}
+	if e, _ := c.do(cmdTrim, cmdFlagFUA, 512, 512, nil); e != 0 {
+		t.Fatalf("FUA trim: errno %d", e)
 	}
 }
 
@@ -335,8 +364,22 @@ func TestSlowClientsDoNotBlockOthers(t *testing.T) {
 
 func TestCloseDrainsAndLeavesNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
-	dev, entered, release := gatedDev(1 << 20)
-	s, err := NewServer(Options{DrainTimeout: 2 * time.Second}, Export{Size: 1 << 20, Dev: dev})
+	dev, entered, release := gatedDev(64 << 20) // room for the deaf client's 32 MiB reads
+	// The deaf client's reads (at 4096) report that they started: from
+	// then on their 32 MiB replies are certain to be sent after Close and
+	// to block, so Close must cut them after the drain timeout.
+	deafStarted := make(chan struct{}, 16)
+	gated := dev.gate
+	dev.gate = func(op string, off int64) {
+		if op == "read" && off == 4096 {
+			select {
+			case deafStarted <- struct{}{}:
+			default:
+			}
+		}
+		gated(op, off)
+	}
+	s, err := NewServer(Options{DrainTimeout: 2 * time.Second}, Export{Size: 64 << 20, Dev: dev})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,6 +396,7 @@ func TestCloseDrainsAndLeavesNoGoroutines(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		deaf.send(cmdRead, 0, uint64(i), 4096, 32<<20-4096, nil)
 	}
+	waitFor(t, deafStarted, "a read of the deaf client to start")
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	release()
@@ -389,5 +433,217 @@ func TestCloseDrainsAndLeavesNoGoroutines(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestReadOnlyRefusesEveryWrite(t *testing.T) {
+	dev := newMemDev(1 << 16)
+	want := bytes.Repeat([]byte{0x42}, 1<<16)
+	copy(dev.b, want)
+	_, addr := startServer(t, Options{}, Export{Size: 1 << 16, Dev: dev, ReadOnly: true})
+	c := dial(t, addr, "")
+	if c.flags&tflagReadOnly == 0 {
+		t.Fatalf("flags %#x lack NBD_FLAG_READ_ONLY", c.flags)
+	}
+	for _, tc := range []struct {
+		name    string
+		typ     uint16
+		flags   uint16
+		payload []byte
+	}{
+		{"write", cmdWrite, 0, make([]byte, 512)},
+		{"FUA write", cmdWrite, cmdFlagFUA, make([]byte, 512)},
+		{"write-zeroes", cmdWriteZeroes, 0, nil},
+		{"NO_HOLE write-zeroes", cmdWriteZeroes, cmdFlagNoHole, nil},
+		{"trim", cmdTrim, 0, nil},
+	} {
+		if e, _ := c.do(tc.typ, tc.flags, 0, 512, tc.payload); e != errPerm {
+			t.Fatalf("%s on a read-only export: errno %d, want EPERM", tc.name, e)
+		}
+	}
+	if e, got := c.do(cmdRead, 0, 0, 512, nil); e != 0 || !bytes.Equal(got, want[:512]) {
+		t.Fatalf("read: errno %d", e)
+	}
+	if !bytes.Equal(dev.bytes(), want) {
+		t.Fatal("a read-only export was changed")
+	}
+}
+
+// NBD_OPT_EXPORT_NAME with NBD_FLAG_C_NO_ZEROES is answered with exactly
+// the size and flags: the transmission phase starts right after them.
+func TestExportNameWithNoZeroes(t *testing.T) {
+	_, addr := startServer(t, Options{}, Export{Name: "e", Size: 8192, Dev: newMemDev(8192)})
+	nc, r := dialRaw(t, addr)
+	if _, err := nc.Write(binary.BigEndian.AppendUint32(nil, flagFixedNewstyle|flagNoZeroes)); err != nil {
+		t.Fatal(err)
+	}
+	sendOpt(t, nc, optExportName, []byte("e"))
+	var ex [10]byte
+	if _, err := io.ReadFull(r, ex[:]); err != nil {
+		t.Fatal(err)
+	}
+	if binary.BigEndian.Uint64(ex[:]) != 8192 || binary.BigEndian.Uint16(ex[8:])&tflagHasFlags == 0 {
+		t.Fatalf("export name reply %x", ex)
+	}
+	c := &testClient{t: t, nc: nc, r: r}
+	if e, _ := c.do(cmdFlush, 0, 0, 0, nil); e != 0 {
+		t.Fatalf("flush errno %d", e)
+	}
+}
+
+// failingReadDev fails reads at offset 0 and returns short reads (with
+// io.EOF, or with no error at all) at 4096 and 8192.
+type failingReadDev struct{ *memDev }
+
+func (d failingReadDev) ReadAt(p []byte, off int64) (int, error) {
+	switch off {
+	case 0:
+		return 0, errors.New("injected read error")
+	case 4096:
+		n, _ := d.memDev.ReadAt(p[:len(p)/2], off)
+		return n, io.EOF
+	case 8192:
+		n, _ := d.memDev.ReadAt(p[:len(p)/2], off)
+		return n, nil
+	}
+	return d.memDev.ReadAt(p, off)
+}
+
+// A failed or short read is answered with NBD_EIO and no data, and the
+// connection stays in step.
+func TestReadErrorsSendNoData(t *testing.T) {
+	dev := newMemDev(1 << 16)
+	want := bytes.Repeat([]byte{0x77}, 4096)
+	copy(dev.b[12288:], want)
+	_, addr := startServer(t, Options{}, Export{Size: 1 << 16, Dev: failingReadDev{dev}})
+	c := dial(t, addr, "")
+	for _, off := range []uint64{0, 4096, 8192} {
+		if e, _ := c.do(cmdRead, 0, off, 4096, nil); e != errIO {
+			t.Fatalf("read at %d: errno %d, want EIO", off, e)
+		}
+		if e, got := c.do(cmdRead, 0, 12288, 4096, nil); e != 0 || !bytes.Equal(got, want) {
+			t.Fatalf("read after the failed read at %d: errno %d, data equal %v", off, e, bytes.Equal(got, want))
+		}
+	}
+}
+
+// MaxInFlight bounds the requests running at once on a connection: with
+// two reads blocked in the device a third does not start.
+func TestMaxInFlightBoundsRunningRequests(t *testing.T) {
+	dev, entered, release := gatedDev(1 << 20)
+	s, addr := startServer(t, Options{MaxInFlight: 2}, Export{Size: 1 << 20, Dev: dev})
+	t.Cleanup(release)
+	c := dial(t, addr, "")
+	for i := 0; i < 4; i++ {
+		c.send(cmdRead, 0, uint64(i), 0, 4096, nil)
+	}
+	waitFor(t, entered, "the first read to start")
+	waitFor(t, entered, "the second read to start")
+	// A bounded wait for something that must not happen: it cannot fail a
+	// correct server, only let a broken one pass now and then.
+	select {
+	case <-entered:
+		t.Fatal("a third request started while two were running (MaxInFlight 2)")
+	case <-time.After(100 * time.Millisecond):
+	}
+	release()
+	seen := map[uint64]bool{}
+	for i := 0; i < 4; i++ {
+		r := c.mustReply()
+		if r.errno != 0 || r.handle >= 4 || seen[r.handle] {
+			t.Fatalf("reply %+v", r)
+		}
+		seen[r.handle] = true
+		c.readData(4096)
+	}
+	if m := s.Stats().MaxInFlight; m != 2 {
+		t.Fatalf("MaxInFlight statistic %d, want 2", m)
+	}
+}
+
+// A MaxBufferBytes below the largest payload is raised to it: a full-size
+// read must not wait forever for buffer space.
+func TestSmallBufferBudgetStillServesMaxPayload(t *testing.T) {
+	dev := newMemDev(1 << 20)
+	_, addr := startServer(t, Options{MaxPayload: 256 << 10, MaxBufferBytes: 4096}, Export{Size: 1 << 20, Dev: dev})
+	c := dial(t, addr, "")
+	c.nc.SetDeadline(time.Now().Add(5 * time.Second))
+	p := bytes.Repeat([]byte{1}, 256<<10)
+	if e, _ := c.do(cmdWrite, 0, 0, 256<<10, p); e != 0 {
+		t.Fatalf("write errno %d", e)
+	}
+	if e, got := c.do(cmdRead, 0, 0, 256<<10, nil); e != 0 || !bytes.Equal(got, p) {
+		t.Fatalf("read errno %d", e)
+	}
+}
+
+// Close returns only after the requests running on its connections have
+// finished and their connections have ended.
+func TestCloseWaitsForRunningRequests(t *testing.T) {
+	dev, entered, release := gatedDev(1 << 20)
+	s, err := NewServer(Options{}, Export{Size: 1 << 20, Dev: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := listenUnix(t)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	t.Cleanup(func() { release(); s.Close() })
+	c := dial(t, l.Addr(), "")
+	c.send(cmdRead, 0, 1, 0, 4096, nil)
+	waitFor(t, entered, "the gated read")
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	release()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	if st := s.Stats(); st.Active != 0 || st.Reads != 1 {
+		t.Fatalf("after Close: %d connections active, %d reads answered; want 0 and 1", st.Active, st.Reads)
+	}
+	if r := c.mustReply(); r.handle != 1 || r.errno != 0 {
+		t.Fatalf("reply %+v", r)
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+}
+
+// The empty name opens the first export when no export is named "".
+func TestEmptyNameOpensTheFirstExport(t *testing.T) {
+	_, addr := startServer(t, Options{}, Export{Name: "a", Size: 4096, Dev: newMemDev(4096)},
+		Export{Name: "b", Size: 8192, Dev: newMemDev(8192)})
+	if c := dial(t, addr, ""); c.size != 4096 {
+		t.Fatalf("the default export has %d bytes, want export a's 4096", c.size)
+	}
+}
+
+// Write-zeroes (over more than the server's 1 MiB chunk) and trim change
+// exactly their range.
+func TestZeroesAndTrimCoverExactlyTheirRange(t *testing.T) {
+	const size = 8 << 20
+	dev := newMemDev(size)
+	copy(dev.b, bytes.Repeat([]byte{0xff}, size))
+	_, addr := startServer(t, Options{}, Export{Size: size, Dev: dev})
+	c := dial(t, addr, "")
+	const zOff, zLen = 4096, 3<<20 + 8192 // four chunks, the last short
+	const tOff, tLen = 6 << 20, 12288
+	if e, _ := c.do(cmdWriteZeroes, 0, zOff, zLen, nil); e != 0 {
+		t.Fatalf("write-zeroes errno %d", e)
+	}
+	if e, _ := c.do(cmdTrim, 0, tOff, tLen, nil); e != 0 {
+		t.Fatalf("trim errno %d", e)
+	}
+	b := dev.bytes()
+	for i, x := range b {
+		zero := (i >= zOff && i < zOff+zLen) || (i >= tOff && i < tOff+tLen)
+		if zero != (x == 0) {
+			t.Fatalf("byte %d is %#x; want zero exactly in [%d,%d) and [%d,%d)", i, x, zOff, zOff+zLen, tOff, tOff+tLen)
+		}
 	}
 }

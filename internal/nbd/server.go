@@ -1,6 +1,7 @@
 package nbd
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -196,12 +197,14 @@ func (s *Server) start(nc net.Conn) bool {
 		return false
 	}
 	c := &conn{s: s, nc: nc}
+	c.stop, c.cancel = context.WithCancel(context.Background())
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.c.conns.Add(1)
 	s.c.active.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer c.cancel()
 		c.serve()
 		s.mu.Lock()
 		delete(s.conns, c)

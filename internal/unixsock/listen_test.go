@@ -114,3 +114,87 @@ func TestCloseLeavesAnotherServersSocket(t *testing.T) {
 		t.Fatalf("closing the first listener removed the second's socket: %v", err)
 	}
 }
+
+// A live server whose accept queue is full refuses a connection with
+// EAGAIN, not ECONNREFUSED: it is not stale, and its socket is kept.
+func TestBusySocketIsKept(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "s.sock")
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: p}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fill the accept queue (nobody accepts) until a dial is refused.
+	var busy error
+	for range 64 {
+		c, err := net.Dial("unix", p)
+		if err != nil {
+			busy = err
+			break
+		}
+		defer c.Close()
+	}
+	if !errors.Is(busy, syscall.EAGAIN) {
+		t.Fatalf("dialling a server that never accepts ended with %v; want EAGAIN", busy)
+	}
+	l, err := Listen("test", p)
+	if err == nil {
+		l.Close()
+		t.Fatal("Listen took over the path of a live server with a full accept queue")
+	}
+	t.Log(err)
+	after, err := os.Lstat(p)
+	if err != nil || !os.SameFile(before, after) {
+		t.Fatalf("the busy server's socket was replaced or removed: %v", err)
+	}
+}
+
+// Listeners racing for one fresh path: exactly one gets it, the others
+// get ErrInUse, and the winner's socket is the one at the path.
+func TestRacingListenersOneWins(t *testing.T) {
+	const rounds, racers = 50, 4
+	dir := t.TempDir()
+	for r := range rounds {
+		p := filepath.Join(dir, "s"+string(rune('a'+r%26))+string(rune('a'+r/26)))
+		start := make(chan struct{})
+		type result struct {
+			l   net.Listener
+			err error
+		}
+		res := make(chan result, racers)
+		for range racers {
+			go func() {
+				<-start
+				l, err := Listen("test", p)
+				res <- result{l, err}
+			}()
+		}
+		close(start)
+		var won []net.Listener
+		for range racers {
+			x := <-res
+			switch {
+			case x.err == nil:
+				won = append(won, x.l)
+			case !errors.Is(x.err, ErrInUse):
+				t.Errorf("round %d: a losing Listen failed with %v; want ErrInUse", r, x.err)
+			}
+		}
+		for _, l := range won {
+			l.Close()
+		}
+		if len(won) != 1 {
+			t.Fatalf("round %d: %d of %d racing listeners got the path; want exactly 1", r, len(won), racers)
+		}
+	}
+}

@@ -30,6 +30,12 @@ type conn struct {
 	cancel context.CancelFunc
 }
 
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{s: s, nc: nc}
+	c.stop, c.cancel = context.WithCancel(context.Background())
+	return c
+}
+
 // shutdown makes the connection stop reading: its reader's next (or
 // current) read fails at once, and replies must go out within the drain
 // timeout.

@@ -1,7 +1,6 @@
 package nbd
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -196,8 +195,7 @@ func (s *Server) start(nc net.Conn) bool {
 	if s.closed {
 		return false
 	}
-	c := &conn{s: s, nc: nc}
-	c.stop, c.cancel = context.WithCancel(context.Background())
+	c := newConn(s, nc)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.c.conns.Add(1)

@@ -216,8 +216,10 @@ func (s *Server) start(nc net.Conn) bool {
 // connection, lets the requests already read finish and their replies go
 // out (for at most Options.DrainTimeout to a client that does not read
 // them), closes the connections and waits for every goroutine the server
-// started. It does not close or sync the exports' devices. Later calls
-// return nil at once.
+// started. It does not close or sync the exports' devices. A backend call
+// that never returns keeps Close waiting: a running call cannot be
+// abandoned without leaving its goroutine behind. Later calls return nil
+// at once.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {

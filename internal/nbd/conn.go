@@ -149,8 +149,17 @@ func (t *transmission) readRequests(ss *session) error {
 			return nil
 		}
 		errno := t.check(req)
+		closing := t.stopping()
+		if closing && errno == 0 {
+			// Read after Close (from the read buffer): answered, not run,
+			// so a client's pipelined backlog cannot keep Close waiting.
+			errno = errShutdown
+		}
 		if req.hasPayload() && (errno != 0 || req.length > o.MaxPayload) {
 			if _, err := io.CopyN(io.Discard, ss.r, int64(req.length)); err != nil {
+				if closing {
+					return nil
+				}
 				return fmt.Errorf("nbd: draining a refused write of %d bytes: %w", req.length, err)
 			}
 		}

@@ -215,10 +215,9 @@ func (s *Server) start(nc net.Conn) bool {
 // Close stops the listeners, stops reading new requests on every
 // connection (requests still in a connection's read buffer are answered
 // with NBD_ESHUTDOWN, not run), lets the requests already read finish and
-// their replies go
-// out (for at most Options.DrainTimeout to a client that does not read
-// them), closes the connections and waits for every goroutine the server
-// started. It does not close or sync the exports' devices. A backend call
+// their replies go out (for at most Options.DrainTimeout to a client that
+// does not read them), closes the connections and waits for every
+// goroutine the server started. It does not close or sync the exports' devices. A backend call
 // that never returns keeps Close waiting: a running call cannot be
 // abandoned without leaving its goroutine behind. Later calls return nil
 // at once.

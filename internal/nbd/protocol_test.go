@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"net"
 	"runtime"
 	"sync"
 	"testing"
@@ -236,13 +237,18 @@ func TestNegotiation(t *testing.T) {
 
 func TestNegotiationFailuresClose(t *testing.T) {
 	_, addr := startServer(t, Options{}, Export{Size: 4096, Dev: newMemDev(4096)})
+	// The server's handshake timeout is 30 s: a connection still open
+	// after 5 s was not closed for the bad input.
+	var nc net.Conn
 	closed := func(name string, r io.Reader) {
 		t.Helper()
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
 		if n, err := io.Copy(io.Discard, r); err != nil {
 			t.Fatalf("%s: %v after %d bytes, want a clean close", name, err, n)
 		}
 	}
-	nc, r := dialRaw(t, addr)
+	var r *bufio.Reader
+	nc, r = dialRaw(t, addr)
 	nc.Write([]byte{0, 0, 0, 0}) // not fixed newstyle
 	closed("old client flags", r)
 

@@ -56,7 +56,7 @@ type Export struct {
 	MultiConn bool
 	// MinBlock is the minimum block size: a power of two up to 64 KiB, the
 	// alignment every request's offset and length must have (NBD_EINVAL
-	// otherwise). Zero means 1.
+	// otherwise); Size must be a multiple of it. Zero means 1.
 	MinBlock uint32
 	// PreferredBlock is the preferred block size: a power of two at least
 	// max(MinBlock, 512). Zero means 4096 (or MinBlock if larger).
@@ -78,6 +78,10 @@ func (e *Export) check(maxPayload uint32) error {
 	}
 	if e.MinBlock&(e.MinBlock-1) != 0 || e.MinBlock > 64<<10 {
 		return fmt.Errorf("%w: export %q: minimum block %d bytes is not a power of two up to 64 KiB", ErrBadExport, e.Name, e.MinBlock)
+	}
+	if e.Size%int64(e.MinBlock) != 0 {
+		return fmt.Errorf("%w: export %q: size %d bytes is not a multiple of the %d-byte minimum block (its last %d bytes could not be reached)",
+			ErrBadExport, e.Name, e.Size, e.MinBlock, e.Size%int64(e.MinBlock))
 	}
 	if e.PreferredBlock == 0 {
 		e.PreferredBlock = max(4096, e.MinBlock)

@@ -30,6 +30,12 @@ type conn struct {
 	cancel context.CancelFunc
 }
 
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{s: s, nc: nc}
+	c.stop, c.cancel = context.WithCancel(context.Background())
+	return c
+}
+
 // shutdown makes the connection stop reading: its reader's next (or
 // current) read fails at once, and replies must go out within the drain
 // timeout.
@@ -143,8 +149,17 @@ func (t *transmission) readRequests(ss *session) error {
 			return nil
 		}
 		errno := t.check(req)
+		closing := t.stopping()
+		if closing && errno == 0 {
+			// Read after Close (from the read buffer): answered, not run,
+			// so a client's pipelined backlog cannot keep Close waiting.
+			errno = errShutdown
+		}
 		if req.hasPayload() && (errno != 0 || req.length > o.MaxPayload) {
 			if _, err := io.CopyN(io.Discard, ss.r, int64(req.length)); err != nil {
+				if closing {
+					return nil
+				}
 				return fmt.Errorf("nbd: draining a refused write of %d bytes: %w", req.length, err)
 			}
 		}

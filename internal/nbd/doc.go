@@ -24,5 +24,7 @@
 // and discarded first), an unknown command or flag gets NBD_EINVAL, as the
 // protocol asks. A request header with a bad magic number, a malformed
 // negotiation, or an unknown export name in NBD_OPT_EXPORT_NAME closes that
-// connection only.
+// connection only. Requests read after Server.Close began are answered
+// with NBD_ESHUTDOWN; after STARTTLS a connection ends with a TLS
+// close_notify.
 package nbd

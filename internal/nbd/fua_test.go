@@ -66,6 +66,7 @@ func TestNewServerRejectsBadExports(t *testing.T) {
 		{{Size: 4096}},
 		{{Size: 4096, Dev: d, MinBlock: 3}},
 		{{Size: 4096, Dev: d, MinBlock: 1 << 17}},
+		{{Size: 4096 + 512, Dev: d, MinBlock: 4096}},
 		{{Size: 4096, Dev: d, PreferredBlock: 256}},
 		{{Name: "a", Size: 4096, Dev: d}, {Name: "a", Size: 4096, Dev: d}},
 	} {

@@ -1,10 +1,13 @@
 package nbd
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -100,10 +103,11 @@ func FuzzSession(f *testing.F) {
 		return binary.BigEndian.AppendUint32(b, n)
 	}
 	gob := opt(append([]byte{}, flags...), optGo, infoData("", infoBlockSize))
+	write := append(reqb(append([]byte{}, gob...), 0, cmdWrite, 0, 8), "12345678"...)
 	f.Add(gob)
 	f.Add(opt(opt(append([]byte{}, flags...), optList, nil), optInfo, infoData("x")))
 	f.Add(opt(append([]byte{}, flags...), optExportName, nil))
-	f.Add(append(reqb(append([]byte{}, gob...), 0, cmdWrite, 0, 8), "12345678"...))
+	f.Add(write)
 	f.Add(reqb(reqb(append([]byte{}, gob...), 0, cmdRead, 0, 512), 0, cmdTrim, 512, 512))
 	f.Add(reqb(append([]byte{}, gob...), 0, cmdWrite, 0, 1<<30))
 	f.Add(reqb(append([]byte{}, gob...), 0, cmdDisc, 0, 0))
@@ -112,20 +116,47 @@ func FuzzSession(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, cli := net.Pipe()
+		srv, cli := socketPair(t)
+		defer cli.Close()
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			(&conn{s: s, nc: srv}).serve()
+			newConn(s, srv).serve()
 		}()
+		// The client reads every reply, so the server never blocks on
+		// them, and half-closes after its input: the server sees the end of
+		// the input, not a connection that cannot take its replies.
 		go io.Copy(io.Discard, cli)
 		cli.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		cli.Write(in) // the server may stop reading early
-		cli.Close()
+		cli.CloseWrite()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
 			t.Fatalf("server connection did not end for input %x", in)
 		}
+		if bytes.Equal(in, write) && s.Stats().Writes != 1 {
+			t.Fatalf("the write seed did not reach the transmission phase: %+v", s.Stats())
+		}
 	})
+}
+
+// socketPair returns the two ends of a connected unix stream socket pair.
+func socketPair(t *testing.T) (net.Conn, *net.UnixConn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make([]net.Conn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	return conns[0], conns[1].(*net.UnixConn)
 }

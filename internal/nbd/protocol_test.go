@@ -1,11 +1,13 @@
 package nbd
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
 	"math"
+	"net"
 	"runtime"
 	"sync"
 	"testing"
@@ -235,13 +237,18 @@ func TestNegotiation(t *testing.T) {
 
 func TestNegotiationFailuresClose(t *testing.T) {
 	_, addr := startServer(t, Options{}, Export{Size: 4096, Dev: newMemDev(4096)})
+	// The server's handshake timeout is 30 s: a connection still open
+	// after 5 s was not closed for the bad input.
+	var nc net.Conn
 	closed := func(name string, r io.Reader) {
 		t.Helper()
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
 		if n, err := io.Copy(io.Discard, r); err != nil {
 			t.Fatalf("%s: %v after %d bytes, want a clean close", name, err, n)
 		}
 	}
-	nc, r := dialRaw(t, addr)
+	var r *bufio.Reader
+	nc, r = dialRaw(t, addr)
 	nc.Write([]byte{0, 0, 0, 0}) // not fixed newstyle
 	closed("old client flags", r)
 
@@ -645,5 +652,63 @@ func TestZeroesAndTrimCoverExactlyTheirRange(t *testing.T) {
 		if zero != (x == 0) {
 			t.Fatalf("byte %d is %#x; want zero exactly in [%d,%d) and [%d,%d)", i, x, zOff, zOff+zLen, tOff, tOff+tLen)
 		}
+	}
+}
+
+// Requests the server reads after Close began (from its read buffer) are
+// answered with NBD_ESHUTDOWN, not run, so a pipelined backlog cannot keep
+// Close busy: here the connection is marked closing before it reads.
+func TestRequestsAfterCloseGetESHUTDOWN(t *testing.T) {
+	dev := newMemDev(1 << 20)
+	s, err := NewServer(Options{}, Export{Size: 1 << 20, Dev: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, cli := socketPair(t)
+	defer cli.Close()
+	cli.SetDeadline(time.Now().Add(10 * time.Second))
+	c := newConn(s, srv)
+	c.closing = true
+	done := make(chan error, 1)
+	go func() {
+		defer srv.Close()
+		done <- c.transmit(newSession(srv), &s.exports[0])
+	}()
+	const n = 16
+	var batch []byte
+	for i := 1; i <= n; i++ {
+		typ := uint16(cmdWrite)
+		if i%2 == 0 {
+			typ = cmdRead
+		}
+		b := binary.BigEndian.AppendUint32(nil, magicRequest)
+		b = binary.BigEndian.AppendUint16(b, 0)
+		b = binary.BigEndian.AppendUint16(b, typ)
+		b = binary.BigEndian.AppendUint64(b, uint64(i))
+		b = binary.BigEndian.AppendUint64(b, uint64(i)*512)
+		b = binary.BigEndian.AppendUint32(b, 512)
+		batch = append(batch, b...)
+		if typ == cmdWrite {
+			batch = append(batch, bytes.Repeat([]byte{0xee}, 512)...)
+		}
+	}
+	if _, err := cli.Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	cli.CloseWrite()
+	tc := &testClient{t: t, nc: cli, r: bufio.NewReader(cli)}
+	for i := 1; i <= n; i++ {
+		if r := tc.mustReply(); r.handle != uint64(i) || r.errno != errShutdown {
+			t.Fatalf("reply %+v, want handle %d with NBD_ESHUTDOWN", r, i)
+		}
+	}
+	if _, err := tc.reply(); err != io.EOF {
+		t.Fatalf("after the replies: %v, want EOF", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("transmit: %v", err)
+	}
+	if !bytes.Equal(dev.bytes(), make([]byte, 1<<20)) {
+		t.Fatal("a write read after Close reached the device")
 	}
 }

@@ -1,7 +1,6 @@
 package nbd
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -196,8 +195,7 @@ func (s *Server) start(nc net.Conn) bool {
 	if s.closed {
 		return false
 	}
-	c := &conn{s: s, nc: nc}
-	c.stop, c.cancel = context.WithCancel(context.Background())
+	c := newConn(s, nc)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.c.conns.Add(1)
@@ -215,11 +213,14 @@ func (s *Server) start(nc net.Conn) bool {
 }
 
 // Close stops the listeners, stops reading new requests on every
-// connection, lets the requests already read finish and their replies go
-// out (for at most Options.DrainTimeout to a client that does not read
-// them), closes the connections and waits for every goroutine the server
-// started. It does not close or sync the exports' devices. Later calls
-// return nil at once.
+// connection (requests still in a connection's read buffer are answered
+// with NBD_ESHUTDOWN, not run), lets the requests already read finish and
+// their replies go out (for at most Options.DrainTimeout to a client that
+// does not read them), closes the connections and waits for every
+// goroutine the server started. It does not close or sync the exports' devices. A backend call
+// that never returns keeps Close waiting: a running call cannot be
+// abandoned without leaving its goroutine behind. Later calls return nil
+// at once.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {

@@ -50,6 +50,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts a clean shutdown; a second one, should that
+	// hang (a device that never answers), kills the process as usual.
+	go func() { <-ctx.Done(); stop() }()
 	cli.Exit("logserver", run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil))
 }
 

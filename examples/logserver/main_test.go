@@ -158,7 +158,22 @@ func TestSecondServerOnLogDir(t *testing.T) {
 	case err := <-done:
 		t.Fatal(err)
 	}
-	err = run(context.Background(), []string{"-listen", "unix:" + filepath.Join(dir, "b.sock"), "-log-dir", dir}, io.Discard, io.Discard, nil)
+	// The second server runs under a deadline: if it wrongly starts, it
+	// is stopped and the test fails at once rather than hanging.
+	ctxB, cancelB := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelB()
+	readyB := make(chan string, 1)
+	doneB := make(chan error, 1)
+	go func() {
+		doneB <- run(ctxB, []string{"-listen", "unix:" + filepath.Join(dir, "b.sock"), "-log-dir", dir}, io.Discard, io.Discard, readyB)
+	}()
+	select {
+	case <-readyB:
+		cancelB()
+		<-doneB
+		t.Fatal("a second server started on a -log-dir the first one holds")
+	case err = <-doneB:
+	}
 	require.ErrorContains(t, err, "in use")
 	require.ErrorContains(t, err, dir)
 	require.False(t, strings.Contains(err.Error(), "\n"))

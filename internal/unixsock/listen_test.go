@@ -201,3 +201,29 @@ func TestRacingListenersOneWins(t *testing.T) {
 		}
 	}
 }
+
+// A datagram socket bound at the path (another program's, alive) refuses
+// a stream connection with EPROTOTYPE, not ECONNREFUSED: it is not a
+// stale stream socket, and it is kept.
+func TestDatagramSocketIsKept(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "d.sock")
+	d, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: p, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	before, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Listen("test", p)
+	if err == nil {
+		l.Close()
+		t.Fatal("Listen replaced a live datagram socket")
+	}
+	t.Log(err)
+	after, err := os.Lstat(p)
+	if err != nil || !os.SameFile(before, after) {
+		t.Fatalf("the datagram socket was replaced or removed: %v", err)
+	}
+}

@@ -106,6 +106,11 @@ func TestOpenDiskGrowsShortFile(t *testing.T) {
 	_, err = dirtylog.OpenDisk(testdev.NewMemory(2048), o)
 	require.ErrorIs(t, err, dirtylog.ErrLogDeviceTooSmall)
 	require.EqualError(t, err, "dirtylog: log device too small: log holds 2048 bytes; a log of 16384 regions with 512-byte blocks needs 3072 bytes (DiskLogSize)")
+	// A device of 0 bytes is too small too (its Size is known), not one
+	// that cannot be read.
+	_, err = dirtylog.OpenDisk(testdev.NewMemory(0), o)
+	require.ErrorIs(t, err, dirtylog.ErrLogDeviceTooSmall)
+	require.ErrorContains(t, err, "log holds 0 bytes; a log of 16384 regions with 512-byte blocks needs 3072 bytes")
 
 	_, err = dirtylog.DiskLogSize(0, 4096, 0)
 	require.ErrorIs(t, err, dirtylog.ErrBadOptions)

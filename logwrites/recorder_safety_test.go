@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/dmlog/dmlog/dirtylog/testdev"
@@ -150,4 +151,25 @@ func TestDiscardOnFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unreadable is a log device whose reads fail: nothing proves it blank.
+type unreadable struct{ wrote int }
+
+func (u *unreadable) ReadAt(p []byte, off int64) (int, error)  { return 0, syscall.EIO }
+func (u *unreadable) WriteAt(p []byte, off int64) (int, error) { u.wrote += len(p); return len(p), nil }
+
+// New refuses a log device it cannot read, writing nothing to it: a read
+// error is not an empty device. Overwrite writes without reading.
+func TestNewRefusesUnreadableLog(t *testing.T) {
+	u := &unreadable{}
+	_, err := New(testdev.NewMemory(1<<20), u, Options{})
+	require.ErrorIs(t, err, syscall.EIO)
+	require.ErrorContains(t, err, "to check that it is blank")
+	require.Zero(t, u.wrote, "nothing written to a log device that could not be read")
+
+	rec, err := New(testdev.NewMemory(1<<20), u, Options{Overwrite: true})
+	require.NoError(t, err)
+	require.NotZero(t, u.wrote)
+	require.NoError(t, rec.Close())
 }

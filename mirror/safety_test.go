@@ -380,3 +380,52 @@ func TestRefusedNewUnlocksLegsLockedFirst(t *testing.T) {
 		}
 	}
 }
+
+// Every leg file AddLeg or ReplaceLeg locked is unlocked again: when the
+// call is refused after the lock (too many legs; replacing the only
+// readable leg), and, for a leg that joined, by Close.
+func TestLegChangeLocksReleased(t *testing.T) {
+	const size, rs = 64 << 10, 4 << 10
+	dir := t.TempDir()
+	lockable := func(name, when string) {
+		t.Helper()
+		if err := flock.Lock(tempFile(t, dir, name, size), when); err != nil {
+			t.Fatalf("%s is still locked %s: %v", name, when, err)
+		}
+	}
+
+	var legs []Leg
+	for range MaxLegs {
+		legs = append(legs, testdev.NewMemory(size))
+	}
+	full, err := New(legs, coreLog(t, size, rs), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	if err := full.AddLeg(tempFile(t, dir, "extra", size)); !errors.Is(err, ErrBadLeg) {
+		t.Fatalf("AddLeg past MaxLegs: %v, want ErrBadLeg", err)
+	}
+	lockable("extra", "after AddLeg was refused for too many legs")
+
+	one, err := New([]Leg{testdev.NewMemory(size)}, coreLog(t, size, rs), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	if err := one.ReplaceLeg(0, tempFile(t, dir, "repl", size)); !errors.Is(err, ErrBadLeg) {
+		t.Fatalf("ReplaceLeg of the only leg: %v, want ErrBadLeg", err)
+	}
+	lockable("repl", "after ReplaceLeg of the only readable leg was refused")
+
+	if err := one.AddLeg(tempFile(t, dir, "joined", size)); err != nil {
+		t.Fatal(err)
+	}
+	if err := flock.Lock(tempFile(t, dir, "joined", size), "while it is a leg"); !errors.Is(err, flock.ErrInUse) {
+		t.Fatalf("a joined leg's file is not locked: %v", err)
+	}
+	if err := one.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lockable("joined", "after Close")
+}

@@ -99,12 +99,36 @@ func TestServeUnixDiskAndShutDown(t *testing.T) {
 	require.Contains(t, stderr.String(), "stopped")
 }
 
+// runRefused runs the server with args that it must refuse, under a
+// deadline: a server that starts instead is stopped and the test fails
+// at once rather than hanging.
+func runRefused(t *testing.T, args []string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, io.Discard, io.Discard, ready) }()
+	select {
+	case <-ready:
+		cancel()
+		<-done
+		t.Fatalf("%q: the server started; want it refused", args)
+		return nil
+	case err := <-done:
+		return err
+	}
+}
+
 // Bad flags and values are usage errors (exit 2), each one line; -h is
 // flag.ErrHelp (exit 0) with the usage on stdout.
 func TestFlags(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "file")
 	require.NoError(t, os.WriteFile(file, []byte("x"), 0o600))
+	// Never a path outside the test's directory: a value wrongly accepted
+	// would start a server there.
+	sock := "unix:" + filepath.Join(dir, "s")
 	for _, c := range []struct {
 		args []string
 		want string
@@ -112,17 +136,16 @@ func TestFlags(t *testing.T) {
 		{[]string{}, `-listen "": want unix:/path or tcp:host:port`},
 		{[]string{"-listen", "udp:x"}, `unknown network "udp"`},
 		{[]string{"-listen", "tcp:127.0.0.1:0"}, "needs -tls-cert, -tls-key and -tls-ca"},
-		{[]string{"-listen", "unix:/x", "-dead-after", "0s"}, "-dead-after 0s"},
-		{[]string{"-listen", "unix:/x", "-log-size", "0"}, "-log-size 0B: want at least 4KiB"},
-		{[]string{"-listen", "unix:/x", "-log-size", "lots"}, `invalid value "lots" for flag -log-size`},
-		{[]string{"-listen", "unix:/x", "-log-level", "loud"}, `-log-level "loud"`},
-		{[]string{"-listen", "unix:/x", "extra"}, "unexpected arguments"},
+		{[]string{"-listen", sock, "-dead-after", "0s"}, "-dead-after 0s"},
+		{[]string{"-listen", sock, "-log-size", "0"}, "-log-size 0B: want at least 4KiB"},
+		{[]string{"-listen", sock, "-log-size", "lots"}, `invalid value "lots" for flag -log-size`},
+		{[]string{"-listen", sock, "-log-level", "loud"}, `-log-level "loud"`},
+		{[]string{"-listen", sock, "extra"}, "unexpected arguments"},
 		{[]string{"-nosuch"}, "flag provided but not defined: -nosuch"},
-		{[]string{"-listen", "unix:/x", "-log-dir", filepath.Join(dir, "missing")}, "-log-dir " + filepath.Join(dir, "missing") + ": no such directory"},
-		{[]string{"-listen", "unix:/x", "-log-dir", file}, "-log-dir " + file + ": not a directory"},
+		{[]string{"-listen", sock, "-log-dir", filepath.Join(dir, "missing")}, "-log-dir " + filepath.Join(dir, "missing") + ": no such directory"},
+		{[]string{"-listen", sock, "-log-dir", file}, "-log-dir " + file + ": not a directory"},
 	} {
-		var stderr syncBuf
-		err := run(context.Background(), c.args, io.Discard, &stderr, nil)
+		err := runRefused(t, c.args)
 		var ue usageError
 		require.True(t, errors.As(err, &ue), "%q: %v is not a usage error", c.args, err)
 		require.ErrorContains(t, err, c.want, "%q", c.args)
@@ -158,7 +181,22 @@ func TestSecondServerOnLogDir(t *testing.T) {
 	case err := <-done:
 		t.Fatal(err)
 	}
-	err = run(context.Background(), []string{"-listen", "unix:" + filepath.Join(dir, "b.sock"), "-log-dir", dir}, io.Discard, io.Discard, nil)
+	// The second server runs under a deadline: if it wrongly starts, it
+	// is stopped and the test fails at once rather than hanging.
+	ctxB, cancelB := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelB()
+	readyB := make(chan string, 1)
+	doneB := make(chan error, 1)
+	go func() {
+		doneB <- run(ctxB, []string{"-listen", "unix:" + filepath.Join(dir, "b.sock"), "-log-dir", dir}, io.Discard, io.Discard, readyB)
+	}()
+	select {
+	case <-readyB:
+		cancelB()
+		<-doneB
+		t.Fatal("a second server started on a -log-dir the first one holds")
+	case err = <-doneB:
+	}
 	require.ErrorContains(t, err, "in use")
 	require.ErrorContains(t, err, dir)
 	require.False(t, strings.Contains(err.Error(), "\n"))

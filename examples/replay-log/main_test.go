@@ -325,6 +325,15 @@ func TestTargetTooSmall(t *testing.T) {
 	code, _, errs = fx.run("--log", fx.log, "--replay", small, "--grow")
 	require.Equal(t, 0, code, errs)
 	require.Equal(t, kernelData, fileSHA(t, small))
+
+	// One sector short of the furthest write is too small as well.
+	short := filepath.Join(fx.dir, "short.img")
+	require.NoError(t, os.WriteFile(short, make([]byte, 8<<20-512), 0o644))
+	before = fileSHA(t, short)
+	code, _, errs = fx.run("--log", fx.log, "--replay", short)
+	require.Equal(t, 1, code, errs)
+	require.Contains(t, errs, "is 8388096 bytes, smaller than the log's device")
+	require.Equal(t, before, fileSHA(t, short))
 }
 
 // orderBuffer is one buffer behind both stdout and stderr, to see the order

@@ -80,6 +80,10 @@ func clearStale(path string) error {
 		c.Close()
 		return ErrInUse
 	}
+	if errors.Is(err, syscall.EAGAIN) {
+		// A server whose accept queue is full: live, only busy.
+		return ErrInUse
+	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("probing existing socket: %w", err)
 	}

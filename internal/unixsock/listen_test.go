@@ -116,7 +116,8 @@ func TestCloseLeavesAnotherServersSocket(t *testing.T) {
 }
 
 // A live server whose accept queue is full refuses a connection with
-// EAGAIN, not ECONNREFUSED: it is not stale, and its socket is kept.
+// EAGAIN, not ECONNREFUSED: it is not stale but in use, and its socket is
+// kept.
 func TestBusySocketIsKept(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "s.sock")
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
@@ -152,7 +153,9 @@ func TestBusySocketIsKept(t *testing.T) {
 		l.Close()
 		t.Fatal("Listen took over the path of a live server with a full accept queue")
 	}
-	t.Log(err)
+	if !errors.Is(err, ErrInUse) || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("Listen over a busy live server = %v; want ErrInUse", err)
+	}
 	after, err := os.Lstat(p)
 	if err != nil || !os.SameFile(before, after) {
 		t.Fatalf("the busy server's socket was replaced or removed: %v", err)
@@ -196,5 +199,31 @@ func TestRacingListenersOneWins(t *testing.T) {
 		if len(won) != 1 {
 			t.Fatalf("round %d: %d of %d racing listeners got the path; want exactly 1", r, len(won), racers)
 		}
+	}
+}
+
+// A datagram socket bound at the path (another program's, alive) refuses
+// a stream connection with EPROTOTYPE, not ECONNREFUSED: it is not a
+// stale stream socket, and it is kept.
+func TestDatagramSocketIsKept(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "d.sock")
+	d, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: p, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	before, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Listen("test", p)
+	if err == nil {
+		l.Close()
+		t.Fatal("Listen replaced a live datagram socket")
+	}
+	t.Log(err)
+	after, err := os.Lstat(p)
+	if err != nil || !os.SameFile(before, after) {
+		t.Fatalf("the datagram socket was replaced or removed: %v", err)
 	}
 }

@@ -247,7 +247,7 @@ func checkBlank(logDev io.WriterAt, size int64) error {
 	buf := make([]byte, n)
 	m, err := ra.ReadAt(buf, 0)
 	if m < len(buf) && err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("logwrites: reading the first %d bytes of the log device to check that it is blank: %w", n, err)
+		return fmt.Errorf("%w: reading its first %d bytes to check that it is blank: %w (set Options.Overwrite to start a log over it anyway)", ErrLogDeviceNotBlank, n, err)
 	}
 	buf = buf[:max(m, 0)]
 	if allZero(buf) {

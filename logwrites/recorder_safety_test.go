@@ -165,6 +165,7 @@ func TestNewRefusesUnreadableLog(t *testing.T) {
 	u := &unreadable{}
 	_, err := New(testdev.NewMemory(1<<20), u, Options{})
 	require.ErrorIs(t, err, syscall.EIO)
+	require.ErrorIs(t, err, ErrLogDeviceNotBlank, "a log device that cannot be read cannot be proved blank")
 	require.ErrorContains(t, err, "to check that it is blank")
 	require.Zero(t, u.wrote, "nothing written to a log device that could not be read")
 

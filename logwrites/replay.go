@@ -237,10 +237,10 @@ func (rp *replayer) run() error {
 		return fmt.Errorf("%w: Replay got a nil target (only Find mode needs none)", ErrNoTarget)
 	}
 	if o.Checker != nil && o.CheckEvery == 0 && o.CheckOn == 0 {
-		return fmt.Errorf("%w: ReplayOptions.Checker is set but CheckEvery is 0 and CheckOn is NONE (say after how many entries or at which flags to check)", ErrInvalidEntry)
+		return fmt.Errorf("%w: ReplayOptions.Checker is set but CheckEvery is 0 and CheckOn is NONE (say after how many entries or at which flags to check)", ErrInvalidArgument)
 	}
 	if o.Checker == nil && (o.CheckEvery != 0 || o.CheckOn != 0) {
-		return fmt.Errorf("%w: ReplayOptions.CheckEvery %d entries / CheckOn %v set without a Checker", ErrInvalidEntry, o.CheckEvery, o.CheckOn)
+		return fmt.Errorf("%w: ReplayOptions.CheckEvery %d entries / CheckOn %v set without a Checker", ErrInvalidArgument, o.CheckEvery, o.CheckOn)
 	}
 	if o.StartMark == "" && o.StartEntry > 0 && o.StartEntry >= rp.log.NumEntries() {
 		if rp.log.NumEntries() == 0 {

@@ -297,8 +297,8 @@ func TestChecker(t *testing.T) {
 	require.Equal(t, uint64(5), re.Entry.Index)
 	require.Contains(t, err.Error(), "boom")
 
-	require.ErrorIs(t, Replay(l, newMem(8192), ReplayOptions{Checker: func(Entry) error { return nil }}), ErrInvalidEntry)
-	require.ErrorIs(t, Replay(l, newMem(8192), ReplayOptions{CheckEvery: 2}), ErrInvalidEntry)
+	require.ErrorIs(t, Replay(l, newMem(8192), ReplayOptions{Checker: func(Entry) error { return nil }}), ErrInvalidArgument, "a Checker with nothing to check on is a bad option, not a bad entry")
+	require.ErrorIs(t, Replay(l, newMem(8192), ReplayOptions{CheckEvery: 2}), ErrInvalidArgument)
 }
 
 // A failing target stops the replay with the entry and the applied count.

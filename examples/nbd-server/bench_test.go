@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dmlog/dmlog/internal/fixture"
 )
 
 // BenchmarkVsQemuNBD measures nbd-server (-file, -mirror with two file
@@ -32,8 +34,8 @@ func BenchmarkVsQemuNBD(b *testing.B) {
 	if os.Getenv("DMLOG_BENCH_NBD") == "" {
 		b.Skip("SKIP: set DMLOG_BENCH_NBD=1 to run the comparison with qemu-nbd")
 	}
-	qemuImg := benchTool(b, "qemu-img", "qemu-utils")
-	qemuNBD := benchTool(b, "qemu-nbd", "qemu-utils")
+	qemuImg := fixture.Tool(b, "qemu-img", "qemu-utils")
+	qemuNBD := fixture.Tool(b, "qemu-nbd", "qemu-utils")
 	const size = 256 << 20
 	type workload = struct {
 		name string
@@ -102,14 +104,6 @@ func BenchmarkVsQemuNBD(b *testing.B) {
 			b.ReportMetric(float64(lat[srv][1].Microseconds()), srv+"-p99-us")
 		}
 	}
-}
-
-func benchTool(b *testing.B, name, pkg string) string {
-	p, err := exec.LookPath(name)
-	if err != nil {
-		b.Skipf("SKIP: %s not installed (apt-get install %s)", name, pkg)
-	}
-	return p
 }
 
 // startBenchServer starts one server on sock over fresh files in dir and

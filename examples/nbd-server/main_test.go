@@ -12,10 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dmlog/dmlog/internal/fixture"
 )
 
 // The test binary runs main() when re-executed with this variable set, so
@@ -31,22 +32,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuf collects a command's output while the test reads it.
+type syncBuf = fixture.SyncBuffer
 
 // server is an in-process nbd-server run.
 type server struct {
@@ -125,27 +112,16 @@ func (s *server) control(t *testing.T, line string) string {
 	return strings.TrimSuffix(reply, "\n")
 }
 
-func tool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("SKIP: %s not installed (apt-get install %s)", name, pkg)
-	}
-	return p
-}
+// tool finds an external client or skips the test.
+var tool = fixture.Tool
 
 func runTool(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	if strings.Contains(string(out), "Pattern verification failed") {
+	out := fixture.Run(t, 60*time.Second, name, args...)
+	if strings.Contains(out, "Pattern verification failed") { // qemu-io exits 0 on a mismatch
 		t.Fatalf("%s %s:\n%s", name, strings.Join(args, " "), out)
 	}
-	return string(out)
+	return out
 }
 
 // awaitLine reads r (a command's output) until a line contains want,

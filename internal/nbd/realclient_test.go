@@ -2,34 +2,20 @@ package nbd
 
 import (
 	"bytes"
-	"context"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dmlog/dmlog/internal/fixture"
 )
 
-// tool returns the path of an external client or skips the test, naming
-// the Debian package that provides it.
-func tool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("SKIP: %s not installed (apt-get install %s)", name, pkg)
-	}
-	return p
-}
+// tool finds an external client or skips the test.
+var tool = fixture.Tool
 
-// run runs a command with a deadline and returns its combined output.
+// run runs a client with a deadline and returns its combined output.
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return fixture.Run(t, 30*time.Second, name, args...)
 }
 
 func nbdURI(sock string) string { return "nbd+unix:///?socket=" + sock }

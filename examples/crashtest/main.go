@@ -83,13 +83,7 @@ const maxPuts = 500
 
 func main() {
 	c, err := parseArgs(os.Args[1:], os.Stdout)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "crashtest: %v (see -h)\n", err)
-		os.Exit(2)
-	}
+	cli.ExitIfUsage("crashtest", err)
 	if err := run(c, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "crashtest:", err)
 		os.Exit(1)

@@ -55,13 +55,7 @@ func parseArgs(args []string, stdout io.Writer) (string, error) {
 
 func main() {
 	path, err := parseArgs(os.Args[1:], os.Stdout)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "examine-log: %v (see -h)\n", err)
-		os.Exit(2)
-	}
+	cli.ExitIfUsage("examine-log", err)
 	if err := run(os.Stdout, path); err != nil {
 		fmt.Fprintln(os.Stderr, "examine-log:", err)
 		os.Exit(1)

@@ -33,11 +33,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/dmlog/dmlog/dirtylog"
@@ -48,11 +46,8 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.SignalContext()
 	defer stop()
-	// The first signal starts a clean shutdown; a second one, should that
-	// hang (a device that never answers), kills the process as usual.
-	go func() { <-ctx.Done(); stop() }()
 	cli.Exit("logserver", run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil))
 }
 

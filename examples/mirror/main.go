@@ -105,13 +105,7 @@ func parseArgs(args []string, stdout io.Writer) (config, error) {
 
 func main() {
 	c, err := parseArgs(os.Args[1:], os.Stdout)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "mirror: %v (see -h)\n", err)
-		os.Exit(2)
-	}
+	cli.ExitIfUsage("mirror", err)
 	if os.Getenv(childEnv) != "" {
 		child(c)
 		return

@@ -54,9 +54,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/dmlog/dmlog/internal/cli"
 	"github.com/dmlog/dmlog/internal/nbd"
@@ -64,11 +62,8 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.SignalContext()
 	defer stop()
-	// The first signal starts a clean shutdown; a second one, should that
-	// hang (a device that never answers), kills the process as usual.
-	go func() { <-ctx.Done(); stop() }()
 	cli.Exit("nbd-server", run(ctx, os.Args[1:], os.Stdout, nil))
 }
 

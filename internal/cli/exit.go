@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 // UsageError is a bad flag, value or argument: the command exits 2.
@@ -42,4 +45,27 @@ func Exit(name string, err error) {
 	if code := ExitCode(os.Stderr, name, err); code != 0 {
 		os.Exit(code)
 	}
+}
+
+// ExitIfUsage ends the process for the result of a command's parsing of
+// its arguments: exit 0 after -h (the usage was printed), exit 2 with one
+// line naming the command for any other error; it returns for nil.
+func ExitIfUsage(name string, err error) {
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		err = UsageError{err}
+	}
+	Exit(name, err)
+	if err != nil {
+		os.Exit(0) // -h
+	}
+}
+
+// SignalContext returns a context cancelled by the first SIGINT or
+// SIGTERM, which starts the command's clean shutdown; a second signal,
+// should that shutdown hang (a device that never answers), kills the
+// process as usual. stop releases the signals.
+func SignalContext() (ctx context.Context, stop context.CancelFunc) {
+	ctx, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() { <-ctx.Done(); stop() }()
+	return ctx, stop
 }

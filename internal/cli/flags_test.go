@@ -54,3 +54,12 @@ func TestExitCode(t *testing.T) {
 		}
 	}
 }
+
+func TestSignalContextStopsOnCancel(t *testing.T) {
+	ctx, stop := SignalContext()
+	if ctx.Err() != nil {
+		t.Fatal("cancelled before any signal")
+	}
+	stop()
+	<-ctx.Done() // stop cancels it: the watcher goroutine ends too
+}

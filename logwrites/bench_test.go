@@ -84,8 +84,12 @@ const (
 // the same run: each iteration is 16 writes of 64 KiB and a Sync, on the
 // plain device and then through a Recorder. It reports both throughputs and
 // their ratio (recorder / plain; at most about 0.5 where writes cost I/O,
-// since every byte is written twice). The file-durable variant uses
-// Options.Durable (the log is fsynced at every flush too).
+// since every byte is written twice). It also times the floor, the same
+// device and log writes made directly, without a Recorder, and reports its
+// ratio to plain (floor-ratio: the best a Recorder could do) and the
+// Recorder's to it (rec/floor: what the Recorder's own work costs). The
+// file-durable variant uses Options.Durable (the log is fsynced at every
+// flush too).
 func BenchmarkRecorder(b *testing.B) {
 	for _, k := range devKinds {
 		for _, durable := range []bool{false, true} {
@@ -108,12 +112,15 @@ func BenchmarkRecorder(b *testing.B) {
 }
 
 func benchRecorder(b *testing.B, open func(b *testing.B, name string, size int) benchDev, devSize int, o Options) {
+	logBytes := benchRounds*benchPerSync*(benchWrite+4096) + (1 << 20)
 	plain := open(b, "plain", devSize)
 	dev := open(b, "dev", devSize)
-	logDev := open(b, "log", benchRounds*benchPerSync*(benchWrite+4096)+(1<<20))
-	defer plain.Close()
-	defer dev.Close()
-	defer logDev.Close()
+	logDev := open(b, "log", logBytes)
+	floorDev := open(b, "floor-dev", devSize)
+	floorLog := open(b, "floor-log", logBytes)
+	for _, d := range []benchDev{plain, dev, logDev, floorDev, floorLog} {
+		defer d.Close()
+	}
 	p := make([]byte, benchWrite)
 	for i := range p {
 		p[i] = byte(i)
@@ -128,7 +135,19 @@ func benchRecorder(b *testing.B, open func(b *testing.B, name string, size int) 
 		}
 	}
 	newRec()
-	var tPlain, tRec time.Duration
+	check := func(_ int, err error) {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The floor: the device and log writes a Recorder makes (an entry's
+	// header block, then its data, right after the entry before; a flush
+	// entry after the data device's sync; with Durable, the log synced
+	// around a super block write), made directly, with no Recorder.
+	hdr, flushHdr, super := make([]byte, 512), make([]byte, 512), make([]byte, 512)
+	putHeader(flushHdr, 0, 0, FlagFlush, "")
+	floorPos := int64(512)
+	var tPlain, tRec, tFloor time.Duration
 	b.SetBytes(benchWrite * benchPerSync)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -138,6 +157,7 @@ func benchRecorder(b *testing.B, open func(b *testing.B, name string, size int) 
 				b.Fatal(err)
 			}
 			newRec()
+			floorPos = 512
 			b.StartTimer()
 		}
 		base := int64(i*benchPerSync*benchWrite) % int64(devSize)
@@ -147,28 +167,48 @@ func benchRecorder(b *testing.B, open func(b *testing.B, name string, size int) 
 			Sync() error
 		}) {
 			for j := 0; j < benchPerSync; j++ {
-				if _, err := d.WriteAt(p, base+int64(j*benchWrite)); err != nil {
-					b.Fatal(err)
-				}
+				check(d.WriteAt(p, base+int64(j*benchWrite)))
 			}
 			if err := d.Sync(); err != nil {
 				b.Fatal(err)
 			}
 		}
-		plainOnce := func() { round(plain) }
-		recOnce := func() { round(rec) }
-		// Alternate which goes first, so that neither always
-		// follows the other's cache or disk activity.
-		first, second, t1st, t2nd := plainOnce, recOnce, &tPlain, &tRec
-		if i%2 == 1 {
-			first, second, t1st, t2nd = recOnce, plainOnce, &tRec, &tPlain
+		floorRound := func() {
+			for j := 0; j < benchPerSync; j++ {
+				off := base + int64(j*benchWrite)
+				check(floorDev.WriteAt(p, off))
+				putHeader(hdr, uint64(off/512), benchWrite/512, 0, "")
+				check(floorLog.WriteAt(hdr, floorPos))
+				check(floorLog.WriteAt(p, floorPos+512))
+				floorPos += 512 + benchWrite
+			}
+			if err := floorDev.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			check(floorLog.WriteAt(flushHdr, floorPos))
+			floorPos += 512
+			if o.Durable {
+				if err := floorLog.Sync(); err != nil {
+					b.Fatal(err)
+				}
+				check(floorLog.WriteAt(super, 0))
+				if err := floorLog.Sync(); err != nil {
+					b.Fatal(err)
+				}
+			}
 		}
-		t0 := time.Now()
-		first()
-		t1 := time.Now()
-		second()
-		*t1st += t1.Sub(t0)
-		*t2nd += time.Since(t1)
+		// Rotate which goes first, so that none always follows another's
+		// cache or disk activity.
+		runs := []struct {
+			f func()
+			t *time.Duration
+		}{{func() { round(plain) }, &tPlain}, {func() { round(rec) }, &tRec}, {floorRound, &tFloor}}
+		for k := range runs {
+			r := runs[(i+k)%len(runs)]
+			t0 := time.Now()
+			r.f()
+			*r.t += time.Since(t0)
+		}
 	}
 	b.StopTimer()
 	if err := rec.Close(); err != nil {
@@ -178,6 +218,8 @@ func benchRecorder(b *testing.B, open func(b *testing.B, name string, size int) 
 	b.ReportMetric(mb/tPlain.Seconds(), "plain-MB/s")
 	b.ReportMetric(mb/tRec.Seconds(), "rec-MB/s")
 	b.ReportMetric(tPlain.Seconds()/tRec.Seconds(), "ratio")
+	b.ReportMetric(tPlain.Seconds()/tFloor.Seconds(), "floor-ratio")
+	b.ReportMetric(tFloor.Seconds()/tRec.Seconds(), "rec/floor")
 }
 
 // BenchmarkReplay compares Replay of a log of 256 writes of 64 KiB (a Sync

@@ -613,7 +613,6 @@ func TestConcurrentWritersAndFlushes(t *testing.T) {
 	}
 }
 
-// A Recorder starts no goroutines: Close leaves none behind.
 // A Recorder starts no goroutines, so Close leaves none behind.
 func TestNoGoroutineLeak(t *testing.T) {
 	before := runtime.NumGoroutine()

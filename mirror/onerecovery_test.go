@@ -139,15 +139,28 @@ func TestSlowResyncWorkDoesNotStallWrites(t *testing.T) {
 	defer close(log.release)
 	<-log.blocked
 	// Region 0's copy (4 KiB) ends meanwhile and waits for the slow call
-	// to record its outcome; give it the time to get there.
-	time.Sleep(100 * time.Millisecond)
-	start := time.Now()
+	// to record its outcome: it is counted just before it does (read
+	// without the mirror's lock, which a regression would hold).
+	deadline := time.Now().Add(10 * time.Second)
+	for m.stats.resyncedRegions.Load() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("region 0 was never copied")
+		}
+		time.Sleep(time.Millisecond) // polling a counter: there is nothing to wait on
+	}
 	// Region 9 is in sync and clean: the write marks it and waits for a
 	// log flush, which needs the mirror's lock.
-	if _, err := m.WriteAt(fill(4096, 'w'), 9*rs); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("a write took %v while a ResyncWork call was slow", d)
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.WriteAt(fill(4096, 'w'), 9*rs)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a write still waited after 2 s while a ResyncWork call was slow")
 	}
 }

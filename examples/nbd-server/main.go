@@ -32,6 +32,11 @@
 // NBD_OPT_STARTTLS (nbd-client -certfile/-keyfile/-cacertfile, or
 // nbd+unix/nbds:// URIs with libnbd's tls settings).
 //
+// At most -max-conns connections (default 16) are served at once; a
+// client beyond that is refused in the handshake with "too many
+// connections" (qemu prints it; logged with -v). Each connection may hold
+// up to 64 MiB of requests in flight.
+//
 // -control unix:PATH opens a control socket taking one command per line:
 // "mark NAME" places a mark in the Recorder's log (as dmsetup message
 // DEV 0 mark NAME does for the kernel target) and answers "ok", or
@@ -96,6 +101,7 @@ func run(ctx context.Context, args []string, out io.Writer, onReady ready) error
 	certFile := fs.String("tls-cert", "", "server certificate (PEM): clients must use STARTTLS")
 	keyFile := fs.String("tls-key", "", "server private key (PEM)")
 	caFile := fs.String("tls-ca", "", "CA bundle (PEM) client certificates must chain to (mutual TLS)")
+	maxConns := fs.Int("max-conns", nbd.DefaultMaxConns, "connections served at once; more are refused with \"too many connections\" (each may hold 64 MiB of requests)")
 	verbose := fs.Bool("v", false, "log connection events and backend errors to stderr")
 	const header = "usage: nbd-server -listen unix:PATH|tcp:HOST:PORT (-file IMG | -mirror LEG1,LEG2 -log LOG | -record DEV -log LOG) [flags]\n\n"
 	const footer = `
@@ -157,6 +163,9 @@ SIGINT/SIGTERM: stop accepting, finish requests, flush, close the log, remove so
 			return usagef("-region %d bytes: want a power of two of at least 1KiB", r)
 		}
 	}
+	if *maxConns < 1 {
+		return usagef("-max-conns %d: want at least 1 connection", *maxConns)
+	}
 	if s := *sector; s < 512 || s > 4096 || s&(s-1) != 0 {
 		return usagef("-sector %d bytes: want 512, 1024, 2048 or 4096", s)
 	}
@@ -197,7 +206,7 @@ SIGINT/SIGTERM: stop accepting, finish requests, flush, close the log, remove so
 		return err
 	}
 	b.export.Name = *name
-	o := nbd.Options{TLS: tlsCfg}
+	o := nbd.Options{TLS: tlsCfg, MaxConns: *maxConns}
 	if *verbose {
 		o.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 	}

@@ -156,7 +156,7 @@ func TestUsage(t *testing.T) {
 	if err := run(context.Background(), []string{"-h"}, &out, nil); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)
 	}
-	for _, want := range []string{"-mirror", "-record", "-control", "nbd-client -u PATH /dev/nbd0", "mark NAME", "SIGTERM"} {
+	for _, want := range []string{"-mirror", "-record", "-control", "nbd-client -u PATH /dev/nbd0", "mark NAME", "SIGTERM", "-max-conns"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %q", want)
 		}
@@ -172,6 +172,7 @@ func TestUsage(t *testing.T) {
 		{"-listen", sock, "-mirror", "a,b"},
 		{"-listen", sock, "-mirror", "a,b", "-log", "l", "-region", "3000"},
 		{"-listen", sock, "-record", "a", "-log", "l", "-sector", "100"},
+		{"-listen", sock, "-file", "a", "-max-conns", "0"},
 		{"-listen", sock, "-file", "a", "-size", "12XB"},
 		{"-listen", "tcp:10.1.2.3:10809", "-file", "a"},
 		{"-listen", "ftp:x", "-file", "a"},

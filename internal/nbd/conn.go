@@ -21,6 +21,8 @@ type conn struct {
 	s  *Server
 	nc net.Conn
 
+	refuse string // set: refuse the client with this message (MaxConns were open)
+
 	mu      sync.Mutex
 	closing bool // Close was called: stop reading requests
 
@@ -70,6 +72,12 @@ func (c *conn) serve() {
 			tc.Close()
 		}
 	}()
+	if c.refuse != "" {
+		if err := c.refuseNegotiation(ss, c.refuse); err != nil {
+			c.logf("refused negotiation ended: %v", err)
+		}
+		return
+	}
 	e, err := c.negotiate(ss)
 	if err != nil {
 		if !errors.Is(err, ErrAborted) {

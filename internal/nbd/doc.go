@@ -27,4 +27,9 @@
 // connection only. Requests read after Server.Close began are answered
 // with NBD_ESHUTDOWN; after STARTTLS a connection ends with a TLS
 // close_notify.
+//
+// At most Options.MaxConns connections are served at once (so the memory
+// of requests in flight is bounded too); a client beyond that is greeted
+// and each of its options answered with NBD_REP_ERR_POLICY and "too many
+// connections ..." (see refuse.go).
 package nbd

@@ -84,8 +84,9 @@ func FuzzParseRequest(f *testing.F) {
 }
 
 // FuzzSession feeds arbitrary client bytes (after the greeting) to a
-// server connection: it must end (the input runs out, then the client
-// closes) without a panic or hang, whatever the bytes.
+// server connection, served and refused (MaxConns were open): it must end
+// (the input runs out, then the client closes) without a panic or hang,
+// whatever the bytes, and a refused one never reaches the device.
 func FuzzSession(f *testing.F) {
 	flags := binary.BigEndian.AppendUint32(nil, flagFixedNewstyle|flagNoZeroes)
 	opt := func(b []byte, o uint32, data []byte) []byte {
@@ -112,33 +113,44 @@ func FuzzSession(f *testing.F) {
 	f.Add(reqb(append([]byte{}, gob...), 0, cmdWrite, 0, 1<<30))
 	f.Add(reqb(append([]byte{}, gob...), 0, cmdDisc, 0, 0))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		s, err := NewServer(Options{HandshakeTimeout: 5 * time.Second}, Export{Size: 1 << 16, Dev: newMemDev(1 << 16)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, cli := socketPair(t)
-		defer cli.Close()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			newConn(s, srv).serve()
-		}()
-		// The client reads every reply, so the server never blocks on
-		// them, and half-closes after its input: the server sees the end of
-		// the input, not a connection that cannot take its replies.
-		go io.Copy(io.Discard, cli)
-		cli.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		cli.Write(in) // the server may stop reading early
-		cli.CloseWrite()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("server connection did not end for input %x", in)
-		}
-		if bytes.Equal(in, write) && s.Stats().Writes != 1 {
-			t.Fatalf("the write seed did not reach the transmission phase: %+v", s.Stats())
-		}
+		fuzzSession(t, in, "", write)
+		fuzzSession(t, in, "too many connections", write)
 	})
+}
+
+// fuzzSession serves in on one connection, refused with refuse if set.
+func fuzzSession(t *testing.T, in []byte, refuse string, write []byte) {
+	s, err := NewServer(Options{HandshakeTimeout: 5 * time.Second}, Export{Size: 1 << 16, Dev: newMemDev(1 << 16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, cli := socketPair(t)
+	defer cli.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c := newConn(s, srv)
+		c.refuse = refuse
+		c.serve()
+	}()
+	// The client reads every reply, so the server never blocks on
+	// them, and half-closes after its input: the server sees the end of
+	// the input, not a connection that cannot take its replies.
+	go io.Copy(io.Discard, cli)
+	cli.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	cli.Write(in) // the server may stop reading early
+	cli.CloseWrite()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("server connection did not end for input %x", in)
+	}
+	switch st := s.Stats(); {
+	case refuse != "" && st.Writes+st.Reads+st.Errors != 0:
+		t.Fatalf("a refused connection reached the transmission phase: %+v", st)
+	case refuse == "" && bytes.Equal(in, write) && st.Writes != 1:
+		t.Fatalf("the write seed did not reach the transmission phase: %+v", st)
+	}
 }
 
 // socketPair returns the two ends of a connected unix stream socket pair.

@@ -2,6 +2,8 @@ package nbd
 
 import (
 	"bytes"
+	"context"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -64,4 +66,43 @@ func TestQemuIO(t *testing.T) {
 		t.Fatalf("stats %+v: want a FUA write, a flush, a trim and a write-zeroes", st)
 	}
 	t.Logf("%+v", st)
+}
+
+// Real clients beyond MaxConns fail with the server's reason (qemu-img
+// prints it: "server reported: too many connections ..."; nbdinfo says
+// the server replied with an error) and succeed once the connection
+// holding the one slot has ended.
+func TestRealClientsBeyondMaxConns(t *testing.T) {
+	nbdinfo := tool(t, "nbdinfo", "libnbd-bin")
+	qemuImg := tool(t, "qemu-img", "qemu-utils")
+	dev := newMemDev(1 << 20)
+	s, addr := startServer(t, Options{MaxConns: 1}, Export{Size: 1 << 20, Dev: dev})
+	held := dial(t, addr, "")
+	fails := func(name string, args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+		if err == nil || ctx.Err() != nil {
+			t.Fatalf("%s with the one connection taken: %v, want a failure at once:\n%s", name, err, out)
+		}
+		return string(out)
+	}
+	if out := fails(nbdinfo, nbdURI(addr.String())); !strings.Contains(out, "server replied with error") {
+		t.Errorf("nbdinfo:\n%s", out)
+	}
+	if out := fails(qemuImg, "info", nbdURI(addr.String())); !strings.Contains(out, "too many connections: this server serves 1 at once") {
+		t.Errorf("qemu-img info does not print the reason:\n%s", out)
+	}
+	if st := s.Stats(); st.Refused != 2 {
+		t.Fatalf("stats %+v: want 2 refused", st)
+	}
+	held.disconnect()
+	waitActive(t, s, 0)
+	if out := run(t, nbdinfo, nbdURI(addr.String())); !strings.Contains(out, "export-size: 1048576") {
+		t.Fatalf("nbdinfo after the slot freed:\n%s", out)
+	}
+	if out := run(t, qemuImg, "info", nbdURI(addr.String())); !strings.Contains(out, "virtual size: 1 MiB") {
+		t.Fatalf("qemu-img info after the slot freed:\n%s", out)
+	}
 }

@@ -14,6 +14,9 @@ import (
 // (32 MiB, the size the protocol asks every server to accept).
 const DefaultMaxPayload = 32 << 20
 
+// DefaultMaxConns is the number of connections served at once by default.
+const DefaultMaxConns = 16
+
 // Options configure a Server. It is a plain value; NewServer copies it.
 type Options struct {
 	// MaxPayload is the largest READ or WRITE length accepted and the
@@ -29,6 +32,14 @@ type Options struct {
 	// MaxBufferBytes bounds the payload bytes held by one connection's
 	// requests in flight. Zero means max(64 MiB, MaxPayload).
 	MaxBufferBytes int64
+	// MaxConns bounds the connections served at once. A connection
+	// accepted beyond it is refused: greeted, every option it sends
+	// answered with NBD_REP_ERR_POLICY and "too many connections ...",
+	// then closed (or closed at once, while a few others are being refused
+	// already); it is counted in Stats.Refused and logged. It bounds the
+	// server's memory too: each connection holds up to MaxBufferBytes of
+	// payload. Zero means DefaultMaxConns.
+	MaxConns int
 	// HandshakeTimeout bounds the negotiation phase of a connection.
 	// Zero means 30 s.
 	HandshakeTimeout time.Duration
@@ -57,6 +68,9 @@ func (o *Options) fill() {
 	if o.MaxBufferBytes < int64(o.MaxPayload) {
 		o.MaxBufferBytes = int64(o.MaxPayload)
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = 30 * time.Second
 	}
@@ -75,6 +89,7 @@ func (o *Options) fill() {
 type Stats struct {
 	Connections int64 // connections accepted
 	Active      int64 // connections open now
+	Refused     int64 // connections refused: MaxConns were open
 	Reads       int64 // NBD_CMD_READ requests that succeeded
 	Writes      int64 // NBD_CMD_WRITE requests that succeeded (FUA ones included)
 	FUAWrites   int64 // successful writes and write-zeroes with NBD_CMD_FLAG_FUA
@@ -88,7 +103,7 @@ type Stats struct {
 }
 
 type counters struct {
-	conns, active, reads, writes, fua, flushes, trims, zeroes, errs, bread, bwrite, maxInFlight atomic.Int64
+	conns, active, refused, reads, writes, fua, flushes, trims, zeroes, errs, bread, bwrite, maxInFlight atomic.Int64
 }
 
 // Server serves exports over the NBD protocol (fixed newstyle negotiation,
@@ -101,8 +116,9 @@ type Server struct {
 	mu        sync.Mutex
 	closed    bool
 	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	wg        sync.WaitGroup // connection goroutines
+	conns     map[*conn]struct{} // served and being refused
+	refusing  int                // conns being refused (MaxConns were open)
+	wg        sync.WaitGroup     // connection goroutines
 
 	c counters
 }
@@ -188,7 +204,8 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
-// start registers and serves a connection unless the server is closed.
+// start registers and serves a connection unless the server is closed
+// (false), or closes it if MaxConns are open.
 func (s *Server) start(nc net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -196,18 +213,35 @@ func (s *Server) start(nc net.Conn) bool {
 		return false
 	}
 	c := newConn(s, nc)
+	if open := len(s.conns) - s.refusing; open >= s.o.MaxConns {
+		s.c.refused.Add(1)
+		if s.refusing >= maxRefusing {
+			s.o.Logf("nbd: %s: closed: %d connections open (Options.MaxConns) and %d being refused", nc.RemoteAddr(), open, s.refusing)
+			nc.Close()
+			return true
+		}
+		s.o.Logf("nbd: %s: refused: %d connections open (Options.MaxConns)", nc.RemoteAddr(), open)
+		c.refuse = fmt.Sprintf("too many connections: this server serves %d at once; try again when one has ended", s.o.MaxConns)
+		s.refusing++
+	} else {
+		s.c.conns.Add(1)
+		s.c.active.Add(1)
+	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
-	s.c.conns.Add(1)
-	s.c.active.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer c.cancel()
 		c.serve()
 		s.mu.Lock()
 		delete(s.conns, c)
+		if c.refuse != "" {
+			s.refusing--
+		}
 		s.mu.Unlock()
-		s.c.active.Add(-1)
+		if c.refuse == "" {
+			s.c.active.Add(-1)
+		}
 	}()
 	return true
 }
@@ -246,7 +280,7 @@ func (s *Server) Close() error {
 func (s *Server) Stats() Stats {
 	c := &s.c
 	return Stats{
-		Connections: c.conns.Load(), Active: c.active.Load(),
+		Connections: c.conns.Load(), Active: c.active.Load(), Refused: c.refused.Load(),
 		Reads: c.reads.Load(), Writes: c.writes.Load(), FUAWrites: c.fua.Load(),
 		Flushes: c.flushes.Load(), Trims: c.trims.Load(), WriteZeroes: c.zeroes.Load(),
 		Errors: c.errs.Load(), BytesRead: c.bread.Load(), BytesWrite: c.bwrite.Load(),

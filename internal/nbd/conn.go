@@ -21,7 +21,7 @@ type conn struct {
 	s  *Server
 	nc net.Conn
 
-	refuse string // set: refuse the client with this message (MaxConns were open)
+	admitted bool // in the transmission phase: counted in Server.serving (guarded by s.mu)
 
 	mu      sync.Mutex
 	closing bool // Close was called: stop reading requests
@@ -72,12 +72,6 @@ func (c *conn) serve() {
 			tc.Close()
 		}
 	}()
-	if c.refuse != "" {
-		if err := c.refuseNegotiation(ss, c.refuse); err != nil {
-			c.logf("refused negotiation ended: %v", err)
-		}
-		return
-	}
 	e, err := c.negotiate(ss)
 	if err != nil {
 		if !errors.Is(err, ErrAborted) {

@@ -28,8 +28,9 @@
 // with NBD_ESHUTDOWN; after STARTTLS a connection ends with a TLS
 // close_notify.
 //
-// At most Options.MaxConns connections are served at once (so the memory
-// of requests in flight is bounded too); a client beyond that is greeted
-// and each of its options answered with NBD_REP_ERR_POLICY and "too many
-// connections ..." (see refuse.go).
+// At most Options.MaxConns connections are in the transmission phase at
+// once (so the memory of requests in flight is bounded too): a client's
+// NBD_OPT_GO beyond that is answered with NBD_REP_ERR_POLICY and "too
+// many connections ..."; at most MaxHandshakes connections negotiate at
+// once.
 package nbd

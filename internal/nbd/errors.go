@@ -30,4 +30,8 @@ var (
 	// ErrTLSRequired is wrapped when a client tries to reach an export
 	// without STARTTLS on a server that requires TLS.
 	ErrTLSRequired = errors.New("nbd: TLS required")
+	// ErrTooManyConnections is wrapped when a client asks for an export
+	// with NBD_OPT_EXPORT_NAME while Options.MaxConns connections are
+	// served (the protocol can only answer by closing).
+	ErrTooManyConnections = errors.New("nbd: too many connections")
 )

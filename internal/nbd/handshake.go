@@ -82,6 +82,9 @@ func (c *conn) negotiate(ss *session) (*Export, error) {
 			if e == nil {
 				return nil, fmt.Errorf("%w: %q (NBD_OPT_EXPORT_NAME)", ErrUnknownExport, data)
 			}
+			if n, ok := s.admit(c); !ok {
+				return nil, fmt.Errorf("%w: NBD_OPT_EXPORT_NAME with %d connections served (Options.MaxConns), closing: that option cannot be refused", ErrTooManyConnections, n)
+			}
 			var b [10 + 124]byte
 			binary.BigEndian.PutUint64(b[0:], uint64(e.Size))
 			binary.BigEndian.PutUint16(b[8:], e.transmissionFlags())
@@ -158,6 +161,13 @@ func (c *conn) info(ss *session, opt uint32, data []byte) (*Export, bool, error)
 	e := c.s.export(req.name)
 	if e == nil {
 		return nil, false, ss.optReply(opt, repErrUnknown, []byte(fmt.Sprintf("no export named %q", req.name)))
+	}
+	if opt == optGo {
+		if n, ok := c.s.admit(c); !ok {
+			c.logf("NBD_OPT_GO refused: %d connections served (Options.MaxConns)", n)
+			return nil, false, ss.optReply(opt, repErrPolicy, []byte(fmt.Sprintf(
+				"too many connections: this server serves %d at once; try again when one has ended", c.s.o.MaxConns)))
+		}
 	}
 	var b [14]byte
 	binary.BigEndian.PutUint16(b[0:], infoExport)

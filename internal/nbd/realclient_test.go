@@ -98,7 +98,7 @@ func TestRealClientsBeyondMaxConns(t *testing.T) {
 		t.Fatalf("stats %+v: want 2 refused", st)
 	}
 	held.disconnect()
-	waitActive(t, s, 0)
+	waitServing(t, s, 0)
 	if out := run(t, nbdinfo, nbdURI(addr.String())); !strings.Contains(out, "export-size: 1048576") {
 		t.Fatalf("nbdinfo after the slot freed:\n%s", out)
 	}

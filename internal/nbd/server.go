@@ -17,6 +17,13 @@ const DefaultMaxPayload = 32 << 20
 // DefaultMaxConns is the number of connections served at once by default.
 const DefaultMaxConns = 16
 
+// MaxHandshakes is the most connections in the negotiation phase at once
+// (each for at most Options.HandshakeTimeout); a connection accepted
+// beyond it is closed at once, before the greeting, and counted in
+// Stats.Refused. Negotiating costs a connection its buffers only (128
+// KiB), so silent clients cannot hold the MaxConns slots.
+const MaxHandshakes = 64
+
 // Options configure a Server. It is a plain value; NewServer copies it.
 type Options struct {
 	// MaxPayload is the largest READ or WRITE length accepted and the
@@ -32,13 +39,14 @@ type Options struct {
 	// MaxBufferBytes bounds the payload bytes held by one connection's
 	// requests in flight. Zero means max(64 MiB, MaxPayload).
 	MaxBufferBytes int64
-	// MaxConns bounds the connections served at once. A connection
-	// accepted beyond it is refused: greeted, every option it sends
-	// answered with NBD_REP_ERR_POLICY and "too many connections ...",
-	// then closed (or closed at once, while a few others are being refused
-	// already); it is counted in Stats.Refused and logged. It bounds the
-	// server's memory too: each connection holds up to MaxBufferBytes of
-	// payload. Zero means DefaultMaxConns.
+	// MaxConns bounds the connections in the transmission phase at once.
+	// A client's NBD_OPT_GO beyond it is answered with NBD_REP_ERR_POLICY
+	// and "too many connections ..." (the client may try again on the same
+	// connection, or abort); an NBD_OPT_EXPORT_NAME beyond it, which cannot
+	// be refused, ends the connection. Both count in Stats.Refused and are
+	// logged. Connections still negotiating are bounded apart
+	// (MaxHandshakes). Each connection in transmission may hold up to
+	// MaxBufferBytes of payload. Zero means DefaultMaxConns.
 	MaxConns int
 	// HandshakeTimeout bounds the negotiation phase of a connection.
 	// Zero means 30 s.
@@ -87,9 +95,10 @@ func (o *Options) fill() {
 // request is counted when its reply is queued, so a client that has read a
 // reply sees it counted.
 type Stats struct {
-	Connections int64 // connections accepted
-	Active      int64 // connections open now
-	Refused     int64 // connections refused: MaxConns were open
+	Connections int64 // connections accepted and greeted
+	Active      int64 // of those, open now (negotiating or served)
+	Serving     int64 // of those, in the transmission phase now (at most MaxConns)
+	Refused     int64 // exports refused (MaxConns) and connections closed at accept (MaxHandshakes)
 	Reads       int64 // NBD_CMD_READ requests that succeeded
 	Writes      int64 // NBD_CMD_WRITE requests that succeeded (FUA ones included)
 	FUAWrites   int64 // successful writes and write-zeroes with NBD_CMD_FLAG_FUA
@@ -103,7 +112,7 @@ type Stats struct {
 }
 
 type counters struct {
-	conns, active, refused, reads, writes, fua, flushes, trims, zeroes, errs, bread, bwrite, maxInFlight atomic.Int64
+	conns, active, serving, refused, reads, writes, fua, flushes, trims, zeroes, errs, bread, bwrite, maxInFlight atomic.Int64
 }
 
 // Server serves exports over the NBD protocol (fixed newstyle negotiation,
@@ -113,12 +122,15 @@ type Server struct {
 	o       Options
 	exports []Export
 
-	mu        sync.Mutex
-	closed    bool
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{} // served and being refused
-	refusing  int                // conns being refused (MaxConns were open)
-	wg        sync.WaitGroup     // connection goroutines
+	mu          sync.Mutex
+	closed      bool
+	listeners   map[net.Listener]struct{}
+	conns       map[*conn]struct{}
+	handshaking int            // conns negotiating
+	serving     int            // conns in transmission (admitted)
+	closedLog   time.Time      // when the last "closed at accept" line was logged
+	closedSince int            // connections closed at accept since then
+	wg          sync.WaitGroup // connection goroutines
 
 	c counters
 }
@@ -205,45 +217,69 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // start registers and serves a connection unless the server is closed
-// (false), or closes it if MaxConns are open.
+// (false), or closes it if MaxHandshakes are negotiating.
 func (s *Server) start(nc net.Conn) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return false
 	}
-	c := newConn(s, nc)
-	if open := len(s.conns) - s.refusing; open >= s.o.MaxConns {
+	if s.handshaking >= MaxHandshakes {
 		s.c.refused.Add(1)
-		if s.refusing >= maxRefusing {
-			s.o.Logf("nbd: %s: closed: %d connections open (Options.MaxConns) and %d being refused", nc.RemoteAddr(), open, s.refusing)
-			nc.Close()
-			return true
+		s.closedSince++
+		var line string
+		if now := time.Now(); now.Sub(s.closedLog) >= time.Second {
+			// One line a second at most: a flood is one line, not one per connection.
+			line = fmt.Sprintf("nbd: %s: closed at accept: %d connections negotiating (MaxHandshakes); %d closed so since the last such line",
+				nc.RemoteAddr(), s.handshaking, s.closedSince)
+			s.closedLog, s.closedSince = now, 0
 		}
-		s.o.Logf("nbd: %s: refused: %d connections open (Options.MaxConns)", nc.RemoteAddr(), open)
-		c.refuse = fmt.Sprintf("too many connections: this server serves %d at once; try again when one has ended", s.o.MaxConns)
-		s.refusing++
-	} else {
-		s.c.conns.Add(1)
-		s.c.active.Add(1)
+		s.mu.Unlock()
+		nc.Close()
+		if line != "" {
+			s.o.Logf("%s", line)
+		}
+		return true
 	}
+	c := newConn(s, nc)
 	s.conns[c] = struct{}{}
+	s.handshaking++
 	s.wg.Add(1)
+	s.c.conns.Add(1)
+	s.c.active.Add(1)
+	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		defer c.cancel()
 		c.serve()
 		s.mu.Lock()
 		delete(s.conns, c)
-		if c.refuse != "" {
-			s.refusing--
+		if c.admitted {
+			s.serving--
+			s.c.serving.Add(-1)
+		} else {
+			s.handshaking--
 		}
 		s.mu.Unlock()
-		if c.refuse == "" {
-			s.c.active.Add(-1)
-		}
+		s.c.active.Add(-1)
 	}()
 	return true
+}
+
+// admit moves c from the negotiation to the transmission phase unless
+// MaxConns connections are there already; it returns how many are.
+func (s *Server) admit(c *conn) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.serving >= s.o.MaxConns {
+		s.c.refused.Add(1)
+		return s.serving, false
+	}
+	s.serving++
+	s.handshaking--
+	s.c.serving.Add(1)
+	c.admitted = true
+	return s.serving, true
 }
 
 // Close stops the listeners, stops reading new requests on every
@@ -280,7 +316,7 @@ func (s *Server) Close() error {
 func (s *Server) Stats() Stats {
 	c := &s.c
 	return Stats{
-		Connections: c.conns.Load(), Active: c.active.Load(), Refused: c.refused.Load(),
+		Connections: c.conns.Load(), Active: c.active.Load(), Serving: c.serving.Load(), Refused: c.refused.Load(),
 		Reads: c.reads.Load(), Writes: c.writes.Load(), FUAWrites: c.fua.Load(),
 		Flushes: c.flushes.Load(), Trims: c.trims.Load(), WriteZeroes: c.zeroes.Load(),
 		Errors: c.errs.Load(), BytesRead: c.bread.Load(), BytesWrite: c.bwrite.Load(),

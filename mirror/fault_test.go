@@ -69,6 +69,9 @@ func TestLegWriteErrorKernelSemantics(t *testing.T) {
 	r.waitSync(t)
 	waitFor(t, "status AA", func() bool { return r.m.Status() == "2 leg0 leg1 16/16 1 AA 3 disk log A" })
 	r.legsIdentical(t)
+	// The event is raised after the mirror's lock is dropped, so it may
+	// come just after the status shows the mirror in sync.
+	waitFor(t, "the in-sync event", func() bool { return ev.count(EventInSync) >= 1 })
 	if ev.count(EventInSync) != 1 {
 		t.Fatalf("%d in-sync events", ev.count(EventInSync))
 	}

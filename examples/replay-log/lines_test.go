@@ -62,11 +62,19 @@ func TestDecimal(t *testing.T) {
 }
 
 // TestLinesMatchFmt checks every line kind against the same line formatted
-// with fmt, through a writer small enough that lines are built outside its
-// buffer too, with runs of repeated and changing tails.
+// with fmt, through writers whose buffers are smaller than a line (lines
+// built apart), a few lines long (built in the buffer, or apart when it is
+// nearly full) and large (built in place), with runs of repeated and
+// changing tails.
 func TestLinesMatchFmt(t *testing.T) {
+	for _, size := range []int{64, 200, 4096} {
+		t.Run(fmt.Sprintf("buffer=%d", size), func(t *testing.T) { linesMatchFmt(t, size) })
+	}
+}
+
+func linesMatchFmt(t *testing.T, size int) {
 	var got, want bytes.Buffer
-	bw := bufio.NewWriterSize(&got, 64)
+	bw := bufio.NewWriterSize(&got, size)
 	l := newLines(bw)
 	const seed = 1
 	t.Logf("seed %d", seed)

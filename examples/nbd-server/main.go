@@ -250,8 +250,12 @@ SIGINT/SIGTERM: stop accepting, finish requests, flush, close the log, remove so
 	}
 	err = errors.Join(serveErr, err, b.close())
 	st := srv.Stats()
-	fmt.Fprintf(out, "nbd-server: stopped after %d connection(s): %d reads, %d writes (%d FUA), %d flushes, %d trims, %d write-zeroes, %d errors\n",
-		st.Connections, st.Reads, st.Writes, st.FUAWrites, st.Flushes, st.Trims, st.WriteZeroes, st.Errors)
+	refused := ""
+	if st.Refused > 0 {
+		refused = fmt.Sprintf(" (%d refused: -max-conns)", st.Refused)
+	}
+	fmt.Fprintf(out, "nbd-server: stopped after %d connection(s)%s: %d reads, %d writes (%d FUA), %d flushes, %d trims, %d write-zeroes, %d errors\n",
+		st.Connections, refused, st.Reads, st.Writes, st.FUAWrites, st.Flushes, st.Trims, st.WriteZeroes, st.Errors)
 	return err
 }
 

@@ -230,7 +230,7 @@ func (s *Server) start(nc net.Conn) bool {
 		var line string
 		if now := time.Now(); now.Sub(s.closedLog) >= time.Second {
 			// One line a second at most: a flood is one line, not one per connection.
-			line = fmt.Sprintf("nbd: %s: closed at accept: %d connections negotiating (MaxHandshakes); %d closed so since the last such line",
+			line = fmt.Sprintf("nbd: %s: closed at accept: %d connections negotiating (MaxHandshakes); %d closed since the last such line",
 				nc.RemoteAddr(), s.handshaking, s.closedSince)
 			s.closedLog, s.closedSince = now, 0
 		}

@@ -121,7 +121,7 @@ func (l *lines) entry(verb string, idx, block uint64, label string, sector, size
 	need := len(verb) + len(label) + 3*20 + len("@: ") + len(t.text)
 	var b []byte
 	if l.out.Available() >= need {
-		b = l.out.AvailableBuffer() // built in place: Write copies nothing
+		b = l.out.AvailableBuffer() // built in place: Write then copies it onto itself
 	} else {
 		if cap(l.line) < need {
 			l.line = make([]byte, 0, need)

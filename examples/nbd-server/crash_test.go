@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -14,30 +15,45 @@ import (
 	"time"
 )
 
+// dialExport connects to the server's unix socket and enters the
+// transmission phase of the default export with NBD_OPT_EXPORT_NAME "" (a
+// client in a few lines); the connection fails rather than hangs after
+// 60 s.
+func dialExport(sock string) (net.Conn, *bufio.Reader, error) {
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.SetDeadline(time.Now().Add(60 * time.Second)) // a stuck server fails the test rather than hanging it
+	r := bufio.NewReader(c)
+	msg := binary.BigEndian.AppendUint32(nil, 3) // fixed newstyle, no zeroes
+	msg = binary.BigEndian.AppendUint64(msg, 0x49484156454f5054)
+	msg = binary.BigEndian.AppendUint32(msg, 1) // NBD_OPT_EXPORT_NAME ""
+	msg = binary.BigEndian.AppendUint32(msg, 0)
+	if _, err := io.ReadFull(r, make([]byte, 18)); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("greeting: %w", err)
+	}
+	if _, err := c.Write(msg); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	if _, err := io.ReadFull(r, make([]byte, 10)); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("export information: %w", err)
+	}
+	return c, r, nil
+}
+
 // writeLoop writes 64 KiB blocks (4 in flight) across the first size bytes
 // of the export at sock until stop is closed or the connection fails; it
 // sends the number of acknowledged writes on acked after each one.
 func writeLoop(sock string, size int64, stop <-chan struct{}, acked chan<- int) error {
-	c, err := net.Dial("unix", sock)
+	c, r, err := dialExport(sock)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second)) // a stuck server fails the test rather than hanging it
-	r := bufio.NewReader(c)
-	if _, err := io.ReadFull(r, make([]byte, 18)); err != nil {
-		return err
-	}
-	msg := binary.BigEndian.AppendUint32(nil, 3)
-	msg = binary.BigEndian.AppendUint64(msg, 0x49484156454f5054)
-	msg = binary.BigEndian.AppendUint32(msg, 1) // NBD_OPT_EXPORT_NAME ""
-	msg = binary.BigEndian.AppendUint32(msg, 0)
-	if _, err := c.Write(msg); err != nil {
-		return err
-	}
-	if _, err := io.ReadFull(r, make([]byte, 10)); err != nil {
-		return err
-	}
 	const n = 64 << 10
 	req := make([]byte, 28+n)
 	binary.BigEndian.PutUint32(req, 0x25609513)

@@ -1,11 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
-	"io"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -21,27 +17,12 @@ func TestMaxConnsFlag(t *testing.T) {
 	dir := t.TempDir()
 	s := start(t, "-listen", "unix:"+filepath.Join(dir, "s"), "-file", filepath.Join(dir, "img"), "-size", "1MiB", "-max-conns", "1")
 
-	// A client in the transmission phase (NBD_OPT_EXPORT_NAME "").
-	held, err := net.DialTimeout("unix", s.sock, 5*time.Second)
+	// A client in the transmission phase.
+	held, _, err := dialExport(s.sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	held.SetDeadline(time.Now().Add(30 * time.Second)) // fail fast rather than hang
-	r := bufio.NewReader(held)
-	if _, err := io.ReadFull(r, make([]byte, 18)); err != nil {
-		t.Fatal(err)
-	}
-	msg := binary.BigEndian.AppendUint32(nil, 3) // fixed newstyle, no zeroes
-	msg = binary.BigEndian.AppendUint64(msg, 0x49484156454f5054)
-	msg = binary.BigEndian.AppendUint32(msg, 1) // NBD_OPT_EXPORT_NAME
-	msg = binary.BigEndian.AppendUint32(msg, 0)
-	if _, err := held.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(r, make([]byte, 10)); err != nil {
-		t.Fatalf("export info: %v", err)
-	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -24,6 +24,12 @@ func (l *logLines) logf(format string, args ...any) {
 	l.lines = append(l.lines, fmt.Sprintf(format, args...))
 }
 
+func (l *logLines) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
+}
+
 func (l *logLines) has(sub string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -86,7 +92,7 @@ func TestMaxConnsRefusesGo(t *testing.T) {
 		t.Fatalf("stats %+v: want 2 refused, 2 served, 3 open", st)
 	}
 	if !log.has("NBD_OPT_GO refused: 2 connections served (Options.MaxConns)") {
-		t.Errorf("log %q: want a line about the refusal", log.lines)
+		t.Errorf("log %q: want a line about the refusal", log.all())
 	}
 
 	if e, _ := c2.do(cmdRead, 0, 0, 512, nil); e != 0 {
@@ -132,7 +138,7 @@ func TestMaxConnsExportNameCloses(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for !log.has("too many connections: NBD_OPT_EXPORT_NAME with 1 connections served") {
 		if time.Now().After(deadline) {
-			t.Fatalf("log %q: want the reason the connection was closed", log.lines)
+			t.Fatalf("log %q: want the reason the connection was closed", log.all())
 		}
 		time.Sleep(time.Millisecond) // the line comes as the connection ends
 	}
@@ -180,7 +186,7 @@ func TestSilentClientsDoNotHoldSlots(t *testing.T) {
 		t.Fatalf("stats %+v: want 1 refused, 1 served, %d open", st, MaxHandshakes+1)
 	}
 	if !log.has("closed at accept: 64 connections negotiating (MaxHandshakes)") {
-		t.Errorf("log %q", log.lines)
+		t.Errorf("log %q", log.all())
 	}
 	// Close with every silent client still connected: it ends them.
 	t0 := time.Now()

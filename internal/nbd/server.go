@@ -235,10 +235,10 @@ func (s *Server) start(nc net.Conn) bool {
 			s.closedLog, s.closedSince = now, 0
 		}
 		s.mu.Unlock()
-		nc.Close()
 		if line != "" {
-			s.o.Logf("%s", line)
+			s.o.Logf("%s", line) // before the close: a client that sees it closed finds the line logged
 		}
+		nc.Close()
 		return true
 	}
 	c := newConn(s, nc)

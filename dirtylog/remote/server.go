@@ -9,10 +9,10 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/dmlog/dmlog/dirtylog"
+	"github.com/dmlog/dmlog/internal/accept"
 )
 
 // Defaults for ServerOptions.
@@ -218,24 +218,24 @@ func (s *Server) Serve(l net.Listener) error {
 	defer s.wg.Done()
 	s.log.Info("serving", "addr", l.Addr().String(), "tls", tcfg != nil)
 
-	var delay time.Duration
+	var backoff accept.Backoff
 	for {
 		nc, err := l.Accept()
 		if err != nil {
 			s.mu.Lock()
 			closed := s.closed
-			if closed || !retryAccept(err) {
+			if closed || !accept.Transient(err) {
 				delete(s.listeners, l)
 			}
 			s.mu.Unlock()
 			if closed {
 				return ErrServerClosed
 			}
-			if retryAccept(err) {
+			if accept.Transient(err) {
 				// Out of file descriptors, or a connection aborted
 				// before it was accepted: back off and go on serving.
 				// l stays registered, so Close can still close it.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				delay := backoff.Next()
 				s.log.Warn("accept", "err", err, "retry_in", delay)
 				select {
 				case <-time.After(delay):
@@ -246,7 +246,7 @@ func (s *Server) Serve(l net.Listener) error {
 			l.Close()
 			return fmt.Errorf("remote: accept on %s: %w", l.Addr(), err)
 		}
-		delay = 0
+		backoff.Reset()
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -303,22 +303,6 @@ func (s *Server) Logs() []string {
 		out = append(out, u)
 	}
 	return out
-}
-
-// retryAccept reports whether an Accept error is transient: a timeout,
-// too many open files, no buffer space, or a connection aborted by its
-// peer before it was accepted.
-func retryAccept(err error) bool {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return true
-	}
-	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Server) dropConn(sc *serverConn) {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dmlog/dmlog/internal/accept"
 )
 
 // DefaultMaxPayload is the largest READ or WRITE payload served by default
@@ -190,7 +192,7 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 		l.Close()
 	}()
-	var backoff time.Duration
+	var backoff accept.Backoff
 	for {
 		nc, err := l.Accept()
 		if err != nil {
@@ -200,15 +202,17 @@ func (s *Server) Serve(l net.Listener) error {
 			if closed {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff) // back off a transient accept failure (e.g. out of descriptors)
+			if accept.Transient(err) {
+				// Out of descriptors, a connection aborted before it was
+				// accepted: back off and go on serving.
+				delay := backoff.Next()
+				s.o.Logf("nbd: accept: %v; retrying in %v", err, delay)
+				time.Sleep(delay)
 				continue
 			}
 			return fmt.Errorf("nbd: accept: %w", err)
 		}
-		backoff = 0
+		backoff.Reset()
 		if !s.start(nc) {
 			nc.Close()
 			return ErrServerClosed

@@ -81,15 +81,11 @@ func (w *cpioWriter) chardev(name string, maj, min uint32) {
 
 // hostFile adds a host file (symlinks followed) at the same path.
 func (w *cpioWriter) hostFile(src, dst string) error {
-	b, err := os.ReadFile(src)
+	b, perm, err := readFileMode(src)
 	if err != nil {
 		return err
 	}
-	fi, err := os.Stat(src)
-	if err != nil {
-		return err
-	}
-	w.file(dst, b, uint32(fi.Mode().Perm()))
+	w.file(dst, b, uint32(perm))
 	return nil
 }
 

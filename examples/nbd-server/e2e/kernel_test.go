@@ -251,16 +251,26 @@ func moduleDeps(path string) ([]string, error) {
 	return nil, nil
 }
 
-func copyFile(src, dst string) error {
+// readFileMode returns a file's contents and permission bits (symlinks
+// followed).
+func readFileMode(src string) ([]byte, fs.FileMode, error) {
 	b, err := os.ReadFile(src)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	fi, err := os.Stat(src)
 	if err != nil {
+		return nil, 0, err
+	}
+	return b, fi.Mode().Perm(), nil
+}
+
+func copyFile(src, dst string) error {
+	b, perm, err := readFileMode(src)
+	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(dst, b, fi.Mode().Perm()); err != nil {
+	if err := os.WriteFile(dst, b, perm); err != nil {
 		return errors.Join(fmt.Errorf("copying %s", src), err)
 	}
 	return nil

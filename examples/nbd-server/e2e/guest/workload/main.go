@@ -261,10 +261,7 @@ func (w *workload) writeFile(rel string, data []byte, sync bool) error {
 	w.written += int64(len(data))
 	w.liveSz += int64(len(data))
 	if sync {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
+		return syncClose(f)
 	}
 	return f.Close()
 }
@@ -407,11 +404,7 @@ func (w *workload) makeDurable() error {
 	if err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := syncClose(f); err != nil {
 		return err
 	}
 	if err := fsyncDir(filepath.Dir(w.path(rel))); err != nil {
@@ -448,11 +441,7 @@ func (w *workload) directFile() error {
 	}
 	w.written += size
 	w.liveSz += size
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := syncClose(f); err != nil {
 		return err
 	}
 	if err := fsyncDir(filepath.Dir(w.path(rel))); err != nil {
@@ -472,16 +461,21 @@ func (w *workload) report(rel string) error {
 	return nil
 }
 
+// syncClose fsyncs f and closes it (closing it on a failed fsync too).
+func syncClose(f *os.File) error {
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("fsync %s: %w", f.Name(), err)
+	}
+	return f.Close()
+}
+
 func fsyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return d.Close()
+	return syncClose(d)
 }
 
 func hashFile(p string) (int64, string, error) {

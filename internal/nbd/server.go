@@ -175,8 +175,11 @@ func (s *Server) export(name string) *Export {
 }
 
 // Serve accepts connections on l and serves each on its own goroutines
-// until Close (then it returns ErrServerClosed) or until Accept fails (then
-// it returns that error). It closes l when it returns.
+// until Close (then it returns ErrServerClosed) or until Accept fails for
+// good (then it returns that error). Transient Accept failures (out of
+// file descriptors, a connection aborted before it was accepted) are
+// logged and retried after a backoff of 5 ms doubling to 1 s. It closes l
+// when it returns.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
